@@ -1,0 +1,72 @@
+# Shared steps of ./launch/quickstart and ./launch/test. Sourced, not executed.
+# Every step prints what it does; failures stop the calling script (set -e there).
+
+HLLM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HLLM_BUILD_DIR="${HLLM_BUILD_DIR:-$HLLM_ROOT/build}"
+HLLM_JOBS="${HLLM_JOBS:-$(nproc)}"
+
+# Debian packages the build, the tests and the benchmarks need (STACK.md).
+HLLM_PACKAGES=(
+  g++ cmake ninja-build ccache pkg-config git
+  libcaf-dev
+  libtorch-dev libopenblas0-openmp libgloo-dev
+  libcapnp-dev capnproto
+  libzmq3-dev cppzmq-dev
+  libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
+  libsentencepiece-dev
+  libxxhash-dev libzstd-dev
+  clang libclang-rt-14-dev
+)
+
+hllm_phase_start=0
+phase() {
+  hllm_phase_start=$(date +%s)
+  printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"
+}
+phase_done() {
+  printf '    done in %ss\n' "$(( $(date +%s) - hllm_phase_start ))"
+}
+
+ensure_packages() {
+  phase "checking Debian packages (${#HLLM_PACKAGES[@]})"
+  local missing=()
+  local p
+  for p in "${HLLM_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("$p")
+    fi
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "    all present"
+    phase_done
+    return 0
+  fi
+  echo "    missing: ${missing[*]}"
+  local line="apt-get install -y --no-install-recommends ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "    not root: install them with"
+    echo "      sudo apt-get update && sudo $line"
+    echo "    then run this command again."
+    exit 1
+  fi
+  echo "    installing: $line"
+  DEBIAN_FRONTEND=noninteractive apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $line
+  phase_done
+}
+
+configure_and_build() {
+  phase "configuring ($HLLM_BUILD_DIR)"
+  if [ ! -f "$HLLM_BUILD_DIR/build.ninja" ]; then
+    cmake -S "$HLLM_ROOT" -B "$HLLM_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@"
+  else
+    echo "    already configured"
+  fi
+  phase_done
+  phase "building with $HLLM_JOBS jobs (ninja prints [done/total])"
+  # One heavy build at a time on this machine: serialize concurrent builds of the same tree.
+  flock "$HLLM_BUILD_DIR/.build.lock" cmake --build "$HLLM_BUILD_DIR" -j "$HLLM_JOBS"
+  phase_done
+}

@@ -1,0 +1,89 @@
+#pragma once
+// The prepared dataset (`hllm prepare` output): memory-mapped, read-only, verified against its manifest.
+//
+// Layout of a dataset directory (all integers little-endian, every array file is raw elements, no header):
+//   manifest.json          format, version, counts, options used, and the xxh64 of every other file
+//   item_token_offsets.u64 n_items + 2 offsets into item_tokens (row 0 = padding item, empty)
+//   item_tokens.i32        token ids of every item's prompt text, BOS first, cut at max_text_tokens
+//   item_raw_offsets.u64   n_items + 2 offsets into item_raw_ids (row 0 empty)
+//   item_raw_ids.bin       the raw item ids from the CSV, concatenated
+//   user_raw_offsets.u64   n_users + 1 offsets into user_raw_ids
+//   user_raw_ids.bin       the raw user ids, concatenated
+//   seq_offsets.u64        n_users + 1 offsets into seq_items / seq_times
+//   seq_items.i32          dense item ids (1..n_items) of every user's sequence, sorted stably by timestamp
+//   seq_times.i64          the timestamps beside seq_items
+//   item_train_count.i64   n_items + 1: how often each item occurs in a training part (popularity; row 0 = 0)
+//   tokenizer.model        the SentencePiece model used (copied or trained), for reproducibility
+//
+// Split (leave-one-out, REFERENCE.md): for a user sequence s of length n >= 3, the training part is s[0 .. n-2),
+// the validation target s[n-2] and the test target s[n-1]. An item is cold when its train count is 0.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "storage/span.hpp"
+
+namespace hllm::storage {
+
+inline constexpr const char* dataset_format = "hllm-dataset";
+inline constexpr int dataset_format_version = 1;
+
+struct dataset_info {
+  int64_t users = 0;
+  int64_t items = 0;          // dense ids 1..items; 0 is padding
+  int64_t interactions = 0;
+  int64_t cold_items = 0;     // items with train count 0
+  int64_t tokens = 0;         // total item tokens
+  int32_t max_text_tokens = 0;
+  int32_t vocab_size = 0;
+  int32_t bos_id = 1;
+  std::string prompt;
+  std::string fields;         // comma-separated text fields used
+  std::string source;         // free text: where the data came from
+};
+
+class dataset {
+ public:
+  // Opens DIR read-only. With verify, every file's xxh64 is checked against the manifest.
+  // Throws hllm::error naming the file on any problem.
+  static dataset open(const std::string& dir, bool verify = true);
+
+  dataset(dataset&&) noexcept;
+  dataset& operator=(dataset&&) noexcept;
+  ~dataset();
+
+  const dataset_info& info() const;
+  const std::string& dir() const;
+  int64_t num_users() const { return info().users; }
+  int64_t num_items() const { return info().items; }
+
+  // Token ids of item `item` (1..num_items); empty for 0.
+  span<const int32_t> item_tokens(int32_t item) const;
+  std::string_view raw_item_id(int32_t item) const;
+  std::string_view raw_user_id(int64_t user) const;
+
+  // The user's whole time-ordered sequence, and its parts under the leave-one-out split.
+  span<const int32_t> user_sequence(int64_t user) const;
+  span<const int64_t> user_times(int64_t user) const;
+  span<const int32_t> train_sequence(int64_t user) const;  // all but the last two
+  int32_t valid_target(int64_t user) const;
+  int32_t test_target(int64_t user) const;
+
+  int64_t train_count(int32_t item) const;
+  bool is_cold(int32_t item) const { return train_count(item) == 0; }
+
+  // Whole arrays, for bulk consumers (evaluators, samplers).
+  span<const uint64_t> seq_offsets() const;
+  span<const int32_t> seq_items() const;
+  span<const uint64_t> item_token_offsets() const;
+  span<const int32_t> item_tokens_all() const;
+  span<const int64_t> item_train_counts() const;
+
+ private:
+  struct impl;
+  explicit dataset(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace hllm::storage
