@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "storage/span.hpp"
 
@@ -42,6 +43,26 @@ struct dataset_info {
   std::string fields;         // comma-separated text fields used
   std::string source;         // free text: where the data came from
 };
+
+// Everything a dataset directory holds, in memory; `write_dataset` turns it into files.
+struct dataset_arrays {
+  std::vector<uint64_t> item_token_offsets{0, 0};  // row 0 = padding item
+  std::vector<int32_t> item_tokens;
+  std::vector<uint64_t> item_raw_offsets{0, 0};
+  std::string item_raw_ids;
+  std::vector<uint64_t> user_raw_offsets{0};
+  std::string user_raw_ids;
+  std::vector<uint64_t> seq_offsets{0};
+  std::vector<int32_t> seq_items;
+  std::vector<int64_t> seq_times;
+  std::vector<int64_t> item_train_count{0};
+};
+
+// Writes a dataset into `dir` atomically: files go to a sibling staging directory, are fsynced and hashed, the
+// manifest is written last, then the staging directory replaces `dir` in one rename. `tokenizer_model` is the
+// serialized SentencePiece model (may be empty). `report` is stored in the manifest as is.
+void write_dataset(const std::string& dir, const dataset_info& info, const dataset_arrays& arrays,
+                   const std::string& tokenizer_model, const std::string& report_json);
 
 class dataset {
  public:
