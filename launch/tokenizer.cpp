@@ -59,7 +59,7 @@ std::unique_ptr<storage::tokenizer> train_sentencepiece(const std::vector<std::s
   text_iterator it(texts);
   std::string model;
   std::unordered_map<std::string, std::string> args{
-      {"model_type", "unigram"},       {"vocab_size", std::to_string(vocab_size)},
+      {"model_type", "bpe"},       {"vocab_size", std::to_string(vocab_size)},
       {"hard_vocab_limit", "false"},   {"character_coverage", "1.0"},
       {"unk_id", "0"},                 {"bos_id", "1"},
       {"eos_id", "2"},                 {"pad_id", "-1"},

@@ -11,7 +11,7 @@ namespace hllm::launch {
 // Loads a SentencePiece `tokenizer.model` (e.g. a Llama tokenizer). Throws hllm::error naming the file.
 std::unique_ptr<storage::tokenizer> load_sentencepiece(const std::string& model_path);
 
-// Trains a SentencePiece unigram model with about `vocab_size` pieces on `texts` (BOS = 1, EOS = 2, UNK = 0, as
+// Trains a SentencePiece BPE model (like the Llama tokenizer; unigram split the shared prompt words into letters on small catalogues) with about `vocab_size` pieces on `texts` (BOS = 1, EOS = 2, UNK = 0, as
 // Llama), deterministic for the same texts.
 std::unique_ptr<storage::tokenizer> train_sentencepiece(const std::vector<std::string>& texts, int vocab_size);
 

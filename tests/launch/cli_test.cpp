@@ -1,0 +1,175 @@
+// Runs the real `hllm` executables as child processes.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include "../storage/test_util.hpp"
+#include "storage/dataset.hpp"
+
+using hllm::test::read_bytes;
+using hllm::test::temp_dir;
+using hllm::test::write_text;
+
+namespace {
+
+struct run_result {
+  int status;
+  std::string output;
+};
+
+run_result run(const std::string& args) {
+  std::string cmd = std::string(HLLM_BIN_DIR) + "/hllm " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+
+std::set<std::string> lines_of(const std::string& text) {
+  std::set<std::string> out;
+  std::size_t start = 0;
+  for (std::size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1) {
+    out.insert(text.substr(start, nl - start));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(cli, help_lists_commands_and_every_command_describes_its_options) {
+  auto r = run("--help");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(contains(r.output, "synth")) << r.output;
+  EXPECT_TRUE(contains(r.output, "prepare"));
+  r = run("prepare --help");
+  EXPECT_EQ(r.status, 0);
+  for (const char* opt : {"--interactions", "--items", "--out", "--tokenizer", "--train-tokenizer", "--fields",
+                          "--max-text-tokens", "--strict", "--kcore"}) {
+    EXPECT_TRUE(contains(r.output, opt)) << opt;
+  }
+  r = run("synth --help");
+  EXPECT_EQ(r.status, 0);
+  for (const char* opt : {"--out", "--users", "--items", "--seed", "--cold-items"}) {
+    EXPECT_TRUE(contains(r.output, opt)) << opt;
+  }
+}
+
+TEST(cli, unknown_command_fails_with_usage) {
+  auto r = run("frobnicate");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "unknown command 'frobnicate'"));
+}
+
+TEST(cli, synth_same_seed_same_bytes) {
+  temp_dir tmp;
+  ASSERT_EQ(run("synth --out " + tmp / "a" + " --users 200 --items 100 --topics 4").status, 0);
+  ASSERT_EQ(run("synth --out " + tmp / "b" + " --users 200 --items 100 --topics 4").status, 0);
+  EXPECT_EQ(read_bytes(tmp / "a/interactions.csv"), read_bytes(tmp / "b/interactions.csv"));
+  EXPECT_EQ(read_bytes(tmp / "a/items.csv"), read_bytes(tmp / "b/items.csv"));
+}
+
+TEST(cli, prepare_on_synthetic_data_keeps_cold_items_out_of_training) {
+  temp_dir tmp;
+  ASSERT_EQ(run("synth --out " + tmp / "csv" + " --users 400 --items 200 --topics 5").status, 0);
+  auto r = run("prepare --interactions " + tmp / "csv/interactions.csv" + " --items " + tmp / "csv/items.csv" +
+               " --out " + tmp / "ds" + " --train-tokenizer 500 --quiet");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "users")) << r.output;
+  auto ds = hllm::storage::dataset::open(tmp / "ds");
+  EXPECT_EQ(ds.num_users(), 400);
+  auto cold = lines_of(read_bytes(tmp / "csv/cold_items.txt"));
+  ASSERT_FALSE(cold.empty());
+  int64_t cold_seen = 0;
+  for (int32_t item = 1; item <= ds.num_items(); ++item) {
+    if (cold.count(std::string(ds.raw_item_id(item))) != 0) {
+      EXPECT_EQ(ds.train_count(item), 0) << ds.raw_item_id(item);
+      ++cold_seen;
+    }
+    // BOS first in every item's tokens.
+    ASSERT_FALSE(ds.item_tokens(item).empty());
+    EXPECT_EQ(ds.item_tokens(item)[0], ds.info().bos_id);
+  }
+  EXPECT_GT(cold_seen, 0);
+  // Independently of the counts: no training part holds a cold item.
+  for (int64_t u = 0; u < ds.num_users(); ++u) {
+    for (int32_t item : ds.train_sequence(u)) EXPECT_EQ(cold.count(std::string(ds.raw_item_id(item))), 0u);
+  }
+  // Reusing the stored tokenizer reproduces the same tokens.
+  r = run("prepare --interactions " + tmp / "csv/interactions.csv" + " --items " + tmp / "csv/items.csv" +
+          " --out " + tmp / "ds2" + " --tokenizer " + tmp / "ds/tokenizer.model" + " --quiet");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(read_bytes(tmp / "ds/item_tokens.i32"), read_bytes(tmp / "ds2/item_tokens.i32"));
+}
+
+TEST(cli, prepare_reads_hand_written_pixelrec_and_books_layouts) {
+  temp_dir tmp;
+  write_text(tmp / "inter.csv",
+             "item_id,user_id,timestamp\n"
+             "101,alice,1700000000\n102,alice,1700000100\n103,alice,1700000200\n"
+             "102,bob,1700000050\n101,bob,1700000060\n104,bob,1700000070\n");
+  write_text(tmp / "pixel.csv",
+             "item_id,title,tag,description\n"
+             "101,Sunset timelapse,nature,\"Clouds, sea and \"\"golden\"\" light\"\n"
+             "102,Cat video,pets,A cat falls asleep\n103,Café tour,food,Croissants in Paris\n"
+             "104,Night city,urban,\"Neon\nand rain\"\n");
+  write_text(tmp / "books.csv",
+             "item_id,title,description\n101,Dune,Desert planet\n102,Emma,Manners\n103,Ulysses,Dublin day\n"
+             "104,Beloved,Memory\n");
+  auto r = run("prepare --interactions " + tmp / "inter.csv" + " --items " + tmp / "pixel.csv" + " --out " +
+               tmp / "px" + " --train-tokenizer 100 --quiet --strict");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto px = hllm::storage::dataset::open(tmp / "px");
+  EXPECT_EQ(px.num_items(), 4);
+  EXPECT_EQ(px.info().fields, "title,tag,description");
+  r = run("prepare --interactions " + tmp / "inter.csv" + " --items " + tmp / "books.csv" + " --out " + tmp / "bk" +
+          " --fields title,description --train-tokenizer 100 --quiet --strict");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(hllm::storage::dataset::open(tmp / "bk").info().fields, "title,description");
+  // Books layout with the PixelRec fields: the missing column is named.
+  r = run("prepare --interactions " + tmp / "inter.csv" + " --items " + tmp / "books.csv" + " --out " + tmp / "bad" +
+          " --train-tokenizer 100 --quiet");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.output, "missing column 'tag'")) << r.output;
+}
+
+TEST(cli, prepare_errors_name_the_file_and_line_and_write_nothing) {
+  temp_dir tmp;
+  write_text(tmp / "items.csv", "item_id,title,tag,description\na,x,y,z\n");
+  write_text(tmp / "inter.csv", "item_id,user_id,timestamp\na,u,1\na,u,2\na,u,oops\n");
+  auto r = run("prepare --interactions " + tmp / "inter.csv" + " --items " + tmp / "items.csv" + " --out " +
+               tmp / "ds" + " --train-tokenizer 50 --quiet --strict");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.output, "inter.csv:4: non-numeric timestamp")) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(tmp / "ds"));
+  r = run("prepare --interactions " + tmp / "missing.csv" + " --items " + tmp / "items.csv" + " --out " + tmp / "ds" +
+          " --train-tokenizer 50 --quiet");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.output, "missing.csv")) << r.output;
+  write_text(tmp / "junk.model", "this is not a sentencepiece model");
+  write_text(tmp / "inter.csv", "item_id,user_id,timestamp\na,u,1\na,u,2\na,u,3\n");
+  r = run("prepare --interactions " + tmp / "inter.csv" + " --items " + tmp / "items.csv" + " --out " + tmp / "ds" +
+          " --tokenizer " + tmp / "junk.model" + " --quiet");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.output, "junk.model")) << r.output;
+  r = run("prepare --interactions " + tmp / "inter.csv" + " --items " + tmp / "items.csv" + " --out " + tmp / "ds");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(contains(r.output, "--tokenizer MODEL or --train-tokenizer")) << r.output;
+}
+
+TEST(cli, tiny_fixture_dataset_is_prepared_and_verifies) {
+  const char* path = std::getenv("HLLM_TINY_DATA");
+  ASSERT_NE(path, nullptr);
+  auto ds = hllm::storage::dataset::open(path);
+  EXPECT_EQ(ds.num_users(), 600);
+  EXPECT_GT(ds.info().cold_items, 0);
+  EXPECT_LE(ds.item_tokens(1).size(), 32u);
+}
