@@ -1,0 +1,709 @@
+#include "messages/codec.hpp"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <optional>
+#include <random>
+
+#include "messages/envelope.capnp.h"
+
+namespace hllm::msg {
+namespace {
+
+namespace w = hllm::wire;
+
+static_assert(static_cast<std::size_t>(w::Envelope::Body::SHUTDOWN) + 1 == body_kind_count,
+              "bodies.hpp `body` must list every member of Envelope.body, in order");
+
+// Thrown inside this file only: decode() turns it into a failure value.
+struct decode_failure {
+  failure f;
+};
+
+[[noreturn]] void fail(error_code code, std::string what) { throw decode_failure{{code, std::move(what)}}; }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scalars, texts, lists, enums.
+
+kj::StringPtr text(const std::string& s) { return kj::StringPtr(s.c_str(), s.size()); }
+std::string str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+template <class ListBuilder, class Vector>
+void fill(ListBuilder list, const Vector& v) {
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    list.set(static_cast<unsigned>(i), v[i]);
+  }
+}
+
+template <class T, class ListReader>
+std::vector<T> vec(ListReader list) {
+  std::vector<T> out;
+  out.reserve(list.size());
+  for (auto x : list) {
+    out.push_back(x);
+  }
+  return out;
+}
+
+template <class Out, class WireEnum>
+Out enum_in(WireEnum raw, std::uint16_t count, const char* what) {
+  auto v = static_cast<std::uint16_t>(raw);
+  if (v >= count) {
+    fail(error_code::malformed, std::string("unknown ") + what + " value " + std::to_string(v));
+  }
+  return static_cast<Out>(v);
+}
+
+template <class WireEnum, class In>
+WireEnum enum_out(In v) {
+  return static_cast<WireEnum>(static_cast<std::uint16_t>(v));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Shared pieces.
+
+void put(w::Tensor::Builder b, const tensor& t) {
+  b.setDtype(enum_out<w::DType>(t.type));
+  fill(b.initShape(static_cast<unsigned>(t.shape.size())), t.shape);
+  b.setData(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(t.data.data()), t.data.size()));
+}
+
+tensor get(w::Tensor::Reader r) {
+  tensor t;
+  t.type = enum_in<dtype>(r.getDtype(), 7, "dtype");
+  t.shape = vec<std::int64_t>(r.getShape());
+  auto data = r.getData();
+  // The product of the shape must describe the data exactly: a reader views it as numbers.
+  unsigned __int128 expected = element_size(t.type);
+  for (auto d : t.shape) {
+    if (d < 0) {
+      fail(error_code::malformed, "tensor has a negative dimension");
+    }
+    expected *= static_cast<std::uint64_t>(d);
+    if (expected > std::numeric_limits<std::uint64_t>::max()) {
+      fail(error_code::malformed, "tensor shape overflows");
+    }
+  }
+  // An empty shape means "no tensor" (the default): it carries no data.
+  std::uint64_t need = t.shape.empty() ? 0 : static_cast<std::uint64_t>(expected);
+  if (need != data.size()) {
+    fail(error_code::malformed, "tensor data holds " + std::to_string(data.size()) + " bytes, shape needs " +
+                                    std::to_string(need));
+  }
+  t.data.resize(data.size());
+  if (data.size() > 0) {
+    std::memcpy(t.data.data(), data.begin(), data.size());
+  }
+  return t;
+}
+
+void put(w::StepKey::Builder b, const step_key& k) {
+  b.setStage(k.stage);
+  b.setEpoch(k.epoch);
+  b.setStep(k.step);
+  b.setRank(k.rank);
+}
+
+step_key get(w::StepKey::Reader r) { return {r.getStage(), r.getEpoch(), r.getStep(), r.getRank()}; }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Bodies: put() writes one, get() reads one. Same order as the schema.
+
+void put(w::Error::Builder b, const error& x) {
+  b.setCode(enum_out<w::ErrorCode>(x.code));
+  b.setMessage(text(x.message));
+}
+error get(w::Error::Reader r) {
+  // An error code from a newer writer still means "it failed": keep it readable as `unknown`.
+  auto raw = static_cast<std::uint16_t>(r.getCode());
+  auto code = raw <= static_cast<std::uint16_t>(error_code::internal) ? static_cast<error_code>(raw)
+                                                                       : error_code::unknown;
+  return {code, str(r.getMessage())};
+}
+
+void put(w::Ack::Builder b, const ack& x) { b.setNote(text(x.note)); }
+ack get(w::Ack::Reader r) { return {str(r.getNote())}; }
+
+void put(w::Credit::Builder b, const credit& x) { b.setWindow(x.window); }
+credit get(w::Credit::Reader r) { return {r.getWindow()}; }
+
+void put(w::Registration::Builder b, const registration& x) {
+  b.setName(text(x.name));
+  b.setKind(text(x.kind));
+  b.setEndpoint(text(x.endpoint));
+  b.setPublicKey(text(x.public_key));
+  b.setHost(text(x.host));
+  b.setPid(x.pid);
+  b.setRank(x.rank);
+  b.setRestarts(x.restarts);
+}
+registration get(w::Registration::Reader r) {
+  return {str(r.getName()), str(r.getKind()), str(r.getEndpoint()), str(r.getPublicKey()),
+          str(r.getHost()), r.getPid(),       r.getRank(),          r.getRestarts()};
+}
+
+void put(w::RegistrationAck::Builder b, const registration_ack& x) {
+  b.setAccepted(x.accepted);
+  b.setReason(text(x.reason));
+  auto peers = b.initPeers(static_cast<unsigned>(x.peers.size()));
+  for (unsigned i = 0; i < peers.size(); ++i) {
+    peers[i].setName(text(x.peers[i].name));
+    peers[i].setKind(text(x.peers[i].kind));
+    peers[i].setEndpoint(text(x.peers[i].endpoint));
+    peers[i].setPublicKey(text(x.peers[i].public_key));
+  }
+}
+registration_ack get(w::RegistrationAck::Reader r) {
+  registration_ack x{r.getAccepted(), str(r.getReason()), {}};
+  for (auto p : r.getPeers()) {
+    x.peers.push_back({str(p.getName()), str(p.getKind()), str(p.getEndpoint()), str(p.getPublicKey())});
+  }
+  return x;
+}
+
+void put(w::Heartbeat::Builder b, const heartbeat& x) {
+  b.setName(text(x.name));
+  b.setState(enum_out<w::ActorState>(x.state));
+  b.setStep(x.step);
+  b.setSentAtNs(x.sent_at_ns);
+}
+heartbeat get(w::Heartbeat::Reader r) {
+  return {str(r.getName()), enum_in<actor_state>(r.getState(), 6, "actor state"), r.getStep(), r.getSentAtNs()};
+}
+
+void put(w::StatusRequest::Builder b, const status_request& x) { b.setVerbose(x.verbose); }
+status_request get(w::StatusRequest::Reader r) { return {r.getVerbose()}; }
+
+void put(w::StatusReply::Builder b, const status_reply& x) {
+  b.setName(text(x.name));
+  b.setKind(text(x.kind));
+  b.setState(enum_out<w::ActorState>(x.state));
+  auto counters = b.initCounters(static_cast<unsigned>(x.counters.size()));
+  for (unsigned i = 0; i < counters.size(); ++i) {
+    counters[i].setName(text(x.counters[i].name));
+    counters[i].setValue(x.counters[i].value);
+  }
+  b.setQueueDepth(x.queue_depth);
+  b.setInFlight(x.in_flight);
+  b.setLastError(text(x.last_error));
+  b.setLastErrorAtNs(x.last_error_at_ns);
+  b.setRestarts(x.restarts);
+  b.setUptimeNs(x.uptime_ns);
+  b.setStep(x.step);
+}
+status_reply get(w::StatusReply::Reader r) {
+  status_reply x;
+  x.name = str(r.getName());
+  x.kind = str(r.getKind());
+  x.state = enum_in<actor_state>(r.getState(), 6, "actor state");
+  for (auto c : r.getCounters()) {
+    x.counters.push_back({str(c.getName()), c.getValue()});
+  }
+  x.queue_depth = r.getQueueDepth();
+  x.in_flight = r.getInFlight();
+  x.last_error = str(r.getLastError());
+  x.last_error_at_ns = r.getLastErrorAtNs();
+  x.restarts = r.getRestarts();
+  x.uptime_ns = r.getUptimeNs();
+  x.step = r.getStep();
+  return x;
+}
+
+void put(w::BatchRequest::Builder b, const batch_request& x) {
+  put(b.initAt(), x.at);
+  b.setWorldSize(x.world_size);
+  b.setBatchSize(x.batch_size);
+  b.setMaxLength(x.max_length);
+}
+batch_request get(w::BatchRequest::Reader r) {
+  return {get(r.getAt()), r.getWorldSize(), r.getBatchSize(), r.getMaxLength()};
+}
+
+void put(w::Batch::Builder b, const batch& x) {
+  put(b.initAt(), x.at);
+  fill(b.initUserIds(static_cast<unsigned>(x.user_ids.size())), x.user_ids);
+  fill(b.initLengths(static_cast<unsigned>(x.lengths.size())), x.lengths);
+  fill(b.initItemIds(static_cast<unsigned>(x.item_ids.size())), x.item_ids);
+  fill(b.initTargets(static_cast<unsigned>(x.targets.size())), x.targets);
+  b.setEndOfEpoch(x.end_of_epoch);
+}
+batch get(w::Batch::Reader r) {
+  return {get(r.getAt()),
+          vec<std::int64_t>(r.getUserIds()),
+          vec<std::uint32_t>(r.getLengths()),
+          vec<std::int32_t>(r.getItemIds()),
+          vec<std::int32_t>(r.getTargets()),
+          r.getEndOfEpoch()};
+}
+
+void put(w::NegativesRequest::Builder b, const negatives_request& x) {
+  put(b.initAt(), x.at);
+  b.setCount(x.count);
+  fill(b.initExcludeIds(static_cast<unsigned>(x.exclude_ids.size())), x.exclude_ids);
+}
+negatives_request get(w::NegativesRequest::Reader r) {
+  return {get(r.getAt()), r.getCount(), vec<std::int32_t>(r.getExcludeIds())};
+}
+
+void put(w::Negatives::Builder b, const negatives& x) {
+  put(b.initAt(), x.at);
+  fill(b.initItemIds(static_cast<unsigned>(x.item_ids.size())), x.item_ids);
+}
+negatives get(w::Negatives::Reader r) { return {get(r.getAt()), vec<std::int32_t>(r.getItemIds())}; }
+
+void put(w::EncodeRequest::Builder b, const encode_request& x) {
+  fill(b.initItemIds(static_cast<unsigned>(x.item_ids.size())), x.item_ids);
+  b.setModelVersion(text(x.model_version));
+  b.setWriteToCache(x.write_to_cache);
+}
+encode_request get(w::EncodeRequest::Reader r) {
+  return {vec<std::int32_t>(r.getItemIds()), str(r.getModelVersion()), r.getWriteToCache()};
+}
+
+void put(w::EncodeResult::Builder b, const encode_result& x) {
+  fill(b.initItemIds(static_cast<unsigned>(x.item_ids.size())), x.item_ids);
+  b.setModelVersion(text(x.model_version));
+  put(b.initEmbeddings(), x.embeddings);
+}
+encode_result get(w::EncodeResult::Reader r) {
+  return {vec<std::int32_t>(r.getItemIds()), str(r.getModelVersion()), get(r.getEmbeddings())};
+}
+
+void put(w::CachePut::Builder b, const cache_put& x) {
+  b.setShard(x.shard);
+  b.setModelVersion(text(x.model_version));
+  fill(b.initItemIds(static_cast<unsigned>(x.item_ids.size())), x.item_ids);
+  put(b.initRows(), x.rows);
+}
+cache_put get(w::CachePut::Reader r) {
+  return {r.getShard(), str(r.getModelVersion()), vec<std::int32_t>(r.getItemIds()), get(r.getRows())};
+}
+
+void put(w::CacheLookup::Builder b, const cache_lookup& x) {
+  b.setShard(x.shard);
+  b.setModelVersion(text(x.model_version));
+  fill(b.initItemIds(static_cast<unsigned>(x.item_ids.size())), x.item_ids);
+}
+cache_lookup get(w::CacheLookup::Reader r) {
+  return {r.getShard(), str(r.getModelVersion()), vec<std::int32_t>(r.getItemIds())};
+}
+
+void put(w::CacheRows::Builder b, const cache_rows& x) {
+  b.setShard(x.shard);
+  b.setModelVersion(text(x.model_version));
+  fill(b.initItemIds(static_cast<unsigned>(x.item_ids.size())), x.item_ids);
+  put(b.initRows(), x.rows);
+  fill(b.initMissingIds(static_cast<unsigned>(x.missing_ids.size())), x.missing_ids);
+}
+cache_rows get(w::CacheRows::Reader r) {
+  return {r.getShard(), str(r.getModelVersion()), vec<std::int32_t>(r.getItemIds()), get(r.getRows()),
+          vec<std::int32_t>(r.getMissingIds())};
+}
+
+void put(w::CoverageRequest::Builder b, const coverage_request& x) { b.setModelVersion(text(x.model_version)); }
+coverage_request get(w::CoverageRequest::Reader r) { return {str(r.getModelVersion())}; }
+
+void put(w::Coverage::Builder b, const coverage& x) {
+  b.setShard(x.shard);
+  b.setShardCount(x.shard_count);
+  b.setModelVersion(text(x.model_version));
+  b.setRowsPresent(x.rows_present);
+  b.setRowsExpected(x.rows_expected);
+  b.setDim(x.dim);
+}
+coverage get(w::Coverage::Reader r) {
+  return {r.getShard(),       r.getShardCount(),   str(r.getModelVersion()),
+          r.getRowsPresent(), r.getRowsExpected(), r.getDim()};
+}
+
+void put(w::Metrics::Builder b, const metrics& x) {
+  b.setSource(text(x.source));
+  put(b.initAt(), x.at);
+  b.setTimeNs(x.time_ns);
+  auto values = b.initValues(static_cast<unsigned>(x.values.size()));
+  for (unsigned i = 0; i < values.size(); ++i) {
+    values[i].setName(text(x.values[i].name));
+    values[i].setValue(x.values[i].value);
+  }
+}
+metrics get(w::Metrics::Reader r) {
+  metrics x{str(r.getSource()), get(r.getAt()), r.getTimeNs(), {}};
+  for (auto m : r.getValues()) {
+    x.values.push_back({str(m.getName()), m.getValue()});
+  }
+  return x;
+}
+
+void put(w::CheckpointRequest::Builder b, const checkpoint_request& x) {
+  b.setStep(x.step);
+  b.setDirectory(text(x.directory));
+  b.setReason(text(x.reason));
+}
+checkpoint_request get(w::CheckpointRequest::Reader r) {
+  return {r.getStep(), str(r.getDirectory()), str(r.getReason())};
+}
+
+void put(w::CheckpointDone::Builder b, const checkpoint_done& x) {
+  b.setStep(x.step);
+  b.setDirectory(text(x.directory));
+  b.setOk(x.ok);
+  b.setContentHash(text(x.content_hash));
+  b.setBytes(x.bytes);
+  b.setError(text(x.error));
+}
+checkpoint_done get(w::CheckpointDone::Reader r) {
+  return {r.getStep(), str(r.getDirectory()), r.getOk(), str(r.getContentHash()), r.getBytes(), str(r.getError())};
+}
+
+void put(w::Shutdown::Builder b, const shutdown& x) {
+  b.setReason(text(x.reason));
+  b.setDrain(x.drain);
+}
+shutdown get(w::Shutdown::Reader r) { return {str(r.getReason()), r.getDrain()}; }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The body union.
+
+void put_body(w::Envelope::Body::Builder b, const body& content) {
+  switch (kind_of(content)) {
+    case body_kind::error: return put(b.initError(), std::get<error>(content));
+    case body_kind::ack: return put(b.initAck(), std::get<ack>(content));
+    case body_kind::credit: return put(b.initCredit(), std::get<credit>(content));
+    case body_kind::registration: return put(b.initRegistration(), std::get<registration>(content));
+    case body_kind::registration_ack: return put(b.initRegistrationAck(), std::get<registration_ack>(content));
+    case body_kind::heartbeat: return put(b.initHeartbeat(), std::get<heartbeat>(content));
+    case body_kind::status_request: return put(b.initStatusRequest(), std::get<status_request>(content));
+    case body_kind::status_reply: return put(b.initStatusReply(), std::get<status_reply>(content));
+    case body_kind::batch_request: return put(b.initBatchRequest(), std::get<batch_request>(content));
+    case body_kind::batch: return put(b.initBatch(), std::get<batch>(content));
+    case body_kind::negatives_request: return put(b.initNegativesRequest(), std::get<negatives_request>(content));
+    case body_kind::negatives: return put(b.initNegatives(), std::get<negatives>(content));
+    case body_kind::encode_request: return put(b.initEncodeRequest(), std::get<encode_request>(content));
+    case body_kind::encode_result: return put(b.initEncodeResult(), std::get<encode_result>(content));
+    case body_kind::cache_put: return put(b.initCachePut(), std::get<cache_put>(content));
+    case body_kind::cache_lookup: return put(b.initCacheLookup(), std::get<cache_lookup>(content));
+    case body_kind::cache_rows: return put(b.initCacheRows(), std::get<cache_rows>(content));
+    case body_kind::coverage_request: return put(b.initCoverageRequest(), std::get<coverage_request>(content));
+    case body_kind::coverage: return put(b.initCoverage(), std::get<coverage>(content));
+    case body_kind::metrics: return put(b.initMetrics(), std::get<metrics>(content));
+    case body_kind::checkpoint_request:
+      return put(b.initCheckpointRequest(), std::get<checkpoint_request>(content));
+    case body_kind::checkpoint_done: return put(b.initCheckpointDone(), std::get<checkpoint_done>(content));
+    case body_kind::shutdown: return put(b.initShutdown(), std::get<shutdown>(content));
+  }
+}
+
+body get_body(w::Envelope::Body::Reader r) {
+  using B = w::Envelope::Body;
+  switch (r.which()) {
+    case B::ERROR: return get(r.getError());
+    case B::ACK: return get(r.getAck());
+    case B::CREDIT: return get(r.getCredit());
+    case B::REGISTRATION: return get(r.getRegistration());
+    case B::REGISTRATION_ACK: return get(r.getRegistrationAck());
+    case B::HEARTBEAT: return get(r.getHeartbeat());
+    case B::STATUS_REQUEST: return get(r.getStatusRequest());
+    case B::STATUS_REPLY: return get(r.getStatusReply());
+    case B::BATCH_REQUEST: return get(r.getBatchRequest());
+    case B::BATCH: return get(r.getBatch());
+    case B::NEGATIVES_REQUEST: return get(r.getNegativesRequest());
+    case B::NEGATIVES: return get(r.getNegatives());
+    case B::ENCODE_REQUEST: return get(r.getEncodeRequest());
+    case B::ENCODE_RESULT: return get(r.getEncodeResult());
+    case B::CACHE_PUT: return get(r.getCachePut());
+    case B::CACHE_LOOKUP: return get(r.getCacheLookup());
+    case B::CACHE_ROWS: return get(r.getCacheRows());
+    case B::COVERAGE_REQUEST: return get(r.getCoverageRequest());
+    case B::COVERAGE: return get(r.getCoverage());
+    case B::METRICS: return get(r.getMetrics());
+    case B::CHECKPOINT_REQUEST: return get(r.getCheckpointRequest());
+    case B::CHECKPOINT_DONE: return get(r.getCheckpointDone());
+    case B::SHUTDOWN: return get(r.getShutdown());
+  }
+  fail(error_code::unknown_body, "unknown body member " + std::to_string(static_cast<unsigned>(r.which())));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Size estimate: enough words that a typical message fits the first segment, so encode() needs no flattening copy.
+
+std::size_t text_words(const std::string& s) { return s.size() / 8 + 2; }
+template <class T>
+std::size_t list_words(const std::vector<T>& v) {
+  return (v.size() * sizeof(T)) / 8 + 2;
+}
+std::size_t tensor_words(const tensor& t) { return t.data.size() / 8 + list_words(t.shape) + 4; }
+
+std::size_t body_words(const body& content) {
+  constexpr std::size_t base = 32;
+  switch (kind_of(content)) {
+    case body_kind::error: return base + text_words(std::get<error>(content).message);
+    case body_kind::registration_ack: {
+      std::size_t n = base;
+      for (const auto& p : std::get<registration_ack>(content).peers) {
+        n += 6 + text_words(p.name) + text_words(p.kind) + text_words(p.endpoint) + text_words(p.public_key);
+      }
+      return n;
+    }
+    case body_kind::status_reply: {
+      const auto& s = std::get<status_reply>(content);
+      std::size_t n = base + text_words(s.last_error) + text_words(s.name) + text_words(s.kind);
+      for (const auto& c : s.counters) {
+        n += 3 + text_words(c.name);
+      }
+      return n;
+    }
+    case body_kind::batch: {
+      const auto& b = std::get<batch>(content);
+      return base + list_words(b.user_ids) + list_words(b.lengths) + list_words(b.item_ids) + list_words(b.targets);
+    }
+    case body_kind::negatives_request: return base + list_words(std::get<negatives_request>(content).exclude_ids);
+    case body_kind::negatives: return base + list_words(std::get<negatives>(content).item_ids);
+    case body_kind::encode_request: {
+      const auto& e = std::get<encode_request>(content);
+      return base + list_words(e.item_ids) + text_words(e.model_version);
+    }
+    case body_kind::encode_result: {
+      const auto& e = std::get<encode_result>(content);
+      return base + list_words(e.item_ids) + text_words(e.model_version) + tensor_words(e.embeddings);
+    }
+    case body_kind::cache_put: {
+      const auto& c = std::get<cache_put>(content);
+      return base + list_words(c.item_ids) + text_words(c.model_version) + tensor_words(c.rows);
+    }
+    case body_kind::cache_lookup: {
+      const auto& c = std::get<cache_lookup>(content);
+      return base + list_words(c.item_ids) + text_words(c.model_version);
+    }
+    case body_kind::cache_rows: {
+      const auto& c = std::get<cache_rows>(content);
+      return base + list_words(c.item_ids) + list_words(c.missing_ids) + text_words(c.model_version) +
+             tensor_words(c.rows);
+    }
+    case body_kind::metrics: {
+      std::size_t n = base + text_words(std::get<metrics>(content).source);
+      for (const auto& m : std::get<metrics>(content).values) {
+        n += 3 + text_words(m.name);
+      }
+      return n;
+    }
+    case body_kind::checkpoint_done: {
+      const auto& c = std::get<checkpoint_done>(content);
+      return base + text_words(c.directory) + text_words(c.error) + text_words(c.content_hash);
+    }
+    default: return 4 * base;  // small fixed bodies with a few short texts
+  }
+}
+
+// Owns the memory of an encoded message: the scratch words the builder wrote into (word 0 is reserved for the
+// segment table) and the builder itself, whose destructor must run before the words are freed.
+struct encoded {
+  struct free_words {
+    void operator()(capnp::word* p) const { std::free(p); }
+  };
+  std::unique_ptr<capnp::word, free_words> words;
+  std::optional<capnp::MallocMessageBuilder> builder;
+  kj::Array<capnp::word> flat;  // only when the message outgrew the scratch space
+};
+
+struct reader_state {
+  capnp::FlatArrayMessageReader reader;
+  w::Envelope::Reader root;
+};
+
+// Checks size and shape of the bytes before Cap'n Proto sees them.
+std::optional<failure> check_frame(const buffer& b, const limits& lim) {
+  if (b.size() > lim.max_bytes) {
+    return failure{error_code::too_large,
+                   "message of " + std::to_string(b.size()) + " bytes exceeds the maximum " +
+                       std::to_string(lim.max_bytes)};
+  }
+  if (b.size() < 16 || b.size() % 8 != 0) {
+    return failure{error_code::malformed,
+                   "message size " + std::to_string(b.size()) + " is not a whole number of 8-byte words (>= 2)"};
+  }
+  if (!is_word_aligned(b.data())) {
+    return failure{error_code::malformed, "message buffer is not 8-byte aligned"};
+  }
+  return std::nullopt;
+}
+
+capnp::ReaderOptions reader_options(const buffer& b, const limits& lim) {
+  capnp::ReaderOptions opts;
+  // Legitimate reads touch each word about once; a message that points many times at the same words
+  // (an amplification attack) runs out of budget instead.
+  opts.traversalLimitInWords = 4 * (b.size() / 8) + 1024;
+  opts.nestingLimit = lim.nesting_limit;
+  return opts;
+}
+
+routing_info read_routing(w::Envelope::Reader root) {
+  routing_info info;
+  info.head.version = root.getVersion();
+  if (info.head.version < oldest_readable_schema_version() || info.head.version > current_schema_version()) {
+    fail(error_code::version_mismatch, "schema version " + std::to_string(info.head.version) +
+                                           " (this build reads " +
+                                           std::to_string(oldest_readable_schema_version()) + ".." +
+                                           std::to_string(current_schema_version()) + ")");
+  }
+  info.head.sender = str(root.getSender());
+  info.head.receiver = str(root.getReceiver());
+  info.head.correlation_id = root.getCorrelationId();
+  info.head.is_reply = root.getIsReply();
+  info.head.job_id = root.getJobId();
+  info.head.job_epoch = root.getJobEpoch();
+  info.head.timeout_ms = root.getTimeoutMs();
+  auto which = static_cast<std::uint16_t>(root.getBody().which());
+  if (which >= body_kind_count) {
+    fail(error_code::unknown_body, "unknown body member " + std::to_string(which) + " from " + info.head.sender);
+  }
+  info.kind = static_cast<body_kind>(which);
+  return info;
+}
+
+// Runs `f(root)` over the message with limits set, turning every failure into a value.
+template <class T, class F>
+result<T> with_reader(const buffer& b, const limits& lim, F&& f) {
+  if (auto bad = check_frame(b, lim)) {
+    return *bad;
+  }
+  try {
+    kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(b.data()), b.size() / 8);
+    capnp::FlatArrayMessageReader reader(words, reader_options(b, lim));
+    if (reader.getEnd() != words.end()) {
+      return failure{error_code::malformed, "trailing bytes after the message"};
+    }
+    return f(reader.getRoot<w::Envelope>());
+  } catch (const decode_failure& d) {
+    return d.f;
+  } catch (const kj::Exception& e) {
+    return failure{error_code::malformed, std::string("invalid Cap'n Proto message: ") + e.getDescription().cStr()};
+  } catch (const std::bad_alloc&) {
+    return failure{error_code::too_large, "out of memory while decoding"};
+  }
+}
+
+}  // namespace
+
+std::uint16_t current_schema_version() { return w::SCHEMA_VERSION; }
+std::uint16_t oldest_readable_schema_version() { return 1; }
+
+buffer encode(const envelope& e) {
+  auto storage = std::make_shared<encoded>();
+  std::size_t words = 16 + text_words(e.head.sender) + text_words(e.head.receiver) + body_words(e.content);
+  // Cap'n Proto requires zeroed scratch space; word 0 is left for the segment table.
+  storage->words.reset(static_cast<capnp::word*>(std::calloc(words + 1, sizeof(capnp::word))));
+  if (!storage->words) {
+    throw std::bad_alloc();
+  }
+  storage->builder.emplace(kj::arrayPtr(storage->words.get() + 1, words));
+  auto root = storage->builder->initRoot<w::Envelope>();
+  root.setVersion(current_schema_version());
+  root.setSender(text(e.head.sender));
+  root.setReceiver(text(e.head.receiver));
+  root.setCorrelationId(e.head.correlation_id);
+  root.setIsReply(e.head.is_reply);
+  root.setJobId(e.head.job_id);
+  root.setJobEpoch(e.head.job_epoch);
+  root.setTimeoutMs(e.head.timeout_ms);
+  put_body(root.getBody(), e.content);
+
+  auto segments = storage->builder->getSegmentsForOutput();
+  if (segments.size() == 1 && segments[0].begin() == storage->words.get() + 1) {
+    // The whole message sits in the scratch words: write the one-segment table in front, no copy.
+    auto* table = reinterpret_cast<std::uint32_t*>(storage->words.get());
+    table[0] = 0;  // segment count - 1
+    table[1] = static_cast<std::uint32_t>(segments[0].size());
+    const void* data = storage->words.get();
+    std::size_t size = (segments[0].size() + 1) * sizeof(capnp::word);
+    return buffer::adopt(std::shared_ptr<const void>(storage, data), data, size);
+  }
+  storage->flat = capnp::messageToFlatArray(segments);
+  const void* data = storage->flat.begin();
+  std::size_t size = storage->flat.size() * sizeof(capnp::word);
+  return buffer::adopt(std::shared_ptr<const void>(storage, data), data, size);
+}
+
+result<routing_info> read_header(const buffer& b, const limits& lim) {
+  return with_reader<routing_info>(b, lim, [](w::Envelope::Reader root) { return read_routing(root); });
+}
+
+result<routing_info> validate(const buffer& b, const limits& lim) {
+  return with_reader<routing_info>(b, lim, [](w::Envelope::Reader root) {
+    auto info = read_routing(root);
+    root.totalSize();  // follows every pointer with bounds checks; throws on the first bad one
+    return info;
+  });
+}
+
+result<envelope> decode(const buffer& b, const limits& lim) {
+  return with_reader<envelope>(b, lim, [](w::Envelope::Reader root) {
+    auto info = read_routing(root);
+    return envelope{std::move(info.head), get_body(root.getBody())};
+  });
+}
+
+std::uint64_t next_correlation_id() {
+  // Random high bits: ids of a restarted process do not collide with late replies meant for its predecessor.
+  static std::atomic<std::uint64_t> next{(std::uint64_t{std::random_device{}()} << 32) | 1};
+  std::uint64_t id = next.fetch_add(1, std::memory_order_relaxed);
+  return id == 0 ? next.fetch_add(1, std::memory_order_relaxed) : id;
+}
+
+envelope make_reply(const header& request, body content) {
+  header h;
+  h.sender = request.receiver;
+  h.receiver = request.sender;
+  h.correlation_id = request.correlation_id;
+  h.is_reply = true;
+  h.job_id = request.job_id;
+  h.job_epoch = request.job_epoch;
+  return {std::move(h), std::move(content)};
+}
+
+envelope make_error_reply(const header& request, error_code code, std::string message) {
+  return make_reply(request, error{code, std::move(message)});
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+const char* to_string(dtype t) {
+  static const char* names[] = {"f32", "f16", "bf16", "f64", "i32", "i64", "u8"};
+  return names[static_cast<int>(t)];
+}
+
+std::size_t element_size(dtype t) {
+  static const std::size_t sizes[] = {4, 2, 2, 8, 4, 8, 1};
+  return sizes[static_cast<int>(t)];
+}
+
+const char* to_string(actor_state s) {
+  static const char* names[] = {"starting", "idle", "running", "draining", "stopped", "failed"};
+  return names[static_cast<int>(s)];
+}
+
+const char* to_string(error_code c) {
+  static const char* names[] = {"unknown",          "malformed",   "version_mismatch", "unknown_body",
+                                "too_large",        "unknown_receiver", "stale_epoch", "timeout",
+                                "overloaded",       "rejected",    "internal"};
+  return names[static_cast<int>(c)];
+}
+
+const char* to_string(body_kind k) {
+  static const char* names[] = {"error",        "ack",          "credit",           "registration",
+                                "registration_ack", "heartbeat", "status_request", "status_reply",
+                                "batch_request", "batch",       "negatives_request", "negatives",
+                                "encode_request", "encode_result", "cache_put",     "cache_lookup",
+                                "cache_rows",   "coverage_request", "coverage",     "metrics",
+                                "checkpoint_request", "checkpoint_done", "shutdown"};
+  static_assert(sizeof(names) / sizeof(names[0]) == body_kind_count);
+  return names[static_cast<int>(k)];
+}
+
+}  // namespace hllm::msg
