@@ -455,7 +455,9 @@ std::string prepare_report::to_json() const {
                    {"item_rows_unused", item_rows_unused},
                    {"skipped", skipped},
                    {"examples", examples},
-                   {"tokens_per_item_p0_p50_p90_p99_p100", tokens_per_item_percentiles}};
+                   {"tokens_per_item_p0_p50_p90_p99_p100", tokens_per_item_percentiles},
+                   {"parse_seconds", parse_seconds},
+                   {"tokenize_seconds", tokenize_seconds}};
   return j.dump();
 }
 
