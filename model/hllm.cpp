@@ -1,0 +1,366 @@
+#include "model/hllm.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+
+#include "model/losses.hpp"
+#include "storage/error.hpp"
+#include "storage/random.hpp"
+
+namespace hllm::model {
+namespace {
+
+// Sub-seeds keep every parameter group's initialisation a pure function of (config seed, group).
+enum init_stream : uint64_t { init_item_llm = 1, init_user_llm, init_item_table, init_heads };
+
+torch::Tensor long_tensor(const std::vector<int64_t>& v) {
+  return torch::from_blob(const_cast<int64_t*>(v.data()), {static_cast<int64_t>(v.size())}, torch::kInt64).clone();
+}
+
+torch::Tensor normal_vector(int64_t n, double std, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  return torch::empty({n}).normal_(0.0, std, gen);
+}
+
+// Sorted unique ids and, for each requested id, its row among them.
+struct id_rows {
+  std::vector<int32_t> unique;
+  int64_t row(int32_t id) const {
+    return std::lower_bound(unique.begin(), unique.end(), id) - unique.begin();
+  }
+};
+
+id_rows unique_ids(std::vector<int32_t> ids) {
+  ids.erase(std::remove(ids.begin(), ids.end(), 0), ids.end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return {std::move(ids)};
+}
+
+// Rows of `ids` in `rows` (0 -> `pad_row`), as an int64 tensor.
+torch::Tensor rows_of(const id_rows& rows, const std::vector<int32_t>& ids, int64_t pad_row) {
+  std::vector<int64_t> out(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    out[i] = ids[i] == 0 ? pad_row : rows.row(ids[i]);
+  }
+  return long_tensor(out);
+}
+
+}  // namespace
+
+packed_items pack_items(const item_text_table& texts, const std::vector<int32_t>& ids, int64_t max_text_tokens,
+                        item_pooling pooling, double min_fill) {
+  const bool item_token = pooling == item_pooling::item_token;
+  std::vector<int64_t> tokens, source, lengths, positions, pick;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] <= 0 || ids[i] > texts.num_items()) {
+      throw error(errc::not_found, "item llm: item id " + std::to_string(ids[i]) + " is not in 1.." +
+                                       std::to_string(texts.num_items()));
+    }
+    auto text = texts.row(ids[i]);
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(text.size()), max_text_tokens);
+    if (n == 0 && !item_token) {
+      throw error(errc::invalid_input, "item llm: item " + std::to_string(ids[i]) + " has no text to mean-pool");
+    }
+    // Right-aligned: the last text token sits at max_text_tokens - 1 and [ITEM] at max_text_tokens.
+    for (int64_t t = 0; t < n; ++t) {
+      source.push_back(static_cast<int64_t>(tokens.size()));
+      tokens.push_back(text[t]);
+      positions.push_back(max_text_tokens - n + t);
+      if (!item_token) {
+        pick.push_back(static_cast<int64_t>(i));
+      }
+    }
+    if (item_token) {
+      source.push_back(-1);  // patched below once the text-token count is known
+      positions.push_back(max_text_tokens);
+      pick.push_back(static_cast<int64_t>(positions.size()) - 1);
+    }
+    lengths.push_back(n + (item_token ? 1 : 0));
+  }
+  const auto n_text = static_cast<int64_t>(tokens.size());
+  std::replace(source.begin(), source.end(), int64_t{-1}, n_text);
+  packed_items p;
+  p.items = static_cast<int64_t>(ids.size());
+  p.tokens = static_cast<int64_t>(source.size());
+  p.token_ids = long_tensor(tokens);
+  p.source_rows = long_tensor(source);
+  p.pick = long_tensor(pick);
+  p.plan = plan_packed(lengths, positions, min_fill);
+  if (!item_token) {
+    std::vector<int64_t> counts(lengths.begin(), lengths.end());
+    p.counts = long_tensor(counts).to(torch::kFloat32).unsqueeze(1);
+  }
+  return p;
+}
+
+item_llm_impl::item_llm_impl(const llama_config& c, int64_t max_text_tokens, item_pooling pooling)
+    : max_text_tokens_(max_text_tokens), pooling_(pooling) {
+  model = register_module("model", llama_model(c));
+  item_token = register_parameter("item_token", torch::zeros({c.hidden_size}));
+}
+
+void item_llm_impl::init_random(uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  model->init_random(stream_seed({seed, 0}));
+  item_token.copy_(normal_vector(item_token.size(0), 0.02, stream_seed({seed, 1})));
+}
+
+torch::Tensor item_llm_impl::forward(const packed_items& p) {
+  auto text = model->embed(p.token_ids);
+  auto rows = torch::cat({text, item_token.unsqueeze(0).to(text.scalar_type())}, 0).index_select(0, p.source_rows);
+  auto h = model->forward(rows, p.plan);
+  if (pooling_ == item_pooling::item_token) {
+    return h.index_select(0, p.pick);
+  }
+  auto sums = torch::zeros({p.items, h.size(1)}, h.options()).index_add(0, p.pick, h);
+  return sums / p.counts.to(h.scalar_type());
+}
+
+torch::Tensor item_llm_impl::encode(const item_text_table& texts, const std::vector<int32_t>& ids) {
+  return forward(pack_items(texts, ids, max_text_tokens_, pooling_));
+}
+
+user_llm_impl::user_llm_impl(const llama_config& c, bool with_user_token) {
+  model = register_module("model", llama_model(c));
+  if (with_user_token) {
+    user_token = register_parameter("user_token", torch::zeros({c.hidden_size}));
+  }
+}
+
+void user_llm_impl::init_random(uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  model->init_random(stream_seed({seed, 0}));
+  if (user_token.defined()) {
+    user_token.copy_(normal_vector(user_token.size(0), 0.02, stream_seed({seed, 1})));
+  }
+}
+
+torch::Tensor user_llm_impl::forward(const torch::Tensor& x, const torch::Tensor& valid) {
+  const int64_t b = x.size(0), s = x.size(1);
+  auto positions = torch::arange(s, torch::kInt64).repeat({b});
+  auto plan = plan_dense(b, s, causal_blocked(valid), positions);
+  return model->forward(x.reshape({b * s, x.size(2)}), plan).view({b, s, -1});
+}
+
+std::pair<torch::Tensor, torch::Tensor> user_llm_impl::forward_with_extras(const torch::Tensor& x,
+                                                                           const torch::Tensor& valid,
+                                                                           const torch::Tensor& extras) {
+  const int64_t b = x.size(0), s = x.size(1), e = extras.size(1), t = s + e;
+  auto pad_key = valid.logical_not();                                   // [B, S]
+  auto prefix_rows = torch::cat({causal_blocked(valid).squeeze(1),      // [B, S, S]
+                                 torch::ones({b, s, e}, torch::kBool)}, 2);
+  auto not_self = torch::eye(e, torch::kBool).logical_not().unsqueeze(0).expand({b, e, e});
+  auto extra_rows = torch::cat({pad_key.unsqueeze(1).expand({b, e, s}), not_self}, 2);
+  auto blocked = torch::cat({prefix_rows, extra_rows}, 1).unsqueeze(1);  // [B, 1, T, T]
+  auto pos_row = torch::cat({torch::arange(s, torch::kInt64), torch::full({e}, s, torch::kInt64)});
+  auto plan = plan_dense(b, t, blocked, pos_row.repeat({b}));
+  auto all = torch::cat({x, extras.to(x.scalar_type())}, 1).reshape({b * t, x.size(2)});
+  auto h = model->forward(all, plan).view({b, t, -1});
+  return {h.narrow(1, 0, s), h.narrow(1, s, e)};
+}
+
+early_fusion_head_impl::early_fusion_head_impl(int64_t hidden) {
+  fc1 = register_module("fc1", torch::nn::Linear(hidden, hidden));
+  fc2 = register_module("fc2", torch::nn::Linear(hidden, 1));
+}
+
+torch::Tensor early_fusion_head_impl::forward(const torch::Tensor& h) {
+  return fc2->forward(torch::silu(fc1->forward(h))).squeeze(-1);
+}
+
+recommender_impl::recommender_impl(const hllm_config& c, torch::Tensor cache) : config_(c), cache_(std::move(cache)) {
+  c.validate();
+  torch::NoGradGuard no_grad;
+  const int64_t h = c.user_llm.hidden_size;
+  if (c.source == item_source::text) {
+    item = register_module("item_llm", item_llm(c.item_llm, c.max_text_tokens, c.pooling));
+    item->init_random(stream_seed({c.seed, init_item_llm}));
+  } else if (c.source == item_source::id) {
+    item_table = register_module("item_table", torch::nn::Embedding(c.num_items + 1, h));
+    // N(0, 1) like the Item LLM's final-norm outputs, so both feed the User LLM at the same scale.
+    auto gen = at::detail::createCPUGenerator(stream_seed({c.seed, init_item_table}));
+    item_table->weight.normal_(0.0, 1.0, gen);
+    item_table->weight[0].zero_();
+  } else if (!cache_.defined() || cache_.dim() != 2 || cache_.size(1) != h || cache_.size(0) != c.num_items + 1) {
+    throw error(errc::mismatch, "recommender: the item cache must be [num_items + 1, user hidden size]");
+  }
+  user = register_module("user_llm", user_llm(c.user_llm, c.late_fusion));
+  user->init_random(stream_seed({c.seed, init_user_llm}));
+  if (c.early_fusion) {
+    early_head = register_module("early_head", early_fusion_head(h));
+    auto gen = at::detail::createCPUGenerator(stream_seed({c.seed, init_heads}));
+    for (auto& p : early_head->parameters()) {
+      p.dim() == 1 ? p.zero_() : p.normal_(0.0, 0.02, gen);
+    }
+  }
+  if (c.late_fusion) {
+    late_scale = register_parameter("late_scale", torch::full({}, c.logit_scale_init));
+    late_bias = register_parameter("late_bias", torch::zeros({}));
+  }
+  logit_scale = register_parameter("logit_scale", torch::full({}, c.logit_scale_init));
+}
+
+void recommender_impl::set_compute_dtype(torch::Dtype d) {
+  if (item) {
+    item->model->set_compute_dtype(d);
+  }
+  user->model->set_compute_dtype(d);
+}
+
+void recommender_impl::clamp_logit_scale() {
+  torch::NoGradGuard no_grad;
+  logit_scale.clamp_(0.0, config_.logit_scale_max);
+  if (late_scale.defined()) {
+    late_scale.clamp_(0.0, config_.logit_scale_max);
+  }
+}
+
+torch::Tensor recommender_impl::item_embeddings(const item_text_table& texts, const std::vector<int32_t>& ids) {
+  if (item) {
+    return item->encode(texts, ids);
+  }
+  std::vector<int64_t> rows(ids.begin(), ids.end());
+  const auto& table = item_table ? item_table->weight : cache_;
+  return table.index_select(0, long_tensor(rows));
+}
+
+torch::Tensor recommender_impl::cls_loss(const torch::Tensor& extra_out, const torch::Tensor& candidates) {
+  // Column 0 of the candidates is the true next item, the rest are sampled negatives.
+  auto labels = torch::zeros({candidates.size(0), candidates.size(1)});
+  labels.select(1, 0).fill_(1.0);
+  torch::Tensor loss = torch::zeros({});
+  const int64_t k = candidates.size(1);
+  if (config_.early_fusion) {
+    auto out = extra_out.narrow(1, extra_out.size(1) - k, k);
+    loss = loss + bce_loss(early_head->forward(out), labels);
+  }
+  if (config_.late_fusion) {
+    namespace F = torch::nn::functional;
+    const auto norm = F::NormalizeFuncOptions().dim(-1);
+    auto u = F::normalize(extra_out.select(1, 0), norm).unsqueeze(1);  // the [USER] output
+    auto cos = (u * F::normalize(candidates, norm)).sum(-1);
+    loss = loss + bce_loss(cos * late_scale.exp() + late_bias, labels);
+  }
+  return loss;
+}
+
+loss_output recommender_impl::training_loss(const train_batch& b, const item_text_table& texts) {
+  const int64_t bs = b.batch, len = b.seq_len, width = len + 1, k = config_.cls_negatives;
+  const bool cls = config_.early_fusion || config_.late_fusion;
+  if (b.negatives.empty() || static_cast<int64_t>(b.items.size()) != bs * width) {
+    throw error(errc::invalid_input, "training_loss: batch needs [batch, seq_len + 1] items and negatives");
+  }
+  std::vector<int32_t> inputs, targets, cls_cands;
+  for (int64_t r = 0; r < bs; ++r) {
+    inputs.insert(inputs.end(), b.items.begin() + r * width, b.items.begin() + r * width + len);
+    targets.insert(targets.end(), b.items.begin() + r * width + 1, b.items.begin() + (r + 1) * width);
+    if (cls) {
+      cls_cands.push_back(b.items[(r + 1) * width - 1]);
+      for (int64_t j = 0; j < k; ++j) {
+        cls_cands.push_back(b.negatives[(r * k + j) % b.negatives.size()]);
+      }
+    }
+  }
+  std::vector<int32_t> all = b.items;
+  all.insert(all.end(), b.negatives.begin(), b.negatives.end());
+  all.insert(all.end(), cls_cands.begin(), cls_cands.end());
+  const id_rows rows = unique_ids(all);
+  auto emb = item_embeddings(texts, rows.unique);  // [U, H]
+  const int64_t u = static_cast<int64_t>(rows.unique.size()), h = emb.size(1);
+  auto emb_pad = torch::cat({emb, torch::zeros({1, h}, emb.options())}, 0);  // row U = padding
+  auto in_rows = rows_of(rows, inputs, u), tgt_rows = rows_of(rows, targets, u);
+  auto x = emb_pad.index_select(0, in_rows).view({bs, len, h});
+  std::vector<int32_t> valid_flags(inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    valid_flags[i] = inputs[i] != 0 && targets[i] != 0;
+  }
+  auto valid = torch::tensor(valid_flags).to(torch::kBool).view({bs, len});
+  auto input_valid = torch::tensor(std::vector<int32_t>(inputs.begin(), inputs.end())).ne(0).view({bs, len});
+
+  torch::Tensor out, extra_out, cand_emb;
+  if (cls) {
+    cand_emb = emb_pad.index_select(0, rows_of(rows, cls_cands, u)).view({bs, k + 1, h});
+    std::vector<torch::Tensor> extras;
+    if (config_.late_fusion) {
+      extras.push_back(user->user_token.view({1, 1, h}).expand({bs, 1, h}));
+    }
+    if (config_.early_fusion) {
+      extras.push_back(cand_emb);
+    }
+    std::tie(out, extra_out) = user->forward_with_extras(x, input_valid, torch::cat(extras, 1));
+  } else {
+    out = user->forward(x, input_valid);
+  }
+  auto sel = valid.view({-1}).nonzero().squeeze(1);
+  auto neg_rows = rows_of(rows, b.negatives, u);
+  std::vector<int64_t> tgt_ids(targets.begin(), targets.end()), neg_ids(b.negatives.begin(), b.negatives.end());
+  auto nce = info_nce(out.reshape({bs * len, h}).index_select(0, sel), emb_pad.index_select(0, tgt_rows.index_select(0, sel)),
+                      emb_pad.index_select(0, neg_rows), logit_scale, config_.false_negative_cosine,
+                      long_tensor(tgt_ids).index_select(0, sel), long_tensor(neg_ids));
+  loss_output r;
+  r.nce = nce.loss.item<double>();
+  r.loss = nce.loss;
+  if (cls) {
+    auto c = cls_loss(extra_out, cand_emb);
+    r.cls = c.item<double>();
+    r.loss = config_.cls_lambda * nce.loss + c;
+  }
+  r.top1 = nce.top1;
+  r.top5 = nce.top5;
+  r.top10 = nce.top10;
+  r.positions = nce.positions;
+  r.items_encoded = u;
+  if (item) {
+    for (int32_t id : rows.unique) {
+      r.item_tokens += std::min<int64_t>(static_cast<int64_t>(texts.row(id).size()), config_.max_text_tokens) + 1;
+    }
+  }
+  return r;
+}
+
+torch::Tensor recommender_impl::item_matrix(const item_text_table& texts, int64_t chunk) {
+  torch::NoGradGuard no_grad;
+  if (!item) {
+    return (item_table ? item_table->weight : cache_).detach().clone();
+  }
+  const int64_t n = texts.num_items();
+  auto out = torch::zeros({n + 1, config_.user_llm.hidden_size});
+  for (int64_t start = 1; start <= n; start += chunk) {
+    std::vector<int32_t> ids;
+    for (int64_t i = start; i < std::min(start + chunk, n + 1); ++i) {
+      ids.push_back(static_cast<int32_t>(i));
+    }
+    out.narrow(0, start, static_cast<int64_t>(ids.size())).copy_(item->encode(texts, ids));
+  }
+  return out;
+}
+
+torch::Tensor recommender_impl::user_embeddings(const torch::Tensor& items, const eval_set& e, int64_t chunk) {
+  torch::NoGradGuard no_grad;
+  const int64_t h = items.size(1);
+  auto out = torch::zeros({e.size(), h});
+  for (int64_t start = 0; start < e.size(); start += chunk) {
+    const int64_t rows = std::min(chunk, e.size() - start);
+    int64_t len = 1;
+    for (int64_t r = start; r < start + rows; ++r) {
+      len = std::max<int64_t>(len, e.history_offsets[r + 1] - e.history_offsets[r]);
+    }
+    std::vector<int64_t> ids(rows * len, 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto b = e.history_offsets[start + r], n = e.history_offsets[start + r + 1] - b;
+      for (uint64_t j = 0; j < n; ++j) {
+        ids[r * len + (len - n) + j] = e.history[b + j];  // left padding, as in training
+      }
+    }
+    auto id_t = long_tensor(ids);
+    // Raw embeddings, exactly what training fed the User LLM (CALIBRATION.md trap 3).
+    auto x = items.index_select(0, id_t).view({rows, len, h});
+    auto y = user->forward(x, id_t.ne(0).view({rows, len}));
+    out.narrow(0, start, rows).copy_(y.select(1, len - 1));
+  }
+  return out;
+}
+
+}  // namespace hllm::model

@@ -1,0 +1,114 @@
+#pragma once
+// The HLLM model (REFERENCE.md): an Item LLM that turns item text into embeddings, a User LLM over those
+// embeddings, the discriminative heads, and the ID baseline that swaps the Item LLM for an id embedding table.
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "model/batching.hpp"
+#include "model/hllm_config.hpp"
+#include "model/llama.hpp"
+
+namespace hllm::model {
+
+// Item-LLM input for a list of items, packed into one token stream (no padding in projections and MLP).
+struct packed_items {
+  torch::Tensor token_ids;    // [text tokens] int64
+  torch::Tensor source_rows;  // [N] per packed row: a text-token row, or == text tokens for the [ITEM] vector
+  torch::Tensor pick;         // item pooling: [items] row of each [ITEM]; mean pooling: [N] item of each token
+  torch::Tensor counts;       // mean pooling: [items, 1] tokens per item
+  attention_plan plan;
+  int64_t items = 0;
+  int64_t tokens = 0;  // N, [ITEM] rows included
+};
+
+// Item i's text: its first max_text_tokens tokens (BOS first), then [ITEM] (item pooling); positions right-aligned
+// so that [ITEM] sits at max_text_tokens. Throws hllm::error naming an id that is padding or out of range.
+packed_items pack_items(const item_text_table& texts, const std::vector<int32_t>& ids, int64_t max_text_tokens,
+                        item_pooling pooling, double min_fill = 0.9);
+
+class item_llm_impl : public torch::nn::Module {
+ public:
+  item_llm_impl(const llama_config& c, int64_t max_text_tokens, item_pooling pooling);
+  torch::Tensor forward(const packed_items& p);  // [items, hidden], final-norm hidden state
+  torch::Tensor encode(const item_text_table& texts, const std::vector<int32_t>& ids);
+  void init_random(uint64_t seed);
+
+  llama_model model{nullptr};
+  torch::Tensor item_token;  // the learned [ITEM] vector
+
+ private:
+  int64_t max_text_tokens_;
+  item_pooling pooling_;
+};
+TORCH_MODULE_IMPL(item_llm, item_llm_impl);
+
+class user_llm_impl : public torch::nn::Module {
+ public:
+  user_llm_impl(const llama_config& c, bool with_user_token);
+  // x [B, S, H] left-padded item embeddings, valid [B, S] bool -> outputs at every position [B, S, H].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& valid);
+  // Also runs extra tokens [B, E, H] at position S, each seeing the valid prefix and itself only (never each
+  // other): the [USER] token and early-fusion candidates share one pass. Returns (prefix outputs, extra outputs).
+  std::pair<torch::Tensor, torch::Tensor> forward_with_extras(const torch::Tensor& x, const torch::Tensor& valid,
+                                                              const torch::Tensor& extras);
+  void init_random(uint64_t seed);
+
+  llama_model model{nullptr};
+  torch::Tensor user_token;  // the learned [USER] vector (late fusion), undefined otherwise
+};
+TORCH_MODULE_IMPL(user_llm, user_llm_impl);
+
+// Early fusion: the paper leaves the head open; a two-layer SiLU MLP from the candidate's output to one logit.
+class early_fusion_head_impl : public torch::nn::Module {
+ public:
+  explicit early_fusion_head_impl(int64_t hidden);
+  torch::Tensor forward(const torch::Tensor& h);  // [..., H] -> [...]
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE_IMPL(early_fusion_head, early_fusion_head_impl);
+
+struct loss_output {
+  torch::Tensor loss;  // lambda * nce + cls, or nce alone
+  double nce = 0, cls = 0;
+  double top1 = 0, top5 = 0, top10 = 0;
+  int64_t positions = 0;
+  int64_t items_encoded = 0;
+  int64_t item_tokens = 0;
+};
+
+class recommender_impl : public torch::nn::Module {
+ public:
+  // `cache` (source = cache only): fixed item embeddings [num_items + 1, H], row 0 the padding row.
+  explicit recommender_impl(const hllm_config& c, torch::Tensor cache = {});
+
+  // Embeddings of `ids` from the configured source; gradients flow into it (except the cache).
+  torch::Tensor item_embeddings(const item_text_table& texts, const std::vector<int32_t>& ids);
+  // The training objective on one batch (REFERENCE.md: InfoNCE over a shared negative pool, plus heads).
+  loss_output training_loss(const train_batch& b, const item_text_table& texts);
+  // Every item's embedding [num_items + 1, H] (row 0 zeros), in chunks without gradients.
+  torch::Tensor item_matrix(const item_text_table& texts, int64_t chunk = 512);
+  // The User LLM's last-position output for every query of `e`, reading rows of `items` (no gradients).
+  torch::Tensor user_embeddings(const torch::Tensor& items, const eval_set& e, int64_t chunk = 256);
+
+  void set_compute_dtype(torch::Dtype d);
+  // Clamps the learnable logit scale into [0, logit_scale_max] (after every optimizer step).
+  void clamp_logit_scale();
+  const hllm_config& config() const { return config_; }
+
+  item_llm item{nullptr};
+  torch::nn::Embedding item_table{nullptr};
+  user_llm user{nullptr};
+  early_fusion_head early_head{nullptr};
+  torch::Tensor late_scale, late_bias, logit_scale;
+
+ private:
+  torch::Tensor cls_loss(const torch::Tensor& extra_out, const torch::Tensor& candidates);
+  hllm_config config_;
+  torch::Tensor cache_;
+};
+TORCH_MODULE_IMPL(recommender, recommender_impl);
+
+}  // namespace hllm::model
