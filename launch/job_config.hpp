@@ -1,0 +1,50 @@
+#pragma once
+// Job configuration: TOML files (or the embedded default) with `--set key.path=value` overrides, held as a JSON
+// tree so every part of the system reads the same structure. No torch.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace hllm::launch {
+
+class job_config {
+ public:
+  // Parses TOML text; `origin` names it in errors. Throws hllm::error(invalid_input) with line and column.
+  static job_config from_toml(const std::string& text, const std::string& origin);
+  // The file's TOML, or the embedded default when `path` is empty, then every "a.b.c=value" override in order.
+  static job_config load(const std::string& path, const std::vector<std::string>& overrides,
+                         const std::string& default_toml);
+
+  // Applies one "a.b.c=value" override. The value is parsed as TOML (1, 0.5, true, "text", [1, 2]); a bare word
+  // that is not TOML is taken as a string. Unknown keys are refused unless the parent table exists and
+  // `allow_new` is set, so a typo never silently does nothing.
+  void set(const std::string& assignment, bool allow_new = false);
+
+  const nlohmann::json& tree() const { return tree_; }
+  nlohmann::json& tree() { return tree_; }
+  // The value at a dotted path; throws hllm::error(invalid_input) naming the key when missing or mistyped.
+  template <class T>
+  T get(const std::string& path) const {
+    const nlohmann::json& v = at(path);
+    try {
+      return v.get<T>();
+    } catch (const nlohmann::json::exception&) {
+      throw_type_error(path, v);
+    }
+  }
+  const nlohmann::json& at(const std::string& path) const;
+  bool has(const std::string& path) const;
+
+  // XXH3-64 of the canonical JSON form (sorted keys): identifies the job for checkpoints.
+  uint64_t hash() const;
+  std::string to_toml() const;
+
+ private:
+  [[noreturn]] static void throw_type_error(const std::string& path, const nlohmann::json& v);
+  nlohmann::json tree_ = nlohmann::json::object();
+  std::string origin_;
+};
+
+}  // namespace hllm::launch

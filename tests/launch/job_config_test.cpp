@@ -1,0 +1,80 @@
+#include <gtest/gtest.h>
+
+#include "launch/job_config.hpp"
+#include "storage/error.hpp"
+
+using hllm::launch::job_config;
+
+namespace {
+
+const char* sample = R"(
+[job]
+seed = 2020
+stages = ["stage1", "stage2"]
+
+[train]
+lr = 0.001
+batch_size = 64
+bf16 = false
+)";
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const hllm::error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(job_config, reads_toml_into_typed_values) {
+  auto c = job_config::from_toml(sample, "job.toml");
+  EXPECT_EQ(c.get<int64_t>("job.seed"), 2020);
+  EXPECT_DOUBLE_EQ(c.get<double>("train.lr"), 0.001);
+  EXPECT_EQ(c.get<std::vector<std::string>>("job.stages"), (std::vector<std::string>{"stage1", "stage2"}));
+  EXPECT_FALSE(c.get<bool>("train.bf16"));
+}
+
+TEST(job_config, overrides_parse_values_as_toml_and_keep_types) {
+  auto c = job_config::from_toml(sample, "job.toml");
+  c.set("train.lr=5e-4");
+  c.set("train.bf16=true");
+  c.set("train.batch_size=32");
+  c.set("job.stages=[\"stage2\"]");
+  EXPECT_DOUBLE_EQ(c.get<double>("train.lr"), 5e-4);
+  EXPECT_TRUE(c.get<bool>("train.bf16"));
+  EXPECT_EQ(c.get<int64_t>("train.batch_size"), 32);
+  EXPECT_EQ(c.get<std::vector<std::string>>("job.stages"), (std::vector<std::string>{"stage2"}));
+  c.set("train.lr=1");  // an integer where a float is expected stays a float
+  EXPECT_TRUE(c.at("train.lr").is_number_float());
+}
+
+TEST(job_config, typos_wrong_types_and_bad_syntax_are_errors_naming_the_key) {
+  auto c = job_config::from_toml(sample, "job.toml");
+  EXPECT_NE(error_of([&] { c.set("train.lrr=1e-3"); }).find("unknown key 'train.lrr'"), std::string::npos);
+  EXPECT_NE(error_of([&] { c.set("trian.lr=1e-3"); }).find("no config table 'trian'"), std::string::npos);
+  EXPECT_NE(error_of([&] { c.set("train.bf16=12"); }).find("'train.bf16' is a boolean"), std::string::npos);
+  EXPECT_NE(error_of([&] { c.set("train.lr"); }).find("expected key.path=value"), std::string::npos);
+  EXPECT_NE(error_of([&] { c.get<int64_t>("train.missing"); }).find("missing key 'train.missing'"),
+            std::string::npos);
+  std::string e = error_of([] { job_config::from_toml("[train]\nlr = = 3\n", "bad.toml"); });
+  EXPECT_NE(e.find("bad.toml:2"), std::string::npos) << e;
+}
+
+TEST(job_config, hash_changes_with_any_value_and_ignores_key_order) {
+  auto a = job_config::from_toml(sample, "a");
+  auto b = job_config::from_toml("[train]\nbf16 = false\nbatch_size = 64\nlr = 0.001\n[job]\nstages = [\"stage1\", "
+                                 "\"stage2\"]\nseed = 2020\n",
+                                 "b");
+  EXPECT_EQ(a.hash(), b.hash());
+  b.set("job.seed=2021");
+  EXPECT_NE(a.hash(), b.hash());
+}
+
+TEST(job_config, toml_output_reads_back_to_the_same_tree) {
+  auto a = job_config::from_toml(sample, "a");
+  auto b = job_config::from_toml(a.to_toml(), "round-trip");
+  EXPECT_EQ(a.tree(), b.tree());
+}
