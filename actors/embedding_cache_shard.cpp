@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <spdlog/spdlog.h>
 
-#include "actors/router.hpp"
+#include "actors/addressable.hpp"
 #include "messages/codec.hpp"
 #include "storage/embedding_shard.hpp"
 #include "storage/error.hpp"
@@ -201,44 +201,10 @@ msg::body embedding_cache_shard::handle(const msg::body& request) {
   return fail(msg::error_code::rejected, opt_.name + ": unexpected " + msg::to_string(msg::kind_of(request)));
 }
 
-namespace {
-
-struct shard_state {
-  std::unique_ptr<embedding_cache_shard> core;
-  static inline const char* name = "embedding_cache_shard";
-};
-
-}  // namespace
-
 addressable_actor spawn_embedding_cache_shard(caf::actor_system& sys, router_actor router,
                                               embedding_cache_shard_options o) {
   std::string name = o.name;
-  auto handle = sys.spawn([o = std::move(o)](addressable_actor::stateful_pointer<shard_state> self)
-                              -> addressable_actor::behavior_type {
-    self->state.core = std::make_unique<embedding_cache_shard>(o);
-    return {
-        // A request: decode, answer with the reply envelope (errors are replies, never exceptions).
-        [self](atom::deliver, const msg::buffer& b) -> msg::buffer {
-          auto env = msg::decode(b);
-          if (!env) {
-            msg::header h;
-            return msg::encode(msg::make_error_reply(h, env.error().code, env.error().what));
-          }
-          return hllm::make_reply(env->head, self->state.core->handle(env->content));
-        },
-        // One-way puts from encoders (fire and forget) land here too.
-        [self](atom::post, const msg::buffer& b) {
-          auto env = msg::decode(b);
-          if (env) self->state.core->handle(env->content);
-        },
-    };
-  });
-  caf::scoped_actor scope{sys};
-  scope->request(router, caf::infinite, atom::enroll_v, name, handle)
-      .receive([](bool) {}, [&](const caf::error& e) {
-        throw error(errc::io, "cannot enroll " + name + " with the router: " + caf::to_string(e));
-      });
-  return handle;
+  return spawn_addressable(sys, router, name, std::make_unique<embedding_cache_shard>(std::move(o)));
 }
 
 }  // namespace hllm
