@@ -546,12 +546,6 @@ capnp::ReaderOptions reader_options(const buffer& b, const limits& lim) {
 routing_info read_routing(w::Envelope::Reader root) {
   routing_info info;
   info.head.version = root.getVersion();
-  if (info.head.version < oldest_readable_schema_version() || info.head.version > current_schema_version()) {
-    fail(error_code::version_mismatch, "schema version " + std::to_string(info.head.version) +
-                                           " (this build reads " +
-                                           std::to_string(oldest_readable_schema_version()) + ".." +
-                                           std::to_string(current_schema_version()) + ")");
-  }
   info.head.sender = str(root.getSender());
   info.head.receiver = str(root.getReceiver());
   info.head.correlation_id = root.getCorrelationId();
@@ -559,12 +553,35 @@ routing_info read_routing(w::Envelope::Reader root) {
   info.head.job_id = root.getJobId();
   info.head.job_epoch = root.getJobEpoch();
   info.head.timeout_ms = root.getTimeoutMs();
+  if (info.head.version < oldest_readable_schema_version() || info.head.version > current_schema_version()) {
+    throw decode_failure{{error_code::version_mismatch,
+                          "schema version " + std::to_string(info.head.version) + " from '" + info.head.sender +
+                              "' (this build reads " + std::to_string(oldest_readable_schema_version()) + ".." +
+                              std::to_string(current_schema_version()) + ")",
+                          info.head}};
+  }
   auto which = static_cast<std::uint16_t>(root.getBody().which());
   if (which >= body_kind_count) {
-    fail(error_code::unknown_body, "unknown body member " + std::to_string(which) + " from " + info.head.sender);
+    throw decode_failure{{error_code::unknown_body,
+                          "unknown body member " + std::to_string(which) + " from '" + info.head.sender + "'",
+                          info.head}};
   }
   info.kind = static_cast<body_kind>(which);
   return info;
+}
+
+// Runs `f`, attaching the already-read header to any failure so the caller can answer the sender.
+template <class F>
+auto with_head(const header& head, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (decode_failure& d) {
+    d.f.head = head;
+    throw;
+  } catch (const kj::Exception& e) {
+    throw decode_failure{
+        {error_code::malformed, std::string("invalid Cap'n Proto message: ") + e.getDescription().cStr(), head}};
+  }
 }
 
 // Runs `f(root)` over the message with limits set, turning every failure into a value.
@@ -637,7 +654,7 @@ result<routing_info> read_header(const buffer& b, const limits& lim) {
 result<routing_info> validate(const buffer& b, const limits& lim) {
   return with_reader<routing_info>(b, lim, [](w::Envelope::Reader root) {
     auto info = read_routing(root);
-    root.totalSize();  // follows every pointer with bounds checks; throws on the first bad one
+    with_head(info.head, [&] { root.totalSize(); });  // follows every pointer with bounds checks
     return info;
   });
 }
@@ -645,7 +662,8 @@ result<routing_info> validate(const buffer& b, const limits& lim) {
 result<envelope> decode(const buffer& b, const limits& lim) {
   return with_reader<envelope>(b, lim, [](w::Envelope::Reader root) {
     auto info = read_routing(root);
-    return envelope{std::move(info.head), get_body(root.getBody())};
+    body content = with_head(info.head, [&] { return get_body(root.getBody()); });
+    return envelope{std::move(info.head), std::move(content)};
   });
 }
 

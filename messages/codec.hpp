@@ -17,8 +17,11 @@ std::uint16_t current_schema_version();
 std::uint16_t oldest_readable_schema_version();
 
 struct failure {
+  failure() = default;
+  failure(error_code c, std::string w, header h = {}) : code(c), what(std::move(w)), head(std::move(h)) {}
   error_code code = error_code::malformed;
   std::string what;
+  header head;  // as much of the header as was readable (sender empty when none): where to send an error reply
 };
 
 template <class T>

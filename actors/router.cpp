@@ -1,0 +1,598 @@
+#include "actors/router.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include <array>
+#include <unordered_map>
+#include <variant>
+
+#include "actors/curve_keys.hpp"
+#include "actors/router_io.hpp"
+#include "storage/error.hpp"
+
+namespace hllm {
+namespace {
+
+using caf::timespan;
+using std::chrono::milliseconds;
+
+// What the router counts (its status_reply lists them by these names).
+enum class stat : std::size_t {
+  requests,           // requests accepted from local actors
+  oneway,             // one-way envelopes accepted from local actors
+  delivered_local,    // envelopes handed to a local actor
+  sent_remote,        // envelopes written to a remote router
+  received_remote,    // envelopes read from the network that passed validation
+  replies_matched,    // remote replies matched to a waiting request
+  timeouts,
+  orphan_replies,     // replies nobody waits for (late, or spoofed)
+  malformed,
+  version_mismatch,
+  unknown_body,
+  too_large,
+  unknown_receiver,
+  stale_epoch,
+  overloaded,
+  send_failed,        // ZeroMQ refused the bytes (high-water mark reached)
+  receiver_failed,    // a local receiver died or did not answer
+  count_,
+};
+constexpr std::array<const char*, static_cast<std::size_t>(stat::count_)> stat_names = {
+    "requests",      "oneway",           "delivered_local", "sent_remote",      "received_remote",
+    "replies_matched", "timeouts",       "orphan_replies",  "malformed",        "version_mismatch",
+    "unknown_body",  "too_large",        "unknown_receiver", "stale_epoch",     "overloaded",
+    "send_failed",   "receiver_failed"};
+
+stat stat_for(msg::error_code code) {
+  switch (code) {
+    case msg::error_code::version_mismatch: return stat::version_mismatch;
+    case msg::error_code::unknown_body: return stat::unknown_body;
+    case msg::error_code::too_large: return stat::too_large;
+    case msg::error_code::unknown_receiver: return stat::unknown_receiver;
+    case msg::error_code::stale_epoch: return stat::stale_epoch;
+    case msg::error_code::overloaded: return stat::overloaded;
+    case msg::error_code::timeout: return stat::timeouts;
+    default: return stat::malformed;
+  }
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct local_route {
+  addressable_actor handle;
+};
+struct remote_route {
+  std::string endpoint;
+  std::string server_key;  // Z85 public key of the remote router (CURVE); empty when CURVE is off
+};
+using route = std::variant<local_route, remote_route>;
+
+struct pending_request {
+  caf::typed_response_promise<msg::buffer> promise;
+  msg::header head;
+};
+
+struct router_state {
+  static inline const char* name = "hllm.router";
+
+  router_config cfg;
+  std::shared_ptr<zmq::context_t> context;
+  std::shared_ptr<detail::router_io> io;
+  curve_keypair keys;  // empty when CURVE is off
+  std::unordered_map<std::string, route> book;
+  std::unordered_map<std::string, std::unique_ptr<zmq::socket_t>> dealers;  // by remote endpoint
+  std::unordered_map<std::uint64_t, pending_request> pending;                // remote requests by correlation id
+  std::unordered_map<std::string, std::uint32_t> in_flight;                  // by destination name
+  std::unordered_map<std::string, std::uint32_t> windows;                    // granted credit by destination
+  std::array<std::uint64_t, static_cast<std::size_t>(stat::count_)> stats{};
+  detail::drop_log drops{"router"};
+  std::string last_error;
+  std::int64_t last_error_at_ns = 0;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  ~router_state() {
+    if (io) {
+      io->stop();  // joins the I/O thread before its sockets and the context go away
+    }
+    dealers.clear();
+  }
+
+  void count(stat s) { ++stats[static_cast<std::size_t>(s)]; }
+
+  void drop(stat s, const std::string& reason, const std::string& detail) {
+    count(s);
+    last_error = reason + ": " + detail;
+    last_error_at_ns = now_ns();
+    drops.note(reason, detail);
+  }
+
+  std::uint32_t window(const std::string& dest) const {
+    auto it = windows.find(dest);
+    return it == windows.end() ? cfg.default_window : it->second;
+  }
+
+  bool in_epoch(const msg::header& h) const { return h.job_id == cfg.job_id && h.job_epoch == cfg.job_epoch; }
+
+  milliseconds timeout_of(const msg::header& h) const {
+    return h.timeout_ms == 0 ? cfg.default_timeout : milliseconds(h.timeout_ms);
+  }
+
+  // The DEALER socket towards a remote router, created on first use. ZeroMQ connects in the background and
+  // queues up to the high-water mark meanwhile, so a peer that starts later still gets its messages.
+  zmq::socket_t& dealer(const remote_route& r) {
+    auto& socket = dealers[r.endpoint];
+    if (!socket) {
+      socket = std::make_unique<zmq::socket_t>(*context, zmq::socket_type::dealer);
+      socket->set(zmq::sockopt::linger, 200);
+      socket->set(zmq::sockopt::sndhwm, cfg.socket_hwm);
+      if (!keys.secret_key.empty()) {
+        socket->set(zmq::sockopt::curve_serverkey, r.server_key.empty() ? keys.public_key : r.server_key);
+        socket->set(zmq::sockopt::curve_publickey, keys.public_key);
+        socket->set(zmq::sockopt::curve_secretkey, keys.secret_key);
+      }
+      socket->connect(r.endpoint);
+    }
+    return *socket;
+  }
+
+  // Writes the envelope's bytes to the remote router; false when ZeroMQ refuses (high-water mark).
+  bool send_remote(const remote_route& r, const msg::buffer& b) {
+    constexpr std::size_t share_above = 4096;
+    zmq::message_t frame;
+    if (b.size() >= share_above) {
+      // Zero copy: ZeroMQ keeps the buffer alive until its I/O thread has written it.
+      auto* keep = new std::shared_ptr<const void>(b.owner());
+      frame = zmq::message_t(
+          const_cast<std::byte*>(b.data()), b.size(),
+          [](void*, void* hint) { delete static_cast<std::shared_ptr<const void>*>(hint); }, keep);
+    } else {
+      frame = zmq::message_t(b.data(), b.size());
+    }
+    try {
+      if (!dealer(r).send(frame, zmq::send_flags::dontwait)) {
+        return false;
+      }
+    } catch (const zmq::error_t& e) {
+      drop(stat::send_failed, "send failed", r.endpoint + ": " + e.what());
+      return false;
+    }
+    count(stat::sent_remote);
+    return true;
+  }
+
+  msg::status_reply status() const {
+    msg::status_reply s;
+    s.name = cfg.name;
+    s.kind = "router";
+    s.state = msg::actor_state::running;
+    for (std::size_t i = 0; i < stats.size(); ++i) {
+      s.counters.push_back({stat_names[i], static_cast<std::int64_t>(stats[i])});
+    }
+    if (io) {
+      auto& c = io->counters();
+      s.counters.push_back({"frames_in", static_cast<std::int64_t>(c.frames_in.load())});
+      s.counters.push_back({"bytes_in", static_cast<std::int64_t>(c.bytes_in.load())});
+      s.counters.push_back({"bad_frames", static_cast<std::int64_t>(c.bad_frames.load())});
+      s.counters.push_back({"oversized_frames", static_cast<std::int64_t>(c.oversized_frames.load())});
+      s.counters.push_back({"auth_granted", static_cast<std::int64_t>(c.auth_granted.load())});
+      s.counters.push_back({"auth_denied", static_cast<std::int64_t>(c.auth_denied.load())});
+      s.queue_depth = static_cast<std::uint32_t>(std::max<std::int64_t>(0, c.queued.load()));
+    }
+    std::uint32_t flying = 0;
+    for (const auto& [dest, n] : in_flight) {
+      flying += n;
+    }
+    s.in_flight = flying;
+    s.last_error = last_error;
+    s.last_error_at_ns = last_error_at_ns;
+    s.uptime_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started)
+                      .count();
+    return s;
+  }
+};
+
+using router_pointer = router_actor::stateful_pointer<router_state>;
+
+// ---- routing steps, each a short function over the router's state ----
+
+void forward(router_pointer self, const msg::buffer& b, const msg::routing_info& info);
+
+bool is_request(const msg::header& h) { return h.correlation_id != 0 && !h.is_reply; }
+
+// Answers a request that cannot be served with an error envelope (nothing for one-way messages and replies).
+void reply_error(router_pointer self, const msg::header& request, msg::error_code code, const std::string& text) {
+  if (!is_request(request) || request.sender.empty()) {
+    return;
+  }
+  auto reply = msg::make_error_reply(request, code, text);
+  auto bytes = msg::encode(reply);
+  auto info = msg::read_header(bytes);
+  if (info.ok()) {
+    forward(self, bytes, info.value());
+  }
+}
+
+msg::buffer error_envelope(const msg::header& request, msg::error_code code, const std::string& text) {
+  return msg::encode(msg::make_error_reply(request, code, text));
+}
+
+// The router's own address answers status requests.
+msg::buffer own_reply(router_pointer self, const msg::routing_info& info) {
+  if (info.kind != msg::body_kind::status_request) {
+    return error_envelope(info.head, msg::error_code::rejected,
+                          "router " + self->state.cfg.name + " answers status_request only, not " +
+                              msg::to_string(info.kind));
+  }
+  return msg::encode(msg::make_reply(info.head, self->state.status()));
+}
+
+// A credit body is consumed by the router: the sender grants us a window of requests in flight towards it.
+bool apply_credit(router_pointer self, const msg::buffer& b, const msg::routing_info& info) {
+  if (info.kind != msg::body_kind::credit || info.head.is_reply) {
+    return false;
+  }
+  auto decoded = msg::decode(b, self->state.cfg.limits);
+  if (decoded.ok()) {
+    self->state.windows[info.head.sender] = std::get<msg::credit>(decoded->content).window;
+  }
+  return true;
+}
+
+// Hands a one-way envelope to a local actor, within the destination's window.
+void post_local(router_pointer self, const std::string& name, const addressable_actor& handle,
+                const msg::buffer& b) {
+  auto& st = self->state;
+  if (st.in_flight[name] >= st.window(name)) {
+    st.drop(stat::overloaded, "overloaded", "one-way message to " + name + " over its window");
+    return;
+  }
+  ++st.in_flight[name];
+  st.count(stat::delivered_local);
+  // A request (not a send) so the router learns when the receiver is done and the window frees up.
+  self->request(handle, caf::infinite, atom::post_v, b)
+      .then([self, name] { --self->state.in_flight[name]; },
+            [self, name](caf::error&) {
+              --self->state.in_flight[name];
+              self->state.count(stat::receiver_failed);
+            });
+}
+
+// Routes a one-way envelope or a reply by its receiver address.
+void forward(router_pointer self, const msg::buffer& b, const msg::routing_info& info) {
+  auto& st = self->state;
+  if (apply_credit(self, b, info) || info.head.receiver == st.cfg.name) {
+    return;
+  }
+  auto it = st.book.find(info.head.receiver);
+  if (it == st.book.end()) {
+    st.drop(stat::unknown_receiver, "unknown receiver", "'" + info.head.receiver + "' from " + info.head.sender);
+    return;
+  }
+  if (auto* local = std::get_if<local_route>(&it->second)) {
+    post_local(self, info.head.receiver, local->handle, b);
+  } else if (!st.send_remote(std::get<remote_route>(it->second), b)) {
+    st.drop(stat::send_failed, "send failed", "to " + info.head.receiver + " (high-water mark)");
+  }
+}
+
+// Delivers a request to a local actor; `on_reply` gets its reply envelope or an error envelope.
+template <class OnReply>
+void request_local(router_pointer self, const std::string& name, const addressable_actor& handle,
+                   const msg::buffer& b, const msg::header& head, OnReply on_reply) {
+  auto& st = self->state;
+  ++st.in_flight[name];
+  st.count(stat::delivered_local);
+  self->request(handle, st.timeout_of(head), atom::deliver_v, b)
+      .then(
+          [self, name, on_reply](msg::buffer& reply) mutable {
+            --self->state.in_flight[name];
+            on_reply(std::move(reply));
+          },
+          [self, name, head, on_reply](caf::error& err) mutable {
+            --self->state.in_flight[name];
+            bool timed_out = err == caf::sec::request_timeout;
+            self->state.count(timed_out ? stat::timeouts : stat::receiver_failed);
+            on_reply(error_envelope(head, timed_out ? msg::error_code::timeout : msg::error_code::internal,
+                                    name + " did not answer: " + self->system().render(err)));
+          });
+}
+
+// Starts a request from a local actor; the promise gets the reply envelope, whatever happens.
+void start_request(router_pointer self, const msg::buffer& b, const msg::routing_info& info,
+                   caf::typed_response_promise<msg::buffer> rp) {
+  auto& st = self->state;
+  const auto& dest = info.head.receiver;
+  if (dest == st.cfg.name) {
+    rp.deliver(own_reply(self, info));
+    return;
+  }
+  auto it = st.book.find(dest);
+  if (it == st.book.end()) {
+    st.drop(stat::unknown_receiver, "unknown receiver", "'" + dest + "' from " + info.head.sender);
+    rp.deliver(error_envelope(info.head, msg::error_code::unknown_receiver, "no route to '" + dest + "'"));
+    return;
+  }
+  if (st.in_flight[dest] >= st.window(dest)) {
+    st.count(stat::overloaded);
+    rp.deliver(error_envelope(info.head, msg::error_code::overloaded,
+                              "no credit: " + std::to_string(st.window(dest)) + " requests to " + dest +
+                                  " in flight"));
+    return;
+  }
+  if (auto* local = std::get_if<local_route>(&it->second)) {
+    request_local(self, dest, local->handle, b, info.head, [rp](msg::buffer reply) mutable { rp.deliver(reply); });
+    return;
+  }
+  if (st.pending.count(info.head.correlation_id) != 0) {
+    rp.deliver(error_envelope(info.head, msg::error_code::rejected, "correlation id already in flight"));
+    return;
+  }
+  if (!st.send_remote(std::get<remote_route>(it->second), b)) {
+    st.count(stat::overloaded);
+    rp.deliver(error_envelope(info.head, msg::error_code::overloaded, "socket to " + dest + " is full"));
+    return;
+  }
+  ++st.in_flight[dest];
+  st.pending.emplace(info.head.correlation_id, pending_request{rp, info.head});
+  self->delayed_send(self, st.timeout_of(info.head), atom::timeout_v, info.head.correlation_id);
+}
+
+// A reply from the network: completes the request waiting for it.
+void complete_remote(router_pointer self, const msg::buffer& b, const msg::routing_info& info) {
+  auto& st = self->state;
+  auto it = st.pending.find(info.head.correlation_id);
+  if (it == st.pending.end() || it->second.head.receiver != info.head.sender) {
+    st.drop(stat::orphan_replies, "orphan reply",
+            "from " + info.head.sender + " (late after a timeout, or not ours)");
+    return;
+  }
+  --st.in_flight[it->second.head.receiver];
+  st.count(stat::replies_matched);
+  it->second.promise.deliver(b);
+  st.pending.erase(it);
+}
+
+// A request from the network: served by a local actor (or the router itself); the reply goes back by address.
+void serve_remote(router_pointer self, const msg::buffer& b, const msg::routing_info& info) {
+  auto& st = self->state;
+  const auto& dest = info.head.receiver;
+  if (dest == st.cfg.name) {
+    auto reply = own_reply(self, info);
+    forward(self, reply, msg::read_header(reply).value());
+    return;
+  }
+  auto it = st.book.find(dest);
+  if (it == st.book.end() || !std::holds_alternative<local_route>(it->second)) {
+    // Never a second hop: a message that reached the wrong process is refused, not passed on.
+    st.drop(stat::unknown_receiver, "unknown receiver", "'" + dest + "' from " + info.head.sender);
+    reply_error(self, info.head, msg::error_code::unknown_receiver, "no actor '" + dest + "' in this process");
+    return;
+  }
+  if (st.in_flight[dest] >= st.window(dest)) {
+    st.count(stat::overloaded);
+    reply_error(self, info.head, msg::error_code::overloaded, dest + " has no credit left");
+    return;
+  }
+  request_local(self, dest, std::get<local_route>(it->second).handle, b, info.head,
+                [self](msg::buffer reply) {
+                  auto rinfo = msg::read_header(reply);
+                  if (rinfo.ok()) {
+                    forward(self, reply, rinfo.value());
+                  }
+                });
+}
+
+// Every frame from the network passes here: validated, fenced, then routed.
+void on_inbound(router_pointer self, const msg::buffer& b) {
+  auto& st = self->state;
+  st.io->counters().queued.fetch_sub(1, std::memory_order_relaxed);
+  auto info = msg::validate(b, st.cfg.limits);
+  if (!info.ok()) {
+    const auto& f = info.error();
+    st.drop(stat_for(f.code), msg::to_string(f.code), f.what);
+    reply_error(self, f.head, f.code, f.what);
+    return;
+  }
+  st.count(stat::received_remote);
+  const auto& head = info->head;
+  if (!st.in_epoch(head)) {
+    st.drop(stat::stale_epoch, "stale epoch",
+            "job " + std::to_string(head.job_id) + " epoch " + std::to_string(head.job_epoch) + " from " +
+                head.sender);
+    reply_error(self, head, msg::error_code::stale_epoch,
+                "receiver is at job " + std::to_string(st.cfg.job_id) + " epoch " +
+                    std::to_string(st.cfg.job_epoch));
+    return;
+  }
+  if (head.is_reply) {
+    complete_remote(self, b, info.value());
+  } else if (is_request(head)) {
+    serve_remote(self, b, info.value());
+  } else {
+    auto it = st.book.find(head.receiver);
+    bool local = it != st.book.end() && std::holds_alternative<local_route>(it->second);
+    if (local || head.receiver == st.cfg.name || info->kind == msg::body_kind::credit) {
+      forward(self, b, info.value());
+    } else {
+      st.drop(stat::unknown_receiver, "unknown receiver", "'" + head.receiver + "' from " + head.sender);
+    }
+  }
+}
+
+router_actor::behavior_type router_main(router_pointer self, router_config cfg,
+                                        std::shared_ptr<zmq::context_t> context,
+                                        std::shared_ptr<detail::router_io> io, curve_keypair keys) {
+  self->state.cfg = std::move(cfg);
+  self->state.context = std::move(context);
+  self->state.io = std::move(io);
+  self->state.keys = std::move(keys);
+  self->set_down_handler([self](caf::down_msg& down) {
+    // A local actor died: its name leaves the address book.
+    auto& book = self->state.book;
+    for (auto it = book.begin(); it != book.end();) {
+      auto* local = std::get_if<local_route>(&it->second);
+      bool dead = local && local->handle.address() == down.source;
+      it = dead ? book.erase(it) : std::next(it);
+    }
+  });
+  return {
+      // Route a one-way envelope (or an asynchronous reply) from a local actor.
+      [self](atom::send, const msg::buffer& b) {
+        auto& st = self->state;
+        auto info = msg::read_header(b, st.cfg.limits);
+        if (!info.ok()) {
+          st.drop(stat_for(info.error().code), "bad local envelope", info.error().what);
+          return;
+        }
+        st.count(stat::oneway);
+        if (!st.in_epoch(info->head)) {
+          st.drop(stat::stale_epoch, "stale epoch", "local sender " + info->head.sender);
+          return;
+        }
+        forward(self, b, info.value());
+      },
+      // Route a request from a local actor; the promise always gets an envelope (reply or error).
+      [self](atom::request, const msg::buffer& b) -> caf::typed_response_promise<msg::buffer> {
+        auto& st = self->state;
+        auto rp = self->make_response_promise<msg::buffer>();
+        auto info = msg::read_header(b, st.cfg.limits);
+        if (!info.ok()) {
+          st.drop(stat_for(info.error().code), "bad local envelope", info.error().what);
+          rp.deliver(error_envelope(info.error().head, info.error().code, info.error().what));
+          return rp;
+        }
+        st.count(stat::requests);
+        if (!is_request(info->head)) {
+          rp.deliver(error_envelope(info->head, msg::error_code::rejected, "a request needs a correlation id"));
+        } else if (!st.in_epoch(info->head)) {
+          st.count(stat::stale_epoch);
+          rp.deliver(error_envelope(info->head, msg::error_code::stale_epoch, "sender is not in the job epoch"));
+        } else {
+          start_request(self, b, info.value(), rp);
+        }
+        return rp;
+      },
+      // Put a local actor into the address book.
+      [self](atom::enroll, const std::string& name, addressable_actor handle) {
+        self->monitor(handle);
+        self->state.book[name] = local_route{std::move(handle)};
+        return true;
+      },
+      // Put a remote actor into the address book: the endpoint of its process's router (and its CURVE key).
+      [self](atom::route, const std::string& name, const std::string& endpoint, const std::string& key) {
+        self->state.book[name] = remote_route{endpoint, key};
+        return true;
+      },
+      [self](atom::forget, const std::string& name) { self->state.book.erase(name); },
+      // A new job epoch: envelopes of the old one are fenced out from now on.
+      [self](atom::epoch, std::uint32_t epoch) { self->state.cfg.job_epoch = epoch; },
+      [self](atom::status) {
+        msg::header h;
+        h.sender = self->state.cfg.name;
+        h.job_id = self->state.cfg.job_id;
+        h.job_epoch = self->state.cfg.job_epoch;
+        return msg::encode(msg::envelope{h, self->state.status()});
+      },
+      [self](atom::endpoints) { return self->state.io ? self->state.io->endpoints() : std::vector<std::string>{}; },
+      // A frame from the I/O thread.
+      [self](atom::inbound, const msg::buffer& b) { on_inbound(self, b); },
+      // A remote request's deadline: answer it with a timeout error unless the reply came first.
+      [self](atom::timeout, std::uint64_t correlation_id) {
+        auto& st = self->state;
+        auto it = st.pending.find(correlation_id);
+        if (it == st.pending.end()) {
+          return;
+        }
+        const auto& head = it->second.head;
+        --st.in_flight[head.receiver];
+        st.drop(stat::timeouts, "timeout", "request to " + head.receiver + " got no reply");
+        it->second.promise.deliver(error_envelope(
+            head, msg::error_code::timeout,
+            head.receiver + " did not answer within " + std::to_string(st.timeout_of(head).count()) + " ms"));
+        st.pending.erase(it);
+      },
+  };
+}
+
+}  // namespace
+
+void configure_actor_system(caf::actor_system_config& cfg, std::size_t max_threads) {
+  cfg.add_message_types<caf::id_block::hllm>();
+  cfg.set("scheduler.max-threads", max_threads);
+}
+
+router_actor spawn_router(caf::actor_system& sys, router_config cfg) {
+  auto context = cfg.context ? cfg.context : std::make_shared<zmq::context_t>(1);
+  curve_keypair keys;
+  detail::io_options io_opts;
+  io_opts.bind = cfg.bind;
+  io_opts.max_bytes = cfg.limits.max_bytes;
+  io_opts.receive_hwm = cfg.socket_hwm;
+  io_opts.max_queued = cfg.max_inbound_queue;
+  if (!cfg.curve.key_file.empty()) {
+    keys = read_curve_key_file(cfg.curve.key_file);
+    if (keys.secret_key.empty()) {
+      throw error(errc::invalid_input, "router: CURVE key file " + cfg.curve.key_file +
+                                           " holds no secret key (use the <base>_secret file)");
+    }
+    io_opts.curve_secret_key = keys.secret_key;
+    for (const auto& file : cfg.curve.authorized_key_files) {
+      io_opts.authorized_keys.push_back(read_curve_key_file(file).public_key);
+    }
+    if (io_opts.authorized_keys.empty()) {
+      io_opts.authorized_keys.push_back(keys.public_key);
+    }
+  }
+  auto io = std::make_shared<detail::router_io>(context, io_opts);
+  auto router = sys.spawn(router_main, std::move(cfg), context, io, keys);
+  // The I/O thread holds the router weakly: a router nobody references can still terminate.
+  caf::weak_actor_ptr weak = caf::actor_cast<caf::weak_actor_ptr>(router);
+  detail::router_io* raw = io.get();
+  io->start([weak, raw](msg::buffer b) {
+    if (auto strong = weak.lock()) {
+      caf::anon_send(caf::actor_cast<router_actor>(strong), atom::inbound_v, std::move(b));
+    } else {
+      raw->counters().queued.fetch_sub(1, std::memory_order_relaxed);
+    }
+  });
+  return router;
+}
+
+msg::buffer make_request(const std::string& from, const std::string& to, msg::body content, job_ref job,
+                         std::chrono::milliseconds timeout) {
+  msg::envelope e;
+  e.head.sender = from;
+  e.head.receiver = to;
+  e.head.correlation_id = msg::next_correlation_id();
+  e.head.job_id = job.id;
+  e.head.job_epoch = job.epoch;
+  e.head.timeout_ms = static_cast<std::uint32_t>(timeout.count());
+  e.content = std::move(content);
+  return msg::encode(e);
+}
+
+msg::buffer make_oneway(const std::string& from, const std::string& to, msg::body content, job_ref job) {
+  msg::envelope e;
+  e.head.sender = from;
+  e.head.receiver = to;
+  e.head.job_id = job.id;
+  e.head.job_epoch = job.epoch;
+  e.content = std::move(content);
+  return msg::encode(e);
+}
+
+msg::buffer make_reply(const msg::header& request, msg::body content) {
+  return msg::encode(msg::make_reply(request, std::move(content)));
+}
+
+}  // namespace hllm

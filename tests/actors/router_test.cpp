@@ -1,0 +1,253 @@
+// The router: the same actor code in one process and across two, request/response, credit, fencing, timeouts,
+// and resistance to bad frames. Wire-level checks (CURVE, capnp decode) are in wire_test.cpp.
+#include <caf/typed_event_based_actor.hpp>
+
+#include <random>
+#include <thread>
+#include <zmq.hpp>
+
+#include "tests/actors/child_process.hpp"
+#include "tests/actors/router_fixture.hpp"
+#include "tests/actors/test_actors.hpp"
+
+namespace hllm::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using router_test = router_fixture;
+
+router_config local_only(std::string name = "router") {
+  router_config rc;
+  rc.name = std::move(name);
+  rc.bind = {};
+  return rc;
+}
+
+router_config on_tcp(std::string name, std::uint64_t job = 0, std::uint32_t epoch = 0) {
+  router_config rc;
+  rc.name = std::move(name);
+  rc.bind = {"tcp://127.0.0.1:*"};
+  rc.job_id = job;
+  rc.job_epoch = epoch;
+  return rc;
+}
+
+// Answers nothing: holds every request's promise, so requests stay in flight.
+addressable_actor::behavior_type silent_service(addressable_actor::pointer self) {
+  auto held = std::make_shared<std::vector<caf::typed_response_promise<msg::buffer>>>();
+  return {
+      [self, held](atom::deliver, const msg::buffer&) {
+        held->push_back(self->make_response_promise<msg::buffer>());
+        return held->back();
+      },
+      [](atom::post, const msg::buffer&) {},
+  };
+}
+
+std::string run_client(router_fixture& f, const router_actor& r, client_plan plan) {
+  auto client = f.keep(f.sys().spawn(batch_client, r, plan));
+  std::string result = "client did not finish";
+  f.self()->request(client, std::chrono::seconds(30), std::string("run")).receive(
+      [&](std::string& s) { result = s; }, [&](caf::error& e) { result = f.sys().render(e); });
+  return result;
+}
+
+TEST_F(router_test, same_actor_code_talks_in_process) {
+  auto r = router(local_only());
+  enroll(r, "service", keep(sys().spawn(batch_service, std::string("service"))));
+  EXPECT_EQ(run_client(*this, r, {"client", "service", 300, 8, {}}), "");
+  auto s = local_status(r);
+  EXPECT_EQ(counter(s, "requests"), 300);
+  EXPECT_EQ(counter(s, "sent_remote"), 0);
+}
+
+TEST_F(router_test, same_actor_code_talks_between_two_processes) {
+  auto r = router(on_tcp("router/test", 7, 1));
+  auto here = endpoints(r).at(0);
+  child_process peer({HLLM_ROUTER_PEER, "router/peer", "service", "tcp://127.0.0.1:*", "7", "1", "client=" + here,
+                      "probe=" + here});
+  ASSERT_TRUE(peer.started());
+  std::string line = peer.read_line();
+  ASSERT_EQ(line.rfind("endpoint tcp://127.0.0.1:", 0), 0u) << line;
+  std::string there = line.substr(9);
+  route(r, "service", there);
+  route(r, "router/peer", there);
+
+  EXPECT_EQ(run_client(*this, r, {"client", "service", 300, 8, {7, 1}}), "");
+
+  // One-way messages arrive too, in order with the request that follows them on the same path.
+  for (int i = 0; i < 5; ++i) {
+    tell(r, make_oneway("client", "service", msg::heartbeat{"client", msg::actor_state::running, 1, 2}, {7, 1}));
+  }
+  EXPECT_EQ(counter(status_of(r, "service", {7, 1}), "heartbeats"), 5);
+
+  // The remote router answers status by its address, and saw every request.
+  auto remote = status_of(r, "router/peer", {7, 1});
+  EXPECT_EQ(remote.name, "router/peer");
+  EXPECT_GE(counter(remote, "received_remote"), 300);
+  EXPECT_EQ(counter(remote, "malformed"), 0);
+  EXPECT_EQ(peer.finish(), 0);
+}
+
+TEST_F(router_test, unknown_receiver_gets_an_error_reply) {
+  auto r = router(local_only());
+  auto reply = ask(r, make_request("client", "nobody", msg::status_request{}, {}));
+  EXPECT_EQ(error_of(reply), msg::error_code::unknown_receiver);
+  EXPECT_EQ(reply.head.receiver, "client");
+  EXPECT_TRUE(reply.head.is_reply);
+  EXPECT_EQ(counter(local_status(r), "unknown_receiver"), 1);
+}
+
+TEST_F(router_test, reply_carries_the_request_correlation_id) {
+  auto r = router(local_only());
+  enroll(r, "service", keep(sys().spawn(batch_service, std::string("service"))));
+  auto request = make_request("client", "service", msg::batch_request{{1, 0, 4, 0}, 1, 2, 10}, {});
+  auto sent = msg::read_header(request);
+  auto reply = ask(r, request);
+  ASSERT_TRUE(std::holds_alternative<msg::batch>(reply.content));
+  EXPECT_EQ(reply.head.correlation_id, sent->head.correlation_id);
+  EXPECT_EQ(reply.head.sender, "service");
+}
+
+TEST_F(router_test, remote_request_without_an_answer_times_out) {
+  auto r = router(on_tcp("router/test"));
+  route(r, "ghost", "tcp://127.0.0.1:9");  // nothing listens there: ZeroMQ keeps retrying in the background
+  auto t0 = std::chrono::steady_clock::now();
+  auto reply = ask(r, make_request("client", "ghost", msg::status_request{}, {}, milliseconds(200)));
+  auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(error_of(reply), msg::error_code::timeout);
+  EXPECT_GE(waited, milliseconds(190));
+  EXPECT_LT(waited, milliseconds(5000));
+  EXPECT_EQ(counter(local_status(r), "timeouts"), 1);
+}
+
+TEST_F(router_test, credit_window_refuses_requests_beyond_it_until_granted) {
+  auto rc = local_only();
+  rc.default_window = 2;
+  auto r = router(rc);
+  enroll(r, "silent", keep(sys().spawn(silent_service)));
+  auto req = [&] { return make_request("client", "silent", msg::status_request{}, {}, milliseconds(300)); };
+  // Two requests fill the window; they stay unanswered.
+  self()->request(r, caf::infinite, atom::request_v, req());
+  self()->request(r, caf::infinite, atom::request_v, req());
+  auto third = ask(r, req());
+  EXPECT_EQ(error_of(third), msg::error_code::overloaded) << "refused at once, not queued";
+
+  // The receiver grants a larger window: the next request is accepted (and then times out, silent as it is).
+  tell(r, make_oneway("silent", "client", msg::credit{5}, {}));
+  auto fourth = ask(r, req());
+  EXPECT_EQ(error_of(fourth), msg::error_code::timeout);
+  EXPECT_GE(counter(local_status(r), "overloaded"), 1);
+}
+
+TEST_F(router_test, envelopes_of_another_job_epoch_are_fenced_out) {
+  auto rc = local_only();
+  rc.job_id = 9;
+  rc.job_epoch = 2;
+  auto r = router(rc);
+  enroll(r, "service", keep(sys().spawn(batch_service, std::string("service"))));
+  auto batch_req = msg::batch_request{{1, 0, 1, 0}, 1, 1, 5};
+  EXPECT_EQ(error_of(ask(r, make_request("client", "service", batch_req, {9, 1}))), msg::error_code::stale_epoch);
+  EXPECT_EQ(error_of(ask(r, make_request("client", "service", batch_req, {8, 2}))), msg::error_code::stale_epoch);
+  EXPECT_FALSE(is_error(ask(r, make_request("client", "service", batch_req, {9, 2}))));
+
+  // The job moves to epoch 3: epoch 2 is now the stale one.
+  self()->send(r, atom::epoch_v, std::uint32_t{3});
+  EXPECT_EQ(error_of(ask(r, make_request("client", "service", batch_req, {9, 2}))), msg::error_code::stale_epoch);
+  EXPECT_FALSE(is_error(ask(r, make_request("client", "service", batch_req, {9, 3}))));
+}
+
+TEST_F(router_test, dead_local_actor_leaves_the_address_book) {
+  auto r = router(local_only());
+  auto service = sys().spawn(batch_service, std::string("service"));
+  enroll(r, "service", service);
+  caf::anon_send_exit(service, caf::exit_reason::kill);
+  msg::error_code code = msg::error_code::unknown;
+  for (int i = 0; i < 100 && code != msg::error_code::unknown_receiver; ++i) {
+    code = error_of(ask(r, make_request("client", "service", msg::status_request{}, {})));
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(code, msg::error_code::unknown_receiver);
+}
+
+// ---- bad bytes at a live router socket ----
+
+std::string encode_bytes(const msg::buffer& b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+TEST_F(router_test, garbage_truncated_and_oversized_frames_leave_the_router_answering_status) {
+  auto victim_cfg = on_tcp("router/victim", 3, 1);
+  victim_cfg.limits.max_bytes = 64 * 1024;
+  auto victim = router(victim_cfg);
+  auto victim_ep = endpoints(victim).at(0);
+  auto r = router(on_tcp("router/test", 3, 1));
+  route(r, "router/victim", victim_ep);
+  route(victim, "probe", endpoints(r).at(0));
+
+  // A sink socket stands for a known sender, to receive the error replies the victim sends back.
+  zmq::context_t ctx;
+  zmq::socket_t sink(ctx, zmq::socket_type::router);
+  sink.set(zmq::sockopt::linger, 0);
+  sink.bind("tcp://127.0.0.1:*");
+  route(victim, "attacker", sink.get(zmq::sockopt::last_endpoint));
+
+  zmq::socket_t attacker(ctx, zmq::socket_type::dealer);
+  attacker.set(zmq::sockopt::linger, 0);
+  attacker.connect(victim_ep);
+  std::mt19937 rng(11);
+  int garbage = 0;
+  for (int i = 0; i < 200; ++i, ++garbage) {
+    std::string junk(8 * (1 + rng() % 40), '\0');
+    for (auto& c : junk) {
+      c = static_cast<char>(rng());
+    }
+    attacker.send(zmq::buffer(junk), zmq::send_flags::none);
+  }
+  std::string valid = encode_bytes(make_request("attacker", "router/victim", msg::status_request{}, {3, 1}));
+  for (std::size_t n = 0; n < valid.size(); n += 8, ++garbage) {
+    attacker.send(zmq::buffer(valid.substr(0, n)), zmq::send_flags::none);  // truncated
+  }
+  attacker.send(zmq::buffer(valid + "1234567"), zmq::send_flags::none);  // not a whole number of words
+  ++garbage;
+  attacker.send(zmq::buffer(std::string(64 * 1024 + 1000, 'x')), zmq::send_flags::none);  // over the limit
+  attacker.send(zmq::buffer(valid), zmq::send_flags::sndmore);                            // two payload frames
+  attacker.send(zmq::buffer(valid), zmq::send_flags::none);
+  // A wrong schema version and a stale epoch from a known sender: dropped, and answered with an error.
+  msg::envelope stale;
+  stale.head = {0, "attacker", "router/victim", 41, false, 3, 0, 0};
+  stale.content = msg::status_request{};
+  attacker.send(zmq::buffer(encode_bytes(msg::encode(stale))), zmq::send_flags::none);
+  std::string wrong_version = encode_bytes(make_request("attacker", "router/victim", msg::status_request{}, {3, 1}));
+  wrong_version[16] = 99;  // `version` opens the root struct (segment table 8 bytes, root pointer 8 bytes)
+  attacker.send(zmq::buffer(wrong_version), zmq::send_flags::none);
+
+  std::vector<msg::error_code> replies;
+  sink.set(zmq::sockopt::rcvtimeo, 5000);
+  for (int i = 0; i < 2; ++i) {
+    zmq::message_t id;
+    zmq::message_t payload;
+    if (!sink.recv(id) || !sink.recv(payload)) {
+      break;
+    }
+    auto d = msg::decode(msg::buffer::copy_of(payload.data(), payload.size()));
+    ASSERT_TRUE(d.ok()) << d.error().what;
+    replies.push_back(error_of(d.value()));
+  }
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(replies[0], msg::error_code::stale_epoch);
+  EXPECT_EQ(replies[1], msg::error_code::version_mismatch);
+
+  // Still alive and answering, with every drop counted.
+  auto s = status_of(r, "router/victim", {3, 1});
+  EXPECT_EQ(s.name, "router/victim");
+  EXPECT_GE(counter(s, "malformed"), garbage);
+  EXPECT_EQ(counter(s, "oversized_frames"), 1);
+  EXPECT_EQ(counter(s, "bad_frames"), 1);
+  EXPECT_EQ(counter(s, "stale_epoch"), 1);
+  EXPECT_EQ(counter(s, "version_mismatch"), 1);
+  EXPECT_EQ(counter(s, "received_remote"), 2);  // the stale one and this status request
+}
+
+}  // namespace
+}  // namespace hllm::testing

@@ -1,0 +1,147 @@
+// What crosses the wire: plain Cap'n Proto (the official capnp tool decodes a captured frame), and CURVE
+// authentication (a peer without an authorized key delivers nothing).
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <zmq.hpp>
+
+#include "actors/curve_keys.hpp"
+#include "tests/actors/router_fixture.hpp"
+
+namespace hllm::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using wire_test = router_fixture;
+namespace fs = std::filesystem;
+
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    path = fs::temp_directory_path() / ("hllm-wire-test-" + std::to_string(::getpid()));
+    fs::create_directories(path);
+  }
+  ~temp_dir() { fs::remove_all(path); }
+};
+
+std::string run_command(const std::string& command) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) {
+    return out;
+  }
+  char chunk[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(chunk, 1, sizeof(chunk), p)) > 0) {
+    out.append(chunk, n);
+  }
+  ::pclose(p);
+  return out;
+}
+
+TEST_F(wire_test, capnp_tool_decodes_a_frame_captured_from_the_wire) {
+  router_config rc;
+  rc.name = "router/test";
+  auto r = router(rc);
+  zmq::context_t ctx;
+  zmq::socket_t sink(ctx, zmq::socket_type::router);
+  sink.set(zmq::sockopt::linger, 0);
+  sink.set(zmq::sockopt::rcvtimeo, 5000);
+  sink.bind("tcp://127.0.0.1:*");
+  route(r, "sink", sink.get(zmq::sockopt::last_endpoint));
+
+  msg::batch b;
+  b.at = {1, 2, 345, 0};
+  b.user_ids = {77};
+  b.lengths = {3};
+  b.item_ids = {11, 12, 13};
+  b.targets = {14};
+  tell(r, make_oneway("loader/0", "sink", b, {}));
+  zmq::message_t id;
+  zmq::message_t frame;
+  ASSERT_TRUE(sink.recv(id));
+  ASSERT_TRUE(id.more()) << "a ROUTER socket sees [identity][payload]";
+  ASSERT_TRUE(sink.recv(frame));
+  ASSERT_FALSE(frame.more());
+
+  temp_dir dir;
+  auto file = dir.path / "captured.bin";
+  std::ofstream(file, std::ios::binary).write(static_cast<const char*>(frame.data()),
+                                               static_cast<std::streamsize>(frame.size()));
+  std::string text = run_command("capnp decode " + std::string(HLLM_ENVELOPE_SCHEMA_FILE) + " Envelope < " +
+                                 file.string() + " 2>&1");
+  EXPECT_NE(text.find("sender = \"loader/0\""), std::string::npos) << text;
+  EXPECT_NE(text.find("receiver = \"sink\""), std::string::npos) << text;
+  EXPECT_NE(text.find("itemIds = [11, 12, 13]"), std::string::npos) << text;
+  EXPECT_NE(text.find("step = 345"), std::string::npos) << text;
+}
+
+class curve_test : public router_fixture {
+ protected:
+  void SetUp() override {
+    write_curve_keypair((dir_.path / "job").string(), generate_curve_keypair());
+    write_curve_keypair((dir_.path / "intruder").string(), generate_curve_keypair());
+  }
+  router_config with_key(std::string name, const std::string& key) {
+    router_config rc;
+    rc.name = std::move(name);
+    rc.curve.key_file = (dir_.path / (key + "_secret")).string();
+    return rc;
+  }
+  std::string public_key(const std::string& key) {
+    return read_curve_key_file((dir_.path / key).string()).public_key;
+  }
+  temp_dir dir_;
+};
+
+TEST_F(curve_test, authorized_peer_gets_through_and_others_deliver_nothing) {
+  auto server = router(with_key("router/server", "job"));
+  auto server_ep = endpoints(server).at(0);
+
+  // A peer holding the job's key pair: its request is served.
+  auto friendly = router(with_key("router/friend", "job"));
+  route(friendly, "router/server", server_ep);
+  route(server, "probe", endpoints(friendly).at(0));
+  auto s = status_of(friendly, "router/server");
+  EXPECT_EQ(s.name, "router/server");
+  auto frames_before = counter(local_status(server), "frames_in");
+  EXPECT_GE(frames_before, 1);
+
+  // A peer with another key pair (it knows the server's public key, but is not authorized): nothing arrives.
+  auto intruder = router(with_key("router/intruder", "intruder"));
+  route(intruder, "router/server", server_ep, public_key("job"));
+  auto reply = ask(intruder, make_request("probe", "router/server", msg::status_request{}, {}, milliseconds(500)));
+  EXPECT_EQ(error_of(reply), msg::error_code::timeout);
+
+  // A peer without CURVE at all: the handshake fails, nothing arrives.
+  zmq::context_t ctx;
+  zmq::socket_t plain(ctx, zmq::socket_type::dealer);
+  plain.set(zmq::sockopt::linger, 0);
+  plain.connect(server_ep);
+  auto bytes = make_request("probe", "router/server", msg::status_request{}, {});
+  plain.send(zmq::buffer(bytes.data(), bytes.size()), zmq::send_flags::none);
+  std::this_thread::sleep_for(milliseconds(300));
+
+  auto after = local_status(server);
+  EXPECT_EQ(counter(after, "frames_in"), frames_before) << "an unauthenticated peer delivered a frame";
+  EXPECT_GE(counter(after, "auth_denied"), 1);
+  EXPECT_GE(counter(after, "auth_granted"), 1);
+}
+
+TEST_F(curve_test, key_files_round_trip_and_bad_files_are_refused) {
+  auto pair = read_curve_key_file((dir_.path / "job_secret").string());
+  EXPECT_EQ(pair.public_key, public_key("job"));
+  EXPECT_EQ(pair.secret_key.size(), 40u);
+  EXPECT_TRUE(read_curve_key_file((dir_.path / "job").string()).secret_key.empty()) << "public file has no secret";
+  EXPECT_EQ(fs::status(dir_.path / "job_secret").permissions() & fs::perms::group_read, fs::perms::none);
+  std::ofstream(dir_.path / "broken") << "public-key = \"short\"\n";
+  EXPECT_THROW(read_curve_key_file((dir_.path / "broken").string()), hllm::error);
+  router_config rc;
+  rc.curve.key_file = (dir_.path / "job").string();  // the public file: no secret to serve with
+  EXPECT_THROW(spawn_router(sys(), rc), hllm::error);
+}
+
+}  // namespace
+}  // namespace hllm::testing
