@@ -1,0 +1,60 @@
+#pragma once
+// What a user trainer reads: the batch and the negatives of every step, requested from data loaders and negative
+// samplers through the router with a bounded number of steps in flight (the credit window), and handed out
+// strictly in step order whatever order the replies arrive in. A late, failed or unknown loader or sampler is
+// retried on the next one; since their answers are pure functions of the step, the result does not change.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/actors.hpp"
+#include "actors/router.hpp"
+#include "model/batching.hpp"
+
+namespace caf {
+class actor_system;
+}
+
+namespace hllm {
+
+struct step_feed_options {
+  std::string name = "trainer-0";     // the sender address of the requests
+  job_ref job;
+  std::vector<std::string> loaders;   // addresses; step k asks loaders[k % n] first
+  std::vector<std::string> samplers;
+  std::uint8_t stage = 1;
+  std::uint32_t world_size = 1;
+  std::uint32_t rank = 0;
+  std::uint32_t batch_size = 64;      // per rank
+  std::uint32_t max_length = 10;      // inputs per sequence (windows hold max_length + 1 items)
+  std::uint32_t negatives = 256;      // pool size per rank
+  std::uint32_t window = 4;           // steps in flight
+  std::chrono::milliseconds timeout{30000};
+  int attempts = 6;                   // per request, across loaders/samplers
+};
+
+struct step_feed_counters {
+  std::uint64_t requests = 0, retries = 0, steps = 0;
+};
+
+class step_feed {
+ public:
+  step_feed(caf::actor_system& sys, router_actor router, step_feed_options o);
+  ~step_feed();
+  step_feed(const step_feed&) = delete;
+  step_feed& operator=(const step_feed&) = delete;
+
+  // Serves steps [first_step, end_step) of `epoch`, in order.
+  void start_epoch(std::uint32_t epoch, std::uint64_t first_step, std::uint64_t end_step);
+  // The next step's batch with its negatives. Throws hllm::error when every attempt failed.
+  model::train_batch next();
+  const step_feed_counters& counters() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace hllm
