@@ -3,6 +3,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "model/losses.hpp"
 #include "storage/error.hpp"
@@ -361,6 +364,34 @@ torch::Tensor recommender_impl::user_embeddings(const torch::Tensor& items, cons
     out.narrow(0, start, rows).copy_(y.select(1, len - 1));
   }
   return out;
+}
+
+hllm_config read_checkpoint_config(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  std::ifstream in(path);
+  if (!in) {
+    throw error(errc::not_found, "checkpoint: cannot open " + path);
+  }
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    throw error(errc::format, path + ": " + e.what());
+  }
+  if (j.value("format", std::string()) != "hllm-checkpoint") {
+    throw error(errc::format, path + ": not an hllm checkpoint (format is not \"hllm-checkpoint\")");
+  }
+  if (j.value("version", 0) != 1) {
+    throw error(errc::version, path + ": checkpoint version " + j.value("version", nlohmann::json()).dump() +
+                                   " is not supported (this build reads 1)");
+  }
+  return hllm_config_from_json(j.at("model"));
+}
+
+recommender load_recommender(const std::string& dir, torch::Tensor cache) {
+  recommender r(read_checkpoint_config(dir), std::move(cache));
+  load_module(*r, safetensors_archive::open_file(dir + "/model.safetensors"), "");
+  return r;
 }
 
 }  // namespace hllm::model

@@ -111,4 +111,9 @@ class recommender_impl : public torch::nn::Module {
 };
 TORCH_MODULE_IMPL(recommender, recommender_impl);
 
+// A trained model from a checkpoint directory (trainer.hpp describes the layout): config.json + model.safetensors.
+// `cache` is needed only when the checkpoint's item source is the embedding cache.
+recommender load_recommender(const std::string& dir, torch::Tensor cache = {});
+hllm_config read_checkpoint_config(const std::string& dir);
+
 }  // namespace hllm::model

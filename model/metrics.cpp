@@ -63,25 +63,4 @@ std::vector<int64_t> target_ranks(const torch::Tensor& items, const torch::Tenso
   return ranks;
 }
 
-ranking_metrics summarize_ranks(const std::vector<int64_t>& ranks, const std::vector<bool>& keep) {
-  ranking_metrics m;
-  for (std::size_t q = 0; q < ranks.size(); ++q) {
-    if (!keep.empty() && !keep[q]) {
-      continue;
-    }
-    ++m.users;
-    for (std::size_t k = 0; k < ranking_ks.size(); ++k) {
-      if (ranks[q] < ranking_ks[k]) {
-        m.recall[k] += 1.0;
-        m.ndcg[k] += 1.0 / std::log2(static_cast<double>(ranks[q]) + 2.0);
-      }
-    }
-  }
-  for (std::size_t k = 0; k < ranking_ks.size(); ++k) {
-    m.recall[k] = m.users ? 100.0 * m.recall[k] / m.users : 0.0;
-    m.ndcg[k] = m.users ? 100.0 * m.ndcg[k] / m.users : 0.0;
-  }
-  return m;
-}
-
 }  // namespace hllm::model

@@ -8,16 +8,9 @@
 #include <torch/torch.h>
 
 #include "model/batching.hpp"
+#include "model/ranking.hpp"
 
 namespace hllm::model {
-
-inline constexpr std::array<int64_t, 4> ranking_ks{5, 10, 50, 200};
-
-struct ranking_metrics {
-  int64_t users = 0;
-  std::array<double, 4> recall{};  // x100, per ranking_ks
-  std::array<double, 4> ndcg{};    // x100
-};
 
 // 0-based rank of each query's target among the unmasked items, scored by cosine(user, item). Ties count
 // against the target (an item scoring exactly the target's score ranks above it), so a collapsed model that gives
@@ -25,9 +18,5 @@ struct ranking_metrics {
 // items: [num_items + 1, H] (row 0 padding, never ranked); users: [queries, H].
 std::vector<int64_t> target_ranks(const torch::Tensor& items, const torch::Tensor& users, const eval_set& e,
                                   int64_t user_chunk = 256, int64_t item_chunk = 16384);
-
-// Recall@K (hit rate, one target) and NDCG@K = 1 / log2(rank + 2) when rank < K, averaged over queries where
-// `keep` is true (all when empty).
-ranking_metrics summarize_ranks(const std::vector<int64_t>& ranks, const std::vector<bool>& keep = {});
 
 }  // namespace hllm::model

@@ -1,0 +1,257 @@
+#include "model/trainer.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "model/hllm.hpp"
+#include "model/metrics.hpp"
+#include "storage/error.hpp"
+
+namespace hllm::model {
+namespace {
+
+struct adam_state {
+  torch::Tensor exp_avg, exp_avg_sq;
+};
+
+bool decays(const torch::Tensor& p) {
+  // Decoupled weight decay on matrices and embedding tables; norms, biases and scalars are left alone.
+  return p.dim() >= 2;
+}
+
+tensor_blob blob_of(const std::string& name, const torch::Tensor& t) {
+  return {name, st_dtype::f32, t.sizes().vec(), t.data_ptr(), static_cast<std::size_t>(t.numel()) * sizeof(float)};
+}
+
+torch::Tensor cache_tensor(const hllm_config& c, span<const float> cache) {
+  if (c.source != item_source::cache) {
+    return {};
+  }
+  const int64_t h = c.user_llm.hidden_size;
+  if (static_cast<int64_t>(cache.size()) != (c.num_items + 1) * h) {
+    throw error(errc::mismatch, "trainer: the item cache holds " + std::to_string(cache.size()) +
+                                    " floats, expected (num_items + 1) * hidden");
+  }
+  return torch::from_blob(const_cast<float*>(cache.data()), {c.num_items + 1, h}, torch::kFloat32).clone();
+}
+
+}  // namespace
+
+struct trainer::impl {
+  hllm_config model_cfg;
+  train_config train_cfg;
+  item_text_table texts;
+  recommender net{nullptr};
+  std::vector<std::string> names;  // trained parameters, fixed order
+  std::vector<torch::Tensor> params;
+  std::vector<adam_state> adam;
+  int64_t step = 0;
+  std::chrono::steady_clock::time_point started;
+
+  impl(const hllm_config& m, const train_config& t, item_text_table x, span<const float> cache)
+      : model_cfg(m), train_cfg(t), texts(x) {
+    if (t.threads > 0) {
+      torch::set_num_threads(t.threads);
+    }
+    net = recommender(m, cache_tensor(m, cache));
+    if (t.bf16) {
+      net->set_compute_dtype(torch::kBFloat16);
+    }
+    for (auto& p : net->named_parameters()) {
+      names.push_back(p.key());
+      params.push_back(p.value());
+      adam.push_back({torch::zeros_like(p.value()), torch::zeros_like(p.value())});
+    }
+  }
+
+  double clip_gradients() {
+    torch::NoGradGuard no_grad;
+    double sq = 0;
+    for (auto& p : params) {
+      if (p.grad().defined()) {
+        sq += p.grad().pow(2).sum().item<double>();
+      }
+    }
+    const double norm = std::sqrt(sq);
+    if (train_cfg.clip_norm > 0 && norm > train_cfg.clip_norm) {
+      const double f = train_cfg.clip_norm / (norm + 1e-6);
+      for (auto& p : params) {
+        if (p.grad().defined()) {
+          p.mutable_grad().mul_(f);
+        }
+      }
+    }
+    return norm;
+  }
+
+  // AdamW (Loshchilov & Hutter) as torch.optim.AdamW computes it, with state we own and can checkpoint.
+  void adamw(double lr) {
+    torch::NoGradGuard no_grad;
+    const double b1 = train_cfg.beta1, b2 = train_cfg.beta2;
+    const double t = static_cast<double>(step + 1);
+    const double bc1 = 1.0 - std::pow(b1, t), bc2 = 1.0 - std::pow(b2, t);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      auto& p = params[i];
+      const auto& g = p.grad();
+      if (!g.defined()) {
+        continue;
+      }
+      auto& s = adam[i];
+      s.exp_avg.mul_(b1).add_(g, 1.0 - b1);
+      s.exp_avg_sq.mul_(b2).addcmul_(g, g, 1.0 - b2);
+      if (decays(p)) {
+        p.mul_(1.0 - lr * train_cfg.weight_decay);
+      }
+      auto denom = (s.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(train_cfg.adam_eps);
+      p.addcdiv_(s.exp_avg, denom, -lr / bc1);
+    }
+  }
+};
+
+trainer::trainer(const hllm_config& model, const train_config& train, item_text_table texts, span<const float> cache)
+    : impl_(std::make_unique<impl>(model, train, texts, cache)) {}
+trainer::trainer(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+trainer::~trainer() = default;
+trainer::trainer(trainer&&) noexcept = default;
+trainer& trainer::operator=(trainer&&) noexcept = default;
+
+step_metrics trainer::step(const train_batch& b) {
+  auto m = compute_gradients(b);
+  apply_gradients(m);
+  return m;
+}
+
+step_metrics trainer::compute_gradients(const train_batch& b) {
+  auto& s = *impl_;
+  s.started = std::chrono::steady_clock::now();
+  for (auto& p : s.params) {
+    p.mutable_grad() = torch::Tensor();
+  }
+  auto out = s.net->training_loss(b, s.texts);
+  out.loss.backward();
+  step_metrics m;
+  m.step = s.step;
+  m.loss = out.loss.item<double>();
+  m.nce = out.nce;
+  m.cls = out.cls;
+  m.nce_top1_acc = out.top1;
+  m.nce_top5_acc = out.top5;
+  m.nce_top10_acc = out.top10;
+  m.positions = out.positions;
+  m.items_encoded = out.items_encoded;
+  m.item_tokens = out.item_tokens;
+  return m;
+}
+
+void trainer::apply_gradients(step_metrics& m) {
+  auto& s = *impl_;
+  m.grad_norm = s.clip_gradients();
+  m.lr = scheduled_lr(s.train_cfg, s.step);
+  s.adamw(m.lr);
+  s.net->clamp_logit_scale();
+  m.logit_scale = std::exp(s.net->logit_scale.item<double>());
+  ++s.step;
+  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.started).count();
+}
+
+std::vector<at::Tensor> trainer::gradients() {
+  std::vector<at::Tensor> out;
+  for (auto& p : impl_->params) {
+    if (!p.grad().defined()) {
+      p.mutable_grad() = torch::zeros_like(p);  // every rank reduces the same list
+    }
+    out.push_back(p.grad());
+  }
+  return out;
+}
+
+int64_t trainer::steps_done() const { return impl_->step; }
+const hllm_config& trainer::model_config() const { return impl_->model_cfg; }
+const train_config& trainer::training_config() const { return impl_->train_cfg; }
+int64_t trainer::hidden_size() const { return impl_->model_cfg.user_llm.hidden_size; }
+
+std::vector<float> trainer::item_matrix() {
+  auto m = impl_->net->item_matrix(impl_->texts).contiguous();
+  return {m.data_ptr<float>(), m.data_ptr<float>() + m.numel()};
+}
+
+std::vector<int64_t> trainer::ranks(const eval_set& e) {
+  auto items = impl_->net->item_matrix(impl_->texts);
+  auto users = impl_->net->user_embeddings(items, e);
+  return target_ranks(items, users, e);
+}
+
+std::vector<tensor_blob> trainer::state_blobs() const {
+  std::vector<tensor_blob> out;
+  const auto& s = *impl_;
+  for (std::size_t i = 0; i < s.params.size(); ++i) {
+    out.push_back(blob_of("model." + s.names[i], s.params[i]));
+    out.push_back(blob_of("optim.exp_avg." + s.names[i], s.adam[i].exp_avg));
+    out.push_back(blob_of("optim.exp_avg_sq." + s.names[i], s.adam[i].exp_avg_sq));
+  }
+  return out;
+}
+
+void trainer::save(const std::string& dir) const {
+  const auto& s = *impl_;
+  std::filesystem::create_directories(dir);
+  std::vector<tensor_blob> model, optim;
+  for (const auto& b : state_blobs()) {
+    if (b.name.rfind("model.", 0) == 0) {
+      model.push_back(b);
+      model.back().name = b.name.substr(6);
+    } else {
+      optim.push_back(b);
+      optim.back().name = b.name.substr(6);
+    }
+  }
+  write_safetensors(dir + "/model.safetensors", model, {{"format", "pt"}});
+  write_safetensors(dir + "/optimizer.safetensors", optim, {{"step", std::to_string(s.step)}});
+  nlohmann::json j = {{"format", checkpoint_format},
+                      {"version", checkpoint_version},
+                      {"model", to_json(s.model_cfg)},
+                      {"train", to_json(s.train_cfg)},
+                      {"step", s.step}};
+  const std::string tmp = dir + "/config.json.tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(2) << "\n";
+    if (!out) {
+      throw error(errc::io, "cannot write " + tmp);
+    }
+  }
+  std::filesystem::rename(tmp, dir + "/config.json");
+}
+
+trainer trainer::load(const std::string& dir, item_text_table texts, span<const float> cache) {
+  std::ifstream in(dir + "/config.json");
+  if (!in) {
+    throw error(errc::not_found, "checkpoint: cannot open " + dir + "/config.json");
+  }
+  const auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    throw error(errc::format, dir + "/config.json: not JSON");
+  }
+  auto p = std::make_unique<impl>(read_checkpoint_config(dir), train_config_from_json(j.at("train")), texts, cache);
+  load_module(*p->net, safetensors_archive::open_file(dir + "/model.safetensors"), "");
+  auto optim = safetensors_archive::open_file(dir + "/optimizer.safetensors");
+  torch::NoGradGuard no_grad;
+  for (std::size_t i = 0; i < p->names.size(); ++i) {
+    for (auto [key, dst] : {std::pair{"exp_avg.", &p->adam[i].exp_avg}, {"exp_avg_sq.", &p->adam[i].exp_avg_sq}}) {
+      const auto& v = optim.at(key + p->names[i]);
+      if (v.shape != dst->sizes().vec() || v.dtype != st_dtype::f32) {
+        throw error(errc::mismatch, dir + "/optimizer.safetensors: tensor '" + v.name + "' does not match " +
+                                        "its parameter");
+      }
+      dst->copy_(to_tensor(v));
+    }
+  }
+  p->step = j.at("step").get<int64_t>();
+  return trainer(std::move(p));
+}
+
+}  // namespace hllm::model

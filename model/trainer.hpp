@@ -1,0 +1,82 @@
+#pragma once
+// One process's training step for HLLM / the ID baseline / stage 2, and its checkpoint. Torch stays out of this
+// header (pimpl) so that actor code can hold a trainer without compiling torch; gradients for a data-parallel
+// all-reduce are reachable through `gradients()` (at::Tensor is only declared here).
+//
+// Checkpoint directory (format "hllm-checkpoint", version 1):
+//   config.json             {"format", "version", "model": hllm_config, "train": train_config, "step"}
+//   model.safetensors       every parameter, fp32, named as in the model ("item_llm.model.layers.0...")
+//   optimizer.safetensors   "exp_avg.<param>" and "exp_avg_sq.<param>" (fp32) for every trained parameter
+// Each file is written atomically (temporary file, fsync, rename); the job layer makes the directory atomic.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/batching.hpp"
+#include "model/hllm_config.hpp"
+#include "model/ranking.hpp"
+#include "model/safetensors.hpp"
+#include "storage/span.hpp"
+
+namespace at {
+class Tensor;
+}
+
+namespace hllm::model {
+
+inline constexpr const char* checkpoint_format = "hllm-checkpoint";
+inline constexpr int checkpoint_version = 1;
+
+struct step_metrics {
+  int64_t step = 0;  // the step this was (0-based)
+  double loss = 0, nce = 0, cls = 0;
+  double nce_top1_acc = 0, nce_top5_acc = 0, nce_top10_acc = 0;
+  double logit_scale = 0;  // exp(s) after the clamp
+  double lr = 0;
+  double grad_norm = 0;    // before clipping
+  int64_t positions = 0, items_encoded = 0, item_tokens = 0;
+  double seconds = 0;
+};
+
+class trainer {
+ public:
+  // `texts` must outlive the trainer when the source is text. `cache` ((num_items + 1) * hidden floats, row 0
+  // padding) is copied in when the source is cache.
+  trainer(const hllm_config& model, const train_config& train, item_text_table texts,
+          span<const float> cache = {});
+  ~trainer();
+  trainer(trainer&&) noexcept;
+  trainer& operator=(trainer&&) noexcept;
+
+  // compute_gradients + apply_gradients.
+  step_metrics step(const train_batch& b);
+  // The two halves, for data-parallel ranks: gradients, then (after the caller averaged them) the update.
+  step_metrics compute_gradients(const train_batch& b);
+  void apply_gradients(step_metrics& m);
+  // Gradient tensors of every trained parameter, in a fixed order (all-reduce them in place).
+  std::vector<at::Tensor> gradients();
+
+  int64_t steps_done() const;
+  const hllm_config& model_config() const;
+  const train_config& training_config() const;
+
+  // Every item's embedding, row-major [(num_items + 1) x hidden], row 0 zeros.
+  std::vector<float> item_matrix();
+  int64_t hidden_size() const;
+  // 0-based rank of each query's target (metrics.hpp) with this model's item and user embeddings.
+  std::vector<int64_t> ranks(const eval_set& e);
+
+  // Parameters ("model.<name>") and optimizer state ("optim.exp_avg.<name>", ...) as views into live memory.
+  std::vector<tensor_blob> state_blobs() const;
+  void save(const std::string& dir) const;
+  // Restores parameters, optimizer state and step; the configs come from DIR/config.json unless given.
+  static trainer load(const std::string& dir, item_text_table texts, span<const float> cache = {});
+
+ private:
+  struct impl;
+  explicit trainer(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace hllm::model
