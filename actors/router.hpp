@@ -58,7 +58,8 @@ struct router_config {
 };
 
 // Registers the hllm type-id block and caps CAF's scheduler threads (STACK.md pitfalls 2 and 5). Call it on
-// every actor_system_config before creating the system.
+// every actor_system_config before creating the system. It also keeps glibc from mmapping every large message
+// buffer (mallopt; process-wide, see router.cpp).
 void configure_actor_system(caf::actor_system_config& cfg, std::size_t max_threads = 2);
 
 // Binds the sockets, then spawns the router. Throws hllm::error when an endpoint cannot be bound or a key file

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <algorithm>
 #include <optional>
 #include <random>
 
@@ -97,10 +98,8 @@ tensor get(w::Tensor::Reader r) {
     fail(error_code::malformed, "tensor data holds " + std::to_string(data.size()) + " bytes, shape needs " +
                                     std::to_string(need));
   }
-  t.data.resize(data.size());
-  if (data.size() > 0) {
-    std::memcpy(t.data.data(), data.begin(), data.size());
-  }
+  auto* bytes = reinterpret_cast<const std::byte*>(data.begin());
+  t.data.assign(bytes, bytes + data.size());  // one pass (resize + memcpy would zero the bytes first)
   return t;
 }
 
@@ -501,20 +500,43 @@ std::size_t body_words(const body& content) {
   }
 }
 
-// Owns the memory of an encoded message: the scratch words the builder wrote into (word 0 is reserved for the
-// segment table) and the builder itself, whose destructor must run before the words are freed.
-struct encoded {
-  struct free_words {
-    void operator()(capnp::word* p) const { std::free(p); }
-  };
-  std::unique_ptr<capnp::word, free_words> words;
-  std::optional<capnp::MallocMessageBuilder> builder;
-  kj::Array<capnp::word> flat;  // only when the message outgrew the scratch space
+// A MessageBuilder whose first segment is a zeroed block with one spare word in front (for the segment table),
+// so a message that fits needs no flattening copy. Unlike MallocMessageBuilder it does not re-zero the block on
+// destruction (it is freed, not reused).
+class scratch_builder : public capnp::MessageBuilder {
+ public:
+  explicit scratch_builder(std::size_t first_words) : first_words_(first_words) {}
+  ~scratch_builder() noexcept(false) override {
+    for (auto* p : blocks_) {
+      std::free(p);
+    }
+  }
+
+  kj::ArrayPtr<capnp::word> allocateSegment(unsigned minimum) override {
+    bool first = blocks_.empty();
+    std::size_t words = first ? std::max<std::size_t>(first_words_, minimum) : std::max<std::size_t>(minimum, 1024);
+    std::size_t spare = first ? 1 : 0;
+    auto* block = static_cast<capnp::word*>(std::calloc(words + spare, sizeof(capnp::word)));
+    if (block == nullptr) {
+      throw std::bad_alloc();
+    }
+    blocks_.push_back(block);
+    return kj::arrayPtr(block + spare, words);
+  }
+
+  // The first segment with the spare word in front, when the message fits in it.
+  capnp::word* front() const { return blocks_.empty() ? nullptr : blocks_.front(); }
+
+ private:
+  std::size_t first_words_;
+  std::vector<capnp::word*> blocks_;
 };
 
-struct reader_state {
-  capnp::FlatArrayMessageReader reader;
-  w::Envelope::Reader root;
+// Owns the memory of an encoded message.
+struct encoded {
+  explicit encoded(std::size_t words) : builder(words) {}
+  scratch_builder builder;
+  kj::Array<capnp::word> flat;  // only when the message outgrew its first segment
 };
 
 // Checks size and shape of the bytes before Cap'n Proto sees them.
@@ -612,15 +634,9 @@ std::uint16_t current_schema_version() { return w::SCHEMA_VERSION; }
 std::uint16_t oldest_readable_schema_version() { return 1; }
 
 buffer encode(const envelope& e) {
-  auto storage = std::make_shared<encoded>();
   std::size_t words = 16 + text_words(e.head.sender) + text_words(e.head.receiver) + body_words(e.content);
-  // Cap'n Proto requires zeroed scratch space; word 0 is left for the segment table.
-  storage->words.reset(static_cast<capnp::word*>(std::calloc(words + 1, sizeof(capnp::word))));
-  if (!storage->words) {
-    throw std::bad_alloc();
-  }
-  storage->builder.emplace(kj::arrayPtr(storage->words.get() + 1, words));
-  auto root = storage->builder->initRoot<w::Envelope>();
+  auto storage = std::make_shared<encoded>(words);
+  auto root = storage->builder.initRoot<w::Envelope>();
   root.setVersion(current_schema_version());
   root.setSender(text(e.head.sender));
   root.setReceiver(text(e.head.receiver));
@@ -631,15 +647,15 @@ buffer encode(const envelope& e) {
   root.setTimeoutMs(e.head.timeout_ms);
   put_body(root.getBody(), e.content);
 
-  auto segments = storage->builder->getSegmentsForOutput();
-  if (segments.size() == 1 && segments[0].begin() == storage->words.get() + 1) {
-    // The whole message sits in the scratch words: write the one-segment table in front, no copy.
-    auto* table = reinterpret_cast<std::uint32_t*>(storage->words.get());
+  auto segments = storage->builder.getSegmentsForOutput();
+  capnp::word* front = storage->builder.front();
+  if (segments.size() == 1 && segments[0].begin() == front + 1) {
+    // The whole message sits in the first segment: write the one-segment table in the spare word, no copy.
+    auto* table = reinterpret_cast<std::uint32_t*>(front);
     table[0] = 0;  // segment count - 1
     table[1] = static_cast<std::uint32_t>(segments[0].size());
-    const void* data = storage->words.get();
     std::size_t size = (segments[0].size() + 1) * sizeof(capnp::word);
-    return buffer::adopt(std::shared_ptr<const void>(storage, data), data, size);
+    return buffer::adopt(std::shared_ptr<const void>(storage, front), front, size);
   }
   storage->flat = capnp::messageToFlatArray(segments);
   const void* data = storage->flat.begin();

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <zmq.hpp>
@@ -141,6 +142,18 @@ TEST_F(curve_test, key_files_round_trip_and_bad_files_are_refused) {
   router_config rc;
   rc.curve.key_file = (dir_.path / "job").string();  // the public file: no secret to serve with
   EXPECT_THROW(spawn_router(sys(), rc), hllm::error);
+}
+
+TEST_F(curve_test, hllm_keygen_writes_a_pair_the_router_serves_with) {
+  auto base = (dir_.path / "made-by-keygen").string();
+  ASSERT_EQ(std::system((std::string(HLLM_KEYGEN) + " --out " + base + " > /dev/null").c_str()), 0);
+  EXPECT_NE(std::system((std::string(HLLM_KEYGEN) + " --out " + base + " > /dev/null 2>&1").c_str()), 0)
+      << "keygen must not overwrite a key pair without --force";
+  auto server = router(with_key("router/server", "made-by-keygen"));
+  auto client = router(with_key("router/client", "made-by-keygen"));
+  route(client, "router/server", endpoints(server).at(0));
+  route(server, "probe", endpoints(client).at(0));
+  EXPECT_EQ(status_of(client, "router/server").name, "router/server");
 }
 
 }  // namespace
