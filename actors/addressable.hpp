@@ -29,12 +29,13 @@ msg::body answer_safely(Core& core, const msg::body& request) {
   }
 }
 
-// Spawns an actor around `core` and enrolls it with the router under `name`.
-template <class Core>
+// Spawns an actor around `core` and enrolls it with the router under `name`. Cores that compute for long (item
+// encoders) pass caf::detached so they run on their own thread instead of stalling CAF's scheduler.
+template <class Core, caf::spawn_options Options = caf::no_spawn_options>
 addressable_actor spawn_addressable(caf::actor_system& sys, router_actor router, const std::string& name,
                                     std::unique_ptr<Core> core) {
   auto shared_core = std::shared_ptr<Core>(std::move(core));
-  auto handle = sys.spawn([shared_core](typename addressable_actor::template stateful_pointer<addressable_state<Core>>
+  auto handle = sys.spawn<Options>([shared_core](typename addressable_actor::template stateful_pointer<addressable_state<Core>>
                                             self) -> addressable_actor::behavior_type {
     return {
         [self, shared_core](atom::deliver, const msg::buffer& b) -> msg::buffer {

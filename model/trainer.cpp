@@ -254,4 +254,15 @@ trainer trainer::load(const std::string& dir, item_text_table texts, span<const 
   return trainer(std::move(p));
 }
 
+std::vector<float> trainer::item_embeddings(const std::vector<int32_t>& ids) {
+  torch::NoGradGuard no_grad;
+  auto m = impl_->net->item_embeddings(impl_->texts, ids).to(torch::kFloat32).contiguous();
+  return {m.data_ptr<float>(), m.data_ptr<float>() + m.numel()};
+}
+
+void trainer::load_weights_from(const std::string& dir) {
+  load_module(*impl_->net, safetensors_archive::open_file(dir + "/model.safetensors"), "",
+              [](const std::string&) { return true; });
+}
+
 }  // namespace hllm::model

@@ -63,6 +63,13 @@ class trainer {
 
   // Every item's embedding, row-major [(num_items + 1) x hidden], row 0 zeros.
   std::vector<float> item_matrix();
+  // Embeddings of `ids` from the configured item source, row-major [ids x hidden], without gradients (the item
+  // encoders of the cache fill use this).
+  std::vector<float> item_embeddings(const std::vector<int32_t>& ids);
+  // Loads this model's parameters from another checkpoint's model.safetensors, e.g. stage 1's into a stage-2 model
+  // (source = cache): every parameter of this model must be there; tensors it does not have (the Item LLM) are
+  // ignored. The optimizer state and step stay as they are.
+  void load_weights_from(const std::string& dir);
   int64_t hidden_size() const;
   // 0-based rank of each query's target (metrics.hpp) with this model's item and user embeddings.
   std::vector<int64_t> ranks(const eval_set& e);

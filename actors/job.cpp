@@ -1,0 +1,514 @@
+#include "actors/job.hpp"
+
+#include <caf/all.hpp>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <spdlog/spdlog.h>
+
+#include "actors/data_loader.hpp"
+#include "actors/embedding_cache_shard.hpp"
+#include "actors/item_encoder.hpp"
+#include "actors/negative_sampler.hpp"
+#include "actors/router.hpp"
+#include "actors/step_feed.hpp"
+#include "actors/user_trainer.hpp"
+#include "messages/codec.hpp"
+#include "model/batching.hpp"
+#include "model/ranking.hpp"
+#include "model/trainer.hpp"
+#include "storage/dataset.hpp"
+#include "storage/error.hpp"
+#include "storage/file_io.hpp"
+
+namespace hllm {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using clock_type = std::chrono::steady_clock;
+
+struct result_row {
+  std::string model;
+  std::optional<model::ranking_metrics> all, cold;
+};
+
+double since(clock_type::time_point t0) { return std::chrono::duration<double>(clock_type::now() - t0).count(); }
+
+std::string hex(uint64_t h) { return storage::hash_hex(h); }
+
+model::train_config train_config_of(const json& s, int threads) {
+  model::train_config t;
+  t.lr = s.at("lr").get<double>();
+  t.weight_decay = s.at("weight_decay").get<double>();
+  t.warmup_share = s.at("warmup_share").get<double>();
+  t.clip_norm = s.at("clip_norm").get<double>();
+  t.bf16 = s.at("bf16").get<bool>();
+  t.threads = threads;
+  return t;
+}
+
+stage_spec stage_spec_of(const json& cfg, const std::string& name, std::uint8_t stage) {
+  const json& s = cfg.at(name);
+  stage_spec spec;
+  spec.name = name;
+  spec.stage = stage;
+  spec.epochs = s.at("epochs").get<int64_t>();
+  spec.batch_size = s.at("batch_size").get<uint32_t>();
+  spec.seq_len = s.at("seq_len").get<uint32_t>();
+  spec.negatives = s.at("negatives").get<uint32_t>();
+  spec.train = train_config_of(s, cfg.at("job").at("threads").get<int>());
+  spec.validate_every_epoch = cfg.at("eval").at("validate_every_epoch").get<bool>();
+  return spec;
+}
+
+model::hllm_config model_config_of(const json& cfg, const storage::dataset& data, model::item_source source) {
+  const json& m = cfg.at("model");
+  auto c = model::default_hllm_config(data.info().vocab_size, data.num_items(), data.info().max_text_tokens);
+  c.source = source;
+  for (auto* l : {&c.item_llm, &c.user_llm}) {
+    l->hidden_size = m.at("hidden_size").get<int64_t>();
+    l->intermediate_size = m.at("intermediate_size").get<int64_t>();
+    l->num_attention_heads = m.at("heads").get<int64_t>();
+    l->num_key_value_heads = m.at("kv_heads").get<int64_t>();
+    l->rms_norm_eps = m.at("rms_norm_eps").get<double>();
+    l->rope_theta = m.at("rope_theta").get<double>();
+  }
+  c.item_llm.num_hidden_layers = m.at("item_layers").get<int64_t>();
+  c.user_llm.num_hidden_layers = m.at("user_layers").get<int64_t>();
+  c.pooling = m.at("pooling").get<std::string>() == "mean" ? model::item_pooling::mean : model::item_pooling::item_token;
+  c.false_negative_cosine = m.at("false_negative_cosine").get<double>();
+  c.late_fusion = m.at("late_fusion").get<bool>();
+  c.early_fusion = m.at("early_fusion").get<bool>();
+  c.cls_lambda = m.at("cls_lambda").get<double>();
+  c.seed = cfg.at("job").at("seed").get<uint64_t>();
+  c.validate();
+  return c;
+}
+
+// Hash of a checkpoint's parameters: the version of every cache row its Item LLM makes.
+uint64_t checkpoint_version(const std::string& dir) {
+  auto f = storage::mapped_file::open(dir + "/model.safetensors");
+  return storage::hash_bytes(f.data(), f.size());
+}
+
+std::string metrics_cell(const std::optional<model::ranking_metrics>& m, int k, bool ndcg) {
+  if (!m || m->users == 0) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", ndcg ? m->ndcg[k] : m->recall[k]);
+  return buf;
+}
+
+class job_runner {
+ public:
+  explicit job_runner(const job_options& o)
+      : opt_(o),
+        cfg_(o.config),
+        data_(storage::dataset::open(o.data_dir)),
+        texts_(model::item_texts_of(data_)),
+        table_(model::interactions_of(data_)) {
+    fs::create_directories(opt_.out_dir);
+    log_ = std::make_unique<metrics_log>(opt_.out_dir + "/metrics.jsonl");
+    seed_ = cfg_.at("job").at("seed").get<uint64_t>();
+    job_.id = opt_.config_hash;
+    const json& p = cfg_.at("placement");
+    n_loaders_ = p.at("loaders").get<int>();
+    n_samplers_ = p.at("samplers").get<int>();
+    n_encoders_ = p.at("encoders").get<int>();
+    n_shards_ = p.at("cache_shards").get<int>();
+    if (n_loaders_ < 1 || n_samplers_ < 1 || n_encoders_ < 1 || n_shards_ < 1) {
+      throw error(errc::invalid_input, "config: placement needs at least one loader, sampler, encoder and shard");
+    }
+    max_history_ = cfg_.at("eval").at("max_history").get<int64_t>();
+    valid_ = model::make_eval_set(table_, model::split::valid, max_history_);
+    test_ = model::make_eval_set(table_, model::split::test, max_history_);
+    for (int32_t t : test_.targets) test_cold_.push_back(data_.is_cold(t));
+    caf_cfg_ = std::make_unique<caf::actor_system_config>();
+    configure_actor_system(*caf_cfg_);
+    sys_ = std::make_unique<caf::actor_system>(*caf_cfg_);
+  }
+
+  ~job_runner() {
+    // The actor system waits for every actor at destruction: stop them all first.
+    for (auto& a : actors_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    if (router_) caf::anon_send_exit(router_, caf::exit_reason::user_shutdown);
+  }
+
+  int run() {
+    auto t0 = clock_type::now();
+    start_actors();
+    std::vector<std::string> stages = cfg_.at("job").at("stages").get<std::vector<std::string>>();
+    auto wants = [&](const char* s) { return std::find(stages.begin(), stages.end(), s) != stages.end(); };
+    spdlog::info("job {}: {} users, {} items ({} cold), stages: {}", hex(job_.id), data_.num_users(),
+                 data_.num_items(), data_.info().cold_items, json(stages).dump());
+    if (wants("popularity")) phase("popularity", [&] { popularity(); });
+    if (wants("baseline")) phase("baseline", [&] { baseline(); });
+    if (wants("stage1")) phase("stage1", [&] { stage1(); });
+    if (wants("cache")) phase("cache fill", [&] { cache_fill(); });
+    if (wants("stage2")) phase("stage2", [&] { stage2(); });
+    if (wants("test")) phase("test", [&] { test(); });
+    write_results();
+    spdlog::info("job finished in {:.1f}s; outputs in {}", since(t0), opt_.out_dir);
+    return 0;
+  }
+
+ private:
+  template <class F>
+  void phase(const char* name, F&& f) {
+    auto t0 = clock_type::now();
+    spdlog::info("== {} ==", name);
+    f();
+    double s = since(t0);
+    log_->write(json{{"event", "phase"}, {"phase", name}, {"seconds", s}}.dump());
+    spdlog::info("== {} done in {:.1f}s ==", name, s);
+  }
+
+  void start_actors() {
+    router_config rc;
+    rc.bind = {};  // one process: every actor is local
+    rc.job_id = job_.id;
+    router_ = spawn_router(*sys_, rc);
+    for (int i = 0; i < n_loaders_; ++i) {
+      loaders_.push_back("loader-" + std::to_string(i));
+      actors_.push_back(spawn_data_loader(*sys_, router_, {loaders_.back(), opt_.data_dir, seed_}));
+    }
+    for (int i = 0; i < n_samplers_; ++i) {
+      samplers_.push_back("sampler-" + std::to_string(i));
+      actors_.push_back(spawn_negative_sampler(*sys_, router_, {samplers_.back(), opt_.data_dir, seed_}));
+    }
+    for (int i = 0; i < n_shards_; ++i) {
+      embedding_cache_shard_options so;
+      so.name = "cache-shard-" + std::to_string(i);
+      so.shard = static_cast<uint32_t>(i);
+      so.shard_count = static_cast<uint32_t>(n_shards_);
+      so.num_items = data_.num_items();
+      so.directory = opt_.out_dir + "/cache";
+      actors_.push_back(spawn_embedding_cache_shard(*sys_, router_, so));
+    }
+    spdlog::info("actors: {} loaders, {} samplers, {} cache shards (encoders start with the cache fill)",
+                 n_loaders_, n_samplers_, n_shards_);
+  }
+
+  step_feed_options feed_options(const stage_spec& spec) const {
+    step_feed_options f;
+    f.name = "trainer-0";
+    f.job = job_;
+    f.loaders = loaders_;
+    f.samplers = samplers_;
+    f.stage = spec.stage;
+    f.batch_size = spec.batch_size;
+    f.max_length = spec.seq_len;
+    f.negatives = spec.negatives;
+    f.window = cfg_.at("train").at("window").get<uint32_t>();
+    f.timeout = std::chrono::milliseconds(cfg_.at("train").at("request_timeout_ms").get<int64_t>());
+    return f;
+  }
+
+  int64_t steps_per_epoch(const stage_spec& spec) const {
+    auto users = static_cast<int64_t>(model::trainable_users(table_).size());
+    int64_t steps = users / spec.batch_size;
+    if (steps < 1) throw error(errc::invalid_input, spec.name + ": fewer trainable users than one batch");
+    return steps;
+  }
+
+  stage_outcome train(model::trainer& net, const stage_spec& spec) {
+    step_feed feed(*sys_, router_, feed_options(spec));
+    auto validate = [&](model::trainer& t) { return model::summarize_ranks(t.ranks(valid_)); };
+    auto out = run_user_trainer(feed, net, spec, steps_per_epoch(spec), validate, opt_.out_dir + "/" + spec.name,
+                                *log_);
+    spdlog::info("{}: {} steps, {:.0f} samples/s in the trainer, best epoch {} (validation N@200 {:.2f}), retries {}",
+                 spec.name, out.steps, out.samples_per_second, out.best_epoch + 1, out.best_ndcg200,
+                 feed.counters().retries);
+    speeds_[spec.name] = out.samples_per_second;
+    return out;
+  }
+
+  void record(const std::string& name, const std::vector<int64_t>& ranks) {
+    result_row r;
+    r.model = name;
+    r.all = model::summarize_ranks(ranks);
+    r.cold = model::summarize_ranks(ranks, test_cold_);
+    rows_[name] = r;
+  }
+
+  void popularity() { record("popularity", model::popularity_ranks(table_, test_)); }
+
+  void baseline() {
+    auto spec = stage_spec_of(cfg_, "baseline", 0);
+    spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
+    model::trainer net(model_config_of(cfg_, data_, model::item_source::id), spec.train, texts_);
+    auto out = train(net, spec);
+    auto best = model::trainer::load(out.best_dir, texts_);
+    record("id-baseline", best.ranks(test_));
+  }
+
+  void stage1() {
+    auto spec = stage_spec_of(cfg_, "stage1", 1);
+    spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
+    model::trainer net(model_config_of(cfg_, data_, model::item_source::text), spec.train, texts_);
+    stage1_dir_ = train(net, spec).best_dir;
+  }
+
+  std::string stage1_checkpoint() {
+    if (stage1_dir_.empty()) stage1_dir_ = opt_.out_dir + "/stage1/best";
+    if (!fs::exists(stage1_dir_ + "/model.safetensors")) {
+      throw error(errc::not_found, "no stage-1 checkpoint at '" + stage1_dir_ + "' (run the stage1 stage first)");
+    }
+    return stage1_dir_;
+  }
+
+  // Coordinator side of the cache fill: work units of item ids, dispatched to encoders (one unit in flight per
+  // encoder), recorded in a ledger when their rows are in the shards, so an interrupted fill resumes.
+  void cache_fill() {
+    std::string ckpt = stage1_checkpoint();
+    version_ = hex(checkpoint_version(ckpt));
+    const int64_t unit = cfg_.at("cache").at("unit_items").get<int64_t>();
+    std::string ledger_path = opt_.out_dir + "/cache/ledger.json";
+    fs::create_directories(opt_.out_dir + "/cache");
+    std::vector<int64_t> done_units;
+    if (fs::exists(ledger_path)) {
+      auto l = json::parse(storage::read_text_file(ledger_path), nullptr, false);
+      if (!l.is_discarded() && l.value("version", "") == version_) {
+        done_units = l.value("done", std::vector<int64_t>{});
+        spdlog::info("cache: ledger has {} finished units for version {}", done_units.size(), version_);
+      }
+    }
+    // Shards reload their files on start; coverage tells whether the ledger's units are really there.
+    std::deque<int64_t> todo;
+    const int64_t n_units = (data_.num_items() + unit - 1) / unit;
+    for (int64_t u = 0; u < n_units; ++u) {
+      if (std::find(done_units.begin(), done_units.end(), u) == done_units.end()) todo.push_back(u);
+    }
+    auto t0 = clock_type::now();
+    std::vector<std::string> encoders;
+    std::vector<addressable_actor> encoder_handles;
+    for (int i = 0; i < n_encoders_; ++i) {
+      item_encoder_options eo;
+      eo.name = "encoder-" + std::to_string(i);
+      eo.dataset_dir = opt_.data_dir;
+      eo.checkpoint_dir = ckpt;
+      eo.model_version = version_;
+      eo.cache_shards = static_cast<uint32_t>(n_shards_);
+      eo.job = job_;
+      eo.threads = static_cast<uint32_t>(cfg_.at("job").at("threads").get<int>());
+      encoder_handles.push_back(spawn_item_encoder(*sys_, router_, eo));
+      encoders.push_back(eo.name);
+    }
+    caf::scoped_actor self{*sys_};
+    using handle_t = decltype(self->request(router_, caf::infinite, atom::request_v, msg::buffer{}));
+    struct in_flight {
+      int64_t unit;
+      std::size_t encoder;
+      handle_t handle;
+    };
+    std::deque<in_flight> flying;
+    std::vector<bool> busy(encoders.size(), false);
+    auto dispatch = [&] {
+      for (std::size_t e = 0; e < encoders.size() && !todo.empty(); ++e) {
+        if (busy[e]) continue;
+        int64_t u = todo.front();
+        todo.pop_front();
+        msg::encode_request r;
+        for (int64_t id = std::max<int64_t>(1, u * unit); id < std::min<int64_t>((u + 1) * unit, data_.num_items() + 1); ++id) {
+          r.item_ids.push_back(static_cast<int32_t>(id));
+        }
+        r.model_version = version_;
+        r.write_to_cache = true;
+        auto h = self->request(router_, caf::infinite, atom::request_v,
+                               make_request("coordinator", encoders[e], r, job_, std::chrono::minutes(10)));
+        flying.push_back({u, e, h});
+        busy[e] = true;
+      }
+    };
+    dispatch();
+    int64_t finished = 0;
+    while (!flying.empty()) {
+      auto f = std::move(flying.front());
+      flying.pop_front();
+      std::string failure;
+      f.handle.receive(
+          [&](const msg::buffer& b) {
+            auto env = msg::decode(b);
+            if (!env) failure = env.error().what;
+            else if (auto* e = std::get_if<msg::error>(&env->content)) failure = e->message;
+          },
+          [&](const caf::error& e) { failure = caf::to_string(e); });
+      busy[f.encoder] = false;
+      if (failure.empty()) {
+        done_units.push_back(f.unit);
+        ++finished;
+        std::string text = json{{"version", version_}, {"unit_items", unit}, {"done", done_units}}.dump();
+        storage::write_file_durably(ledger_path + ".tmp", text.data(), text.size());
+        fs::rename(ledger_path + ".tmp", ledger_path);
+      } else {
+        spdlog::warn("cache: unit {} failed on {} ({}); re-queued", f.unit, encoders[f.encoder], failure);
+        todo.push_back(f.unit);
+      }
+      dispatch();
+    }
+    // Every shard must hold every row of this version; then persist them.
+    uint64_t present = 0, expected = 0;
+    for (int i = 0; i < n_shards_; ++i) {
+      auto rep = ask(self, "cache-shard-" + std::to_string(i), msg::coverage_request{version_});
+      auto& c = std::get<msg::coverage>(rep);
+      present += c.rows_present;
+      expected += c.rows_expected;
+      auto done = ask(self, "cache-shard-" + std::to_string(i), msg::checkpoint_request{0, "", "cache fill"});
+      if (!std::get<msg::checkpoint_done>(done).ok) {
+        throw error(errc::io, "cache shard " + std::to_string(i) + ": " + std::get<msg::checkpoint_done>(done).error);
+      }
+    }
+    if (present != expected) {
+      throw error(errc::mismatch, "cache fill: shards hold " + std::to_string(present) + " of " +
+                                      std::to_string(expected) + " rows after every unit finished");
+    }
+    double s = since(t0);
+    spdlog::info("cache: {} rows of version {} in {} shards; {} units encoded now ({:.0f} items/s)", present,
+                 version_, n_shards_, finished, static_cast<double>(finished * unit) / std::max(s, 1e-9));
+    // The encoders' frozen Item LLM is not needed any more: free it.
+    for (std::size_t e = 0; e < encoders.size(); ++e) {
+      self->send(router_, atom::forget_v, encoders[e]);
+      self->send_exit(encoder_handles[e], caf::exit_reason::user_shutdown);
+    }
+  }
+
+  msg::body ask(caf::scoped_actor& self, const std::string& to, msg::body body) {
+    msg::body out = msg::error{msg::error_code::unknown, "no reply"};
+    self->request(router_, caf::infinite, atom::request_v, make_request("coordinator", to, std::move(body), job_))
+        .receive(
+            [&](const msg::buffer& b) {
+              auto env = msg::decode(b);
+              if (env) out = env->content;
+            },
+            [&](const caf::error& e) { out = msg::error{msg::error_code::unknown, caf::to_string(e)}; });
+    if (auto* e = std::get_if<msg::error>(&out)) throw error(errc::io, to + ": " + e->message);
+    return out;
+  }
+
+  // The item matrix [(num_items + 1) x hidden] from the cache shards (row 0 zeros): stage 2 and evaluation read
+  // item embeddings only from here, never from the Item LLM.
+  std::vector<float> cache_matrix() {
+    if (version_.empty()) version_ = hex(checkpoint_version(stage1_checkpoint()));
+    caf::scoped_actor self{*sys_};
+    std::vector<float> m;
+    uint32_t dim = 0;
+    for (int i = 0; i < n_shards_; ++i) {
+      msg::cache_lookup l;
+      l.shard = static_cast<uint32_t>(i);
+      l.model_version = version_;
+      for (int64_t id = i == 0 ? n_shards_ : i; id <= data_.num_items(); id += n_shards_) {
+        l.item_ids.push_back(static_cast<int32_t>(id));
+      }
+      auto rows = std::get<msg::cache_rows>(ask(self, "cache-shard-" + std::to_string(i), l));
+      if (!rows.missing_ids.empty()) {
+        throw error(errc::not_found, "cache shard " + std::to_string(i) + " misses " +
+                                         std::to_string(rows.missing_ids.size()) + " rows of version " + version_ +
+                                         " (run the cache stage)");
+      }
+      if (dim == 0) {
+        dim = static_cast<uint32_t>(rows.rows.shape[1]);
+        m.assign(static_cast<std::size_t>(data_.num_items() + 1) * dim, 0.0f);
+      }
+      for (std::size_t k = 0; k < rows.item_ids.size(); ++k) {
+        std::memcpy(m.data() + static_cast<std::size_t>(rows.item_ids[k]) * dim,
+                    rows.rows.data.data() + k * dim * sizeof(float), dim * sizeof(float));
+      }
+    }
+    return m;
+  }
+
+  void stage2() {
+    auto spec = stage_spec_of(cfg_, "stage2", 2);
+    spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
+    auto matrix = cache_matrix();
+    model::trainer net(model_config_of(cfg_, data_, model::item_source::cache), spec.train, texts_,
+                       span<const float>(matrix.data(), matrix.size()));
+    net.load_weights_from(stage1_checkpoint());  // stage 2 continues the stage-1 User LLM
+    stage2_dir_ = train(net, spec).best_dir;
+  }
+
+  // Test metrics of the HLLM models, evaluated against the cached item matrix.
+  void test() {
+    auto matrix = cache_matrix();
+    span<const float> cache(matrix.data(), matrix.size());
+    auto stage1_cfg = model_config_of(cfg_, data_, model::item_source::cache);
+    model::train_config tc;
+    tc.threads = cfg_.at("job").at("threads").get<int>();
+    model::trainer s1(stage1_cfg, tc, texts_, cache);
+    s1.load_weights_from(stage1_checkpoint());
+    record("hllm-stage1", s1.ranks(test_));
+    std::string s2 = stage2_dir_.empty() ? opt_.out_dir + "/stage2/best" : stage2_dir_;
+    if (fs::exists(s2 + "/model.safetensors")) {
+      auto net = model::trainer::load(s2, texts_, cache);
+      record("hllm-stage2", net.ranks(test_));
+    }
+  }
+
+  void write_results() {
+    std::ostringstream md;
+    md << "| model | split | R@10 | R@50 | R@200 | N@10 | N@50 | N@200 |\n"
+       << "|---|---|---|---|---|---|---|---|\n";
+    json rows = json::array();
+    for (const char* name : {"popularity", "id-baseline", "hllm-stage1", "hllm-stage2"}) {
+      auto it = rows_.find(name);
+      if (it == rows_.end()) continue;
+      for (const auto& [split, m] : {std::pair{"all", it->second.all}, std::pair{"cold", it->second.cold}}) {
+        md << "| " << name << " | " << split;
+        json j{{"model", name}, {"split", split}, {"users", m ? m->users : 0}};
+        for (int k : {1, 2, 3}) md << " | " << metrics_cell(m, k, false);
+        for (int k : {1, 2, 3}) md << " | " << metrics_cell(m, k, true);
+        md << " |\n";
+        if (m && m->users > 0) {
+          for (int k = 0; k < 4; ++k) {
+            j["R@" + std::to_string(model::ranking_ks[k])] = m->recall[k];
+            j["N@" + std::to_string(model::ranking_ks[k])] = m->ndcg[k];
+          }
+        }
+        rows.push_back(j);
+      }
+    }
+    std::string table = md.str();
+    json out{{"split", "test"}, {"scale", "x100"}, {"rows", rows}, {"trainer_samples_per_second", speeds_},
+             {"config_hash", hex(opt_.config_hash)}, {"cache_version", version_}};
+    std::string text = out.dump(2) + "\n";
+    storage::write_file_durably(opt_.out_dir + "/results.json", text.data(), text.size());
+    storage::write_file_durably(opt_.out_dir + "/results.md", table.data(), table.size());
+    std::printf("\nTest results (x100; %zu users, %lld with a cold target):\n\n%s\n", test_.targets.size(),
+                static_cast<long long>(std::count(test_cold_.begin(), test_cold_.end(), true)), table.c_str());
+    std::fflush(stdout);
+  }
+
+  job_options opt_;
+  json cfg_;
+  storage::dataset data_;
+  model::item_text_table texts_;
+  model::interaction_table table_;
+  std::unique_ptr<metrics_log> log_;
+  uint64_t seed_ = 0;
+  job_ref job_;
+  int n_loaders_ = 1, n_samplers_ = 1, n_encoders_ = 1, n_shards_ = 1;
+  int64_t max_history_ = 50;
+  model::eval_set valid_, test_;
+  std::vector<bool> test_cold_;
+  std::unique_ptr<caf::actor_system_config> caf_cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  router_actor router_;
+  std::vector<addressable_actor> actors_;
+  std::vector<std::string> loaders_, samplers_;
+  std::string stage1_dir_, stage2_dir_, version_;
+  std::map<std::string, result_row> rows_;
+  std::map<std::string, double> speeds_;
+};
+
+}  // namespace
+
+int run_job(const job_options& o) {
+  job_runner r(o);
+  return r.run();
+}
+
+}  // namespace hllm

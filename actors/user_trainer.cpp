@@ -1,0 +1,113 @@
+#include "actors/user_trainer.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "model/trainer.hpp"
+#include "storage/error.hpp"
+#include "storage/file_io.hpp"
+
+namespace hllm {
+
+metrics_log::metrics_log(const std::string& path) : out_(path, std::ios::app) {
+  if (!out_) throw error(errc::io, "cannot open metrics file '" + path + "'");
+}
+
+void metrics_log::write(const std::string& json_line) {
+  out_ << json_line << '\n';
+  out_.flush();
+}
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// Saves to a staging directory and swaps it in, so `best` is always a complete checkpoint.
+void save_atomically(const model::trainer& net, const std::string& dir) {
+  std::string staged = dir + ".staging";
+  std::error_code ec;
+  std::filesystem::remove_all(staged, ec);
+  std::filesystem::create_directories(staged);
+  net.save(staged);
+  storage::fsync_directory(staged);
+  storage::replace_directory_atomically(staged, dir);
+}
+
+std::string fmt_eta(double seconds) {
+  if (seconds < 0 || seconds > 1e7) return "?";
+  auto s = static_cast<long>(seconds);
+  return s >= 60 ? std::to_string(s / 60) + "m" + std::to_string(s % 60) + "s" : std::to_string(s) + "s";
+}
+
+}  // namespace
+
+stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage_spec& spec,
+                               std::int64_t steps_per_epoch, const validate_fn& validate,
+                               const std::string& stage_dir, metrics_log& log) {
+  stage_outcome out;
+  std::filesystem::create_directories(stage_dir);
+  const std::int64_t total = spec.epochs * steps_per_epoch;
+  auto last_print = clock_type::now();
+  auto stage_start = clock_type::now();
+  double loss_sum = 0, top10_sum = 0;
+  std::int64_t window_steps = 0;
+  for (std::int64_t epoch = 0; epoch < spec.epochs; ++epoch) {
+    feed.start_epoch(static_cast<std::uint32_t>(epoch), 0, static_cast<std::uint64_t>(steps_per_epoch));
+    for (std::int64_t step = 0; step < steps_per_epoch; ++step) {
+      auto batch = feed.next();
+      auto t0 = clock_type::now();
+      auto m = net.step(batch);
+      out.train_seconds += std::chrono::duration<double>(clock_type::now() - t0).count();
+      ++out.steps;
+      loss_sum += m.loss;
+      top10_sum += m.nce_top10_acc;
+      ++window_steps;
+      log.write(nlohmann::json{{"event", "step"},        {"model", spec.name},
+                               {"epoch", epoch},         {"step", m.step},
+                               {"loss", m.loss},         {"nce", m.nce},
+                               {"cls", m.cls},           {"nce_top1_acc", m.nce_top1_acc},
+                               {"nce_top5_acc", m.nce_top5_acc}, {"nce_top10_acc", m.nce_top10_acc},
+                               {"logit_scale", m.logit_scale},   {"lr", m.lr},
+                               {"grad_norm", m.grad_norm},       {"seconds", m.seconds}}
+                    .dump());
+      auto now = clock_type::now();
+      if (now - last_print > std::chrono::seconds(5) || out.steps == total) {
+        double elapsed = std::chrono::duration<double>(now - stage_start).count();
+        double sps = static_cast<double>(out.steps) / std::max(elapsed, 1e-9);
+        spdlog::info("{} epoch {}/{} step {}/{} | {:.1f} steps/s {:.0f} samples/s | loss {:.3f} top10 {:.3f} | ETA {}",
+                     spec.name, epoch + 1, spec.epochs, out.steps, total, sps, sps * spec.batch_size,
+                     loss_sum / static_cast<double>(window_steps), top10_sum / static_cast<double>(window_steps),
+                     fmt_eta(static_cast<double>(total - out.steps) / std::max(sps, 1e-9)));
+        last_print = now;
+        loss_sum = top10_sum = 0;
+        window_steps = 0;
+      }
+    }
+    bool last_epoch = epoch + 1 == spec.epochs;
+    if (spec.validate_every_epoch || last_epoch) {
+      auto v = validate(net);
+      double ndcg200 = v.ndcg[3];
+      out.valid_ndcg200.push_back(ndcg200);
+      log.write(nlohmann::json{{"event", "validation"}, {"model", spec.name}, {"epoch", epoch},
+                               {"R@10", v.recall[1]},   {"R@200", v.recall[3]}, {"N@10", v.ndcg[1]},
+                               {"N@200", ndcg200}}
+                    .dump());
+      bool better = ndcg200 > out.best_ndcg200 || !spec.validate_every_epoch;
+      spdlog::info("{} epoch {}: validation R@10 {:.2f} R@200 {:.2f} N@200 {:.2f}{}", spec.name, epoch + 1,
+                   v.recall[1], v.recall[3], ndcg200, better ? " (best so far: saved)" : "");
+      if (better) {
+        out.best_ndcg200 = ndcg200;
+        out.best_epoch = epoch;
+        out.best_dir = stage_dir + "/best";
+        save_atomically(net, out.best_dir);
+      }
+    }
+  }
+  out.samples_per_second =
+      out.train_seconds > 0 ? static_cast<double>(out.steps * spec.batch_size) / out.train_seconds : 0;
+  return out;
+}
+
+}  // namespace hllm
