@@ -28,8 +28,8 @@ torch::Tensor linear(const torch::Tensor& x, const torch::nn::Linear& l, torch::
 }
 
 torch::Tensor rotate_half(const torch::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  auto halves = x.chunk(2, -1);  // one backward concatenation, not a zero-filled gradient per half
+  return torch::cat({-halves[1], halves[0]}, -1);
 }
 
 // x [N, heads, D]; cos/sin [N, D].
@@ -95,7 +95,7 @@ torch::Tensor causal_blocked(const torch::Tensor& valid) {
 attention_plan plan_dense(int64_t rows, int64_t len, torch::Tensor blocked, torch::Tensor positions) {
   attention_plan p;
   p.positions = std::move(positions);
-  p.groups.push_back({torch::Tensor(), std::move(blocked), rows, len});
+  p.groups.push_back({std::move(blocked), rows, len});
   p.tokens = rows * len;
   p.padded_slots = rows * len;
   return p;
@@ -117,7 +117,7 @@ attention_plan plan_packed(const std::vector<int64_t>& lengths, const std::vecto
   std::vector<std::size_t> order(lengths.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return lengths[a] > lengths[b]; });
-  std::vector<int64_t> scatter(p.tokens, 0);
+  std::vector<int64_t> scatter(p.tokens, 0), gather;
   double useful = 0, spent = 0;
   int64_t slot_base = 0;
   for (std::size_t i = 0; i < order.size();) {
@@ -130,7 +130,7 @@ attention_plan plan_packed(const std::vector<int64_t>& lengths, const std::vecto
     }
     j = std::max(j, i + 1);
     const int64_t rows = static_cast<int64_t>(j - i);
-    std::vector<int64_t> gather(rows * len, 0);
+    gather.resize(slot_base + rows * len, 0);
     auto pad = torch::empty({rows}, torch::kInt64);
     for (int64_t r = 0; r < rows; ++r) {
       const auto seg = order[i + r];
@@ -138,19 +138,20 @@ attention_plan plan_packed(const std::vector<int64_t>& lengths, const std::vecto
       pad[r] = len - n;
       useful += static_cast<double>(n * n);
       for (int64_t t = 0; t < n; ++t) {
-        gather[r * len + (len - n) + t] = start[seg] + t;  // left padding: the last token sits in the last slot
+        gather[slot_base + r * len + (len - n) + t] = start[seg] + t;  // left padding: last token in last slot
         scatter[start[seg] + t] = slot_base + r * len + (len - n) + t;
       }
     }
     spent += static_cast<double>(rows * len * len);
     auto key = torch::arange(len, torch::kInt64).unsqueeze(0);
     auto valid = key.ge(pad.unsqueeze(1));
-    p.groups.push_back({long_tensor(gather), causal_blocked(valid), rows, len});
+    p.groups.push_back({causal_blocked(valid), rows, len});
     slot_base += rows * len;
     i = j;
   }
   p.padded_slots = slot_base;
   p.scatter = long_tensor(scatter);
+  p.gather = long_tensor(gather);
   p.attention_padding = spent > 0 ? 1.0 - useful / spent : 0.0;
   return p;
 }
@@ -177,34 +178,48 @@ llama_attention_impl::llama_attention_impl(const llama_config& c)
 torch::Tensor llama_attention_impl::forward(const torch::Tensor& x, const attention_plan& plan,
                                             const torch::Tensor& cos, const torch::Tensor& sin) {
   const auto compute = x.scalar_type();
-  const int64_t n = x.size(0);
-  auto q = apply_rope(linear(x, q_proj, compute).view({n, heads_, head_dim_}), cos, sin);
-  auto k = apply_rope(linear(x, k_proj, compute).view({n, kv_heads_, head_dim_}), cos, sin);
-  auto v = linear(x, v_proj, compute).view({n, kv_heads_, head_dim_});
-  return linear(attend(q, k, v, plan), o_proj, compute);
-}
-
-torch::Tensor llama_attention_impl::attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                           const attention_plan& plan) {
-  const int64_t g = heads_ / kv_heads_;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
-  std::vector<torch::Tensor> outs;
+  // One fused projection (q, k and v weights concatenated): one larger matmul instead of three.
+  auto w = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0).to(compute);
+  torch::Tensor b;
+  if (q_proj->bias.defined()) {
+    b = torch::cat({q_proj->bias, k_proj->bias, v_proj->bias}, 0).to(compute);
+  }
+  auto qkv = torch::linear(x.to(compute), w, b);
+  auto slots = plan.gather.defined() ? qkv.index_select(0, plan.gather) : qkv;
+  // split (not narrow): its backward is one concatenation, where a narrow per group would allocate and zero a
+  // full-size gradient for every group.
+  std::vector<int64_t> sizes;
   for (const auto& grp : plan.groups) {
-    const int64_t r = grp.rows, t = grp.len;
-    auto pick = [&](const torch::Tensor& x) { return grp.gather.defined() ? x.index_select(0, grp.gather) : x; };
-    // Query heads sharing a KV head are stacked along the sequence axis: one matmul per KV head, no repeat_kv copy.
-    auto qg = (pick(q) * scale).view({r, t, kv_heads_, g, head_dim_}).permute({0, 2, 3, 1, 4})
-                  .reshape({r, kv_heads_, g * t, head_dim_});
-    auto kg = pick(k).view({r, t, kv_heads_, head_dim_}).permute({0, 2, 1, 3});
-    auto vg = pick(v).view({r, t, kv_heads_, head_dim_}).permute({0, 2, 1, 3});
-    auto s = torch::matmul(qg, kg.transpose(-1, -2)).view({r, kv_heads_, g, t, t});
-    s = s.to(accumulate_dtype(s.scalar_type())).masked_fill(grp.blocked.view({r, 1, 1, t, t}), masked_score);
-    auto prob = torch::softmax(s, -1).to(q.scalar_type()).view({r, kv_heads_, g * t, t});
-    auto o = torch::matmul(prob, vg).view({r, kv_heads_, g, t, head_dim_}).permute({0, 3, 1, 2, 4});
-    outs.push_back(o.reshape({r * t, heads_ * head_dim_}));
+    sizes.push_back(grp.rows * grp.len);
+  }
+  auto blocks = slots.split_with_sizes(sizes, 0);
+  auto cos_blocks = cos.split_with_sizes(sizes, 0), sin_blocks = sin.split_with_sizes(sizes, 0);
+  std::vector<torch::Tensor> outs;
+  for (std::size_t i = 0; i < plan.groups.size(); ++i) {
+    outs.push_back(attend_group(blocks[i], plan.groups[i], cos_blocks[i], sin_blocks[i]));
   }
   auto all = outs.size() == 1 ? outs[0] : torch::cat(outs, 0);
-  return plan.scatter.defined() ? all.index_select(0, plan.scatter) : all;
+  return linear(plan.scatter.defined() ? all.index_select(0, plan.scatter) : all, o_proj, compute);
+}
+
+torch::Tensor llama_attention_impl::attend_group(const torch::Tensor& slots, const attention_plan::group& grp,
+                                                 const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t g = heads_ / kv_heads_, r = grp.rows, t = grp.len, n = r * t;
+  const int64_t qw = heads_ * head_dim_, kw = kv_heads_ * head_dim_;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  auto qkv = slots.split_with_sizes({qw, kw, kw}, 1);
+  auto q = apply_rope(qkv[0].reshape({n, heads_, head_dim_}), cos, sin) * scale;
+  auto k = apply_rope(qkv[1].reshape({n, kv_heads_, head_dim_}), cos, sin);
+  auto v = qkv[2].reshape({n, kv_heads_, head_dim_});
+  // Query heads sharing a KV head are stacked along the sequence axis: one matmul per KV head, no repeat_kv copy.
+  auto qg = q.view({r, t, kv_heads_, g, head_dim_}).permute({0, 2, 3, 1, 4}).reshape({r, kv_heads_, g * t, head_dim_});
+  auto kg = k.view({r, t, kv_heads_, head_dim_}).permute({0, 2, 1, 3});
+  auto vg = v.view({r, t, kv_heads_, head_dim_}).permute({0, 2, 1, 3});
+  auto s = torch::matmul(qg, kg.transpose(-1, -2)).view({r, kv_heads_, g, t, t});
+  s = s.to(accumulate_dtype(s.scalar_type())).masked_fill(grp.blocked.view({r, 1, 1, t, t}), masked_score);
+  auto prob = torch::softmax(s, -1).to(q.scalar_type()).view({r, kv_heads_, g * t, t});
+  auto o = torch::matmul(prob, vg).view({r, kv_heads_, g, t, head_dim_}).permute({0, 3, 1, 2, 4});
+  return o.reshape({n, qw});
 }
 
 llama_mlp_impl::llama_mlp_impl(const llama_config& c) {
@@ -262,6 +277,9 @@ torch::Tensor llama_model_impl::forward(const torch::Tensor& x, const attention_
   auto angles = plan.positions.to(x.device(), accumulate_dtype(pdt)).unsqueeze(1) *
                 inv_freq_.to(x.device(), accumulate_dtype(pdt));
   auto emb = torch::cat({angles, angles}, -1);
+  if (plan.gather.defined()) {
+    emb = emb.index_select(0, plan.gather.to(emb.device()));  // rotary embeddings are applied per slot
+  }
   auto cos = emb.cos().to(compute), sin = emb.sin().to(compute);
   auto h = x.to(pdt);
   for (const auto& layer : *layers) {

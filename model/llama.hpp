@@ -19,14 +19,16 @@ namespace hllm::model {
 // How the N tokens of one forward pass are grouped into attention rows.
 struct attention_plan {
   struct group {
-    torch::Tensor gather;   // [rows * len] token index per slot (padding slots point at token 0); undefined: identity
     torch::Tensor blocked;  // [rows, 1, len, len] bool: true where a query may not attend a key
     int64_t rows = 0;
     int64_t len = 0;
   };
   torch::Tensor positions;  // [N] int64 rotary position of every token
   std::vector<group> groups;
-  torch::Tensor scatter;    // [N] slot of every token in the concatenated group outputs; undefined: identity
+  // One gather for all groups (a single index_add in backward, not one per group): the token of every slot of
+  // the concatenated [rows * len] blocks, padding slots pointing at token 0. Undefined: slots are the tokens.
+  torch::Tensor gather;
+  torch::Tensor scatter;    // [N] slot of every token; undefined: identity
   int64_t tokens = 0;
   int64_t padded_slots = 0;      // sum of rows * len
   double attention_padding = 0;  // share of attention score work spent on padding slots
@@ -57,13 +59,14 @@ TORCH_MODULE_IMPL(rms_norm, rms_norm_impl);
 class llama_attention_impl : public torch::nn::Module {
  public:
   explicit llama_attention_impl(const llama_config& c);
+  // cos/sin are per slot ([padded_slots, head_dim]): rotary embeddings are applied after the gather.
   torch::Tensor forward(const torch::Tensor& x, const attention_plan& plan, const torch::Tensor& cos,
                         const torch::Tensor& sin);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
-  torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                       const attention_plan& plan);
+  torch::Tensor attend_group(const torch::Tensor& slots, const attention_plan::group& grp, const torch::Tensor& cos,
+                             const torch::Tensor& sin);
   int64_t heads_, kv_heads_, head_dim_;
 };
 TORCH_MODULE_IMPL(llama_attention, llama_attention_impl);
