@@ -1,0 +1,399 @@
+#include "actors/monitor.hpp"
+
+#include <caf/all.hpp>
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <spdlog/spdlog.h>
+#include <sstream>
+#include <thread>
+
+#include "actors/addressable.hpp"
+#include "messages/codec.hpp"
+#include "storage/error.hpp"
+
+namespace hllm {
+namespace {
+
+using json = nlohmann::json;
+using clock_type = std::chrono::steady_clock;
+
+double seconds_between(clock_type::time_point a, clock_type::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+std::int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The fields every actor entry of the status document shares, from what the actor reported.
+json entry_of(const msg::status_reply& r) {
+  json counters = json::object();
+  for (const auto& c : r.counters) counters[c.name] = c.value;
+  return json{{"kind", r.kind},
+              {"state", msg::to_string(r.state)},
+              {"counters", counters},
+              {"last_error", r.last_error},
+              {"restarts", r.restarts},
+              {"step", r.step},
+              {"uptime_s", static_cast<double>(r.uptime_ns) / 1e9},
+              {"queue_depth", r.queue_depth},
+              {"in_flight", r.in_flight}};
+}
+
+// The core behind the router: spawn_addressable owns its core, the poller needs the same one, so it shares it.
+struct monitor_endpoint {
+  std::shared_ptr<monitor> core;
+  msg::body handle(const msg::body& request) { return core->handle(request); }
+};
+
+}  // namespace
+
+// ---- monitor (the core) ----
+
+monitor::monitor(monitor_options o) : opt_(std::move(o)), started_(clock_type::now()) {
+  if (opt_.history == 0) opt_.history = 1;  // a ring of nothing would show nothing
+  for (const auto& t : opt_.targets) {
+    if (std::find(targets_.begin(), targets_.end(), t) == targets_.end()) targets_.push_back(t);
+  }
+}
+
+void monitor::add_target(const std::string& address) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (std::find(targets_.begin(), targets_.end(), address) == targets_.end()) targets_.push_back(address);
+}
+
+void monitor::remove_target(const std::string& address) {
+  std::lock_guard<std::mutex> lock(mu_);
+  targets_.erase(std::remove(targets_.begin(), targets_.end(), address), targets_.end());
+  rings_.erase(address);
+}
+
+std::vector<std::string> monitor::targets() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return targets_;
+}
+
+void monitor::record(const std::string& address, status_snapshot s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // A reply that arrives for an address removed meanwhile must not bring its ring back.
+  if (std::find(targets_.begin(), targets_.end(), address) == targets_.end()) return;
+  auto& r = rings_[address];
+  ++polls_;
+  if (s.reachable) {
+    r.failed_in_a_row = 0;
+  } else {
+    ++r.failed_in_a_row;
+    ++unreachable_;
+  }
+  r.snapshots.push_back(std::move(s));
+  while (r.snapshots.size() > opt_.history) r.snapshots.pop_front();
+}
+
+void monitor::round_done() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++rounds_;
+}
+
+void monitor::set_state(msg::actor_state s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  state_ = s;
+}
+
+std::vector<status_snapshot> monitor::history(const std::string& address) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = rings_.find(address);
+  if (it == rings_.end()) return {};
+  return {it->second.snapshots.begin(), it->second.snapshots.end()};
+}
+
+msg::status_reply monitor::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  msg::status_reply s;
+  s.name = opt_.name;
+  s.kind = "monitor";
+  s.state = state_;
+  std::int64_t held = 0, unreachable_now = 0;
+  for (const auto& [name, r] : rings_) {
+    held += static_cast<std::int64_t>(r.snapshots.size());
+    if (!r.snapshots.empty() && !r.snapshots.back().reachable) ++unreachable_now;
+  }
+  s.counters = {{"rounds", static_cast<std::int64_t>(rounds_)},
+                {"polls", static_cast<std::int64_t>(polls_)},
+                {"unreachable_polls", static_cast<std::int64_t>(unreachable_)},
+                {"targets", static_cast<std::int64_t>(targets_.size())},
+                {"unreachable_now", unreachable_now},
+                {"snapshots_held", held},
+                {"files_written", static_cast<std::int64_t>(files_written_)},
+                {"write_failures", static_cast<std::int64_t>(write_failures_)}};
+  s.last_error = last_error_;
+  s.uptime_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - started_).count();
+  s.step = rounds_;
+  return s;
+}
+
+msg::body monitor::handle(const msg::body& request) {
+  if (std::holds_alternative<msg::status_request>(request)) return status();
+  return msg::error{msg::error_code::rejected, opt_.name + ": unexpected " + msg::to_string(msg::kind_of(request))};
+}
+
+json monitor::snapshot_json() const {
+  auto own = status();
+  auto now = clock_type::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  json actors = json::array();
+  for (const auto& name : targets_) {
+    json e;
+    auto it = rings_.find(name);
+    const status_snapshot* latest = nullptr;
+    const status_snapshot* last_good = nullptr;
+    std::uint64_t failed = 0;
+    if (it != rings_.end() && !it->second.snapshots.empty()) {
+      latest = &it->second.snapshots.back();
+      failed = it->second.failed_in_a_row;
+      for (auto s = it->second.snapshots.rbegin(); s != it->second.snapshots.rend(); ++s) {
+        if (s->reachable) {
+          last_good = &*s;
+          break;
+        }
+      }
+    }
+    // An unreachable actor keeps showing what it last reported (within the ring), marked by state and ages.
+    e = last_good != nullptr ? entry_of(last_good->reply) : entry_of(msg::status_reply{});
+    if (last_good == nullptr) e["kind"] = "";
+    e["name"] = name;
+    e["reachable"] = latest != nullptr && latest->reachable;
+    if (latest == nullptr) e["state"] = "unpolled";
+    else if (!latest->reachable) e["state"] = "unreachable";
+    e["age_s"] = latest != nullptr ? json(seconds_between(latest->taken, now)) : json(nullptr);
+    e["last_seen_age_s"] = last_good != nullptr ? json(seconds_between(last_good->taken, now)) : json(nullptr);
+    e["poll_error"] = latest != nullptr && !latest->reachable ? latest->error : std::string();
+    e["failed_polls"] = failed;
+    actors.push_back(std::move(e));
+  }
+  json self = entry_of(own);
+  self["name"] = own.name;
+  self["reachable"] = true;
+  self["age_s"] = 0.0;
+  self["interval_ms"] = opt_.interval.count();
+  self["timeout_ms"] = opt_.timeout.count();
+  self["history"] = opt_.history;
+  return json{{"written_at_unix_ms", unix_ms_now()}, {"monitor", self}, {"actors", actors}};
+}
+
+void monitor::write_status_file() {
+  if (opt_.status_file.empty()) return;
+  std::string text = snapshot_json().dump(2) + "\n";
+  // A rename over the old file: readers see the old document or the new one, never half of one. No fsync: the
+  // file is a view of live state, rewritten every interval, and worthless after a crash.
+  std::string tmp = opt_.status_file + ".tmp";
+  std::string failure;
+  try {
+    auto parent = std::filesystem::path(opt_.status_file).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out << text;
+      out.flush();
+      if (!out) failure = "cannot write '" + tmp + "'";
+    }
+    if (failure.empty()) std::filesystem::rename(tmp, opt_.status_file);
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!failure.empty()) {
+    ++write_failures_;
+    last_error_ = "status file: " + failure;
+    throw error(errc::io, opt_.name + ": " + last_error_);
+  }
+  ++files_written_;
+}
+
+// ---- monitor_service (the poller) ----
+
+struct monitor_service::thread_state {
+  std::mutex mu;
+  std::condition_variable wake;
+  bool stopping = false;
+  bool stopped = false;
+  std::mutex round_mu;  // one round at a time (thread and poll_once callers)
+  std::thread worker;
+};
+
+monitor_service::monitor_service(caf::actor_system& sys, router_actor router, monitor_options o)
+    : sys_(sys), router_(std::move(router)), core_(std::make_shared<monitor>(std::move(o))) {
+  actor_ = spawn_addressable(sys_, router_, core_->options().name,
+                             std::make_unique<monitor_endpoint>(monitor_endpoint{core_}));
+  core_->set_state(msg::actor_state::running);
+  thread_ = std::make_unique<thread_state>();
+  thread_->worker = std::thread([this] { loop(); });
+}
+
+monitor_service::~monitor_service() {
+  try {
+    stop();
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: stopping: {}", core_->options().name, e.what());
+  }
+}
+
+void monitor_service::poll_once() {
+  std::lock_guard<std::mutex> round(thread_->round_mu);
+  const auto& o = core_->options();
+  auto targets = core_->targets();
+  caf::scoped_actor self{sys_};
+  // The router answers every request (a timeout becomes an error reply after o.timeout); the CAF deadline, a bit
+  // later, only guards against a router that does not answer at all.
+  auto backstop = o.timeout + std::chrono::seconds(1);
+  using handle_type = decltype(self->request(router_, backstop, atom::request_v, msg::buffer{}));
+  std::vector<std::pair<std::string, handle_type>> asked;
+  asked.reserve(targets.size());
+  for (const auto& t : targets) {
+    asked.emplace_back(t, self->request(router_, backstop, atom::request_v,
+                                        make_request(o.name, t, msg::status_request{}, o.job, o.timeout)));
+  }
+  for (auto& [target, handle] : asked) {
+    status_snapshot s;
+    handle.receive(
+        [&](const msg::buffer& b) {
+          auto env = msg::decode(b);
+          if (!env) {
+            s.error = env.error().what;
+          } else if (auto* r = std::get_if<msg::status_reply>(&env->content)) {
+            s.reply = std::move(*r);
+            s.reachable = true;
+          } else if (auto* e = std::get_if<msg::error>(&env->content)) {
+            s.error = std::string(msg::to_string(e->code)) + ": " + e->message;
+          } else {
+            s.error = std::string("unexpected reply ") + msg::to_string(msg::kind_of(env->content));
+          }
+        },
+        [&](const caf::error& e) { s.error = caf::to_string(e); });
+    s.taken = clock_type::now();
+    s.taken_unix_ms = unix_ms_now();
+    core_->record(target, std::move(s));
+  }
+  core_->round_done();
+  core_->write_status_file();
+}
+
+void monitor_service::loop() {
+  auto& t = *thread_;
+  const auto interval = std::max(core_->options().interval, std::chrono::milliseconds(1));
+  auto next = clock_type::now();
+  std::unique_lock<std::mutex> lock(t.mu);
+  while (!t.stopping) {
+    lock.unlock();
+    try {
+      poll_once();
+    } catch (const std::exception& e) {
+      // A failed file write must not end monitoring: the next round tries again.
+      spdlog::warn("{}", e.what());
+    }
+    lock.lock();
+    // Fixed rate, but no burst of catch-up rounds after a slow one.
+    next = std::max(next + interval, clock_type::now());
+    t.wake.wait_until(lock, next, [&] { return t.stopping; });
+  }
+}
+
+void monitor_service::stop() {
+  {
+    std::lock_guard<std::mutex> lock(thread_->mu);
+    if (thread_->stopped) return;
+    thread_->stopping = true;
+    thread_->stopped = true;
+  }
+  thread_->wake.notify_all();
+  if (thread_->worker.joinable()) thread_->worker.join();
+  core_->set_state(msg::actor_state::stopped);
+  try {
+    core_->write_status_file();
+  } catch (const std::exception& e) {
+    spdlog::warn("{}", e.what());
+  }
+  caf::anon_send(router_, atom::forget_v, core_->options().name);
+  caf::anon_send_exit(actor_, caf::exit_reason::user_shutdown);
+}
+
+// ---- render_status_table ----
+
+namespace {
+
+std::string cell(std::string s, std::size_t width) {
+  for (auto& c : s) {
+    if (c == '\n' || c == '\t' || c == '\r') c = ' ';
+  }
+  if (s.size() > width) s = s.substr(0, width - 1) + "~";
+  s.resize(width, ' ');
+  return s;
+}
+
+std::string text_of(const json& e, const char* key) {
+  auto it = e.find(key);
+  if (it == e.end() || it->is_null()) return "-";
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_number_float()) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1fs", it->get<double>());
+    return buf;
+  }
+  return it->dump();
+}
+
+std::string counters_of(const json& e) {
+  auto it = e.find("counters");
+  if (it == e.end() || !it->is_object()) return "";
+  std::string out;
+  for (const auto& [k, v] : it->items()) {
+    if (!out.empty()) out += ' ';
+    out += k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string render_status_table(const json& status) {
+  if (!status.is_object()) throw error(errc::format, "status document: not a JSON object");
+  struct column {
+    const char* title;
+    std::size_t width;
+  };
+  static const column cols[] = {{"NAME", 18}, {"KIND", 22}, {"STATE", 11}, {"AGE", 7},
+                                {"RESTARTS", 8}, {"STEP", 8}, {"COUNTERS", 60}, {"LAST_ERROR", 48}};
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string out;
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      if (i > 0) out += ' ';
+      out += cell(cells[i], cols[i].width);
+    }
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    return out + "\n";
+  };
+  std::vector<std::string> header;
+  for (const auto& c : cols) header.push_back(c.title);
+  std::string out = line(header);
+  auto row = [&](const json& e) {
+    bool reachable = e.value("reachable", false);
+    std::string err = reachable ? text_of(e, "last_error") : text_of(e, "poll_error");
+    if (err == "-" || err.empty()) err = reachable ? "" : "-";
+    out += line({text_of(e, "name"), text_of(e, "kind"), text_of(e, "state"), text_of(e, "age_s"),
+                 text_of(e, "restarts"), text_of(e, "step"), counters_of(e), err});
+  };
+  auto actors = status.find("actors");
+  if (actors != status.end() && actors->is_array()) {
+    for (const auto& e : *actors) {
+      if (e.is_object()) row(e);
+    }
+  }
+  auto self = status.find("monitor");
+  if (self != status.end() && self->is_object()) row(*self);
+  return out;
+}
+
+}  // namespace hllm
