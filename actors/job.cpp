@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <thread>
 #include <spdlog/spdlog.h>
 
 #include "actors/data_loader.hpp"
@@ -19,6 +20,7 @@
 #include "actors/user_trainer.hpp"
 #include "messages/codec.hpp"
 #include "model/batching.hpp"
+#include "model/collective.hpp"
 #include "model/ranking.hpp"
 #include "model/trainer.hpp"
 #include "storage/dataset.hpp"
@@ -41,6 +43,14 @@ double since(clock_type::time_point t0) { return std::chrono::duration<double>(c
 
 std::string hex(uint64_t h) { return storage::hash_hex(h); }
 
+// job.threads = 0: the cores of this host shared by the ranks running on it (oversubscribed OpenMP threads spin
+// and slow every rank down many times).
+int torch_threads(const json& cfg, int local_ranks) {
+  int t = cfg.at("job").at("threads").get<int>();
+  if (t > 0) return t;
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, local_ranks));
+}
+
 model::train_config train_config_of(const json& s, int threads) {
   model::train_config t;
   t.lr = s.at("lr").get<double>();
@@ -52,7 +62,7 @@ model::train_config train_config_of(const json& s, int threads) {
   return t;
 }
 
-stage_spec stage_spec_of(const json& cfg, const std::string& name, std::uint8_t stage) {
+stage_spec stage_spec_of(const json& cfg, const std::string& name, std::uint8_t stage, int threads) {
   const json& s = cfg.at(name);
   stage_spec spec;
   spec.name = name;
@@ -61,7 +71,7 @@ stage_spec stage_spec_of(const json& cfg, const std::string& name, std::uint8_t 
   spec.batch_size = s.at("batch_size").get<uint32_t>();
   spec.seq_len = s.at("seq_len").get<uint32_t>();
   spec.negatives = s.at("negatives").get<uint32_t>();
-  spec.train = train_config_of(s, cfg.at("job").at("threads").get<int>());
+  spec.train = train_config_of(s, threads);
   spec.validate_every_epoch = cfg.at("eval").at("validate_every_epoch").get<bool>();
   return spec;
 }
@@ -112,7 +122,10 @@ class job_runner {
         texts_(model::item_texts_of(data_)),
         table_(model::interactions_of(data_)) {
     fs::create_directories(opt_.out_dir);
-    log_ = std::make_unique<metrics_log>(opt_.out_dir + "/metrics.jsonl");
+    chief_ = opt_.rank == 0;
+    threads_ = torch_threads(cfg_, opt_.local_ranks);
+    log_ = std::make_unique<metrics_log>(opt_.out_dir + (chief_ ? std::string("/metrics.jsonl")
+                                                                : "/metrics.rank-" + std::to_string(opt_.rank) + ".jsonl"));
     seed_ = cfg_.at("job").at("seed").get<uint64_t>();
     job_.id = opt_.config_hash;
     const json& p = cfg_.at("placement");
@@ -120,6 +133,7 @@ class job_runner {
     n_samplers_ = p.at("samplers").get<int>();
     n_encoders_ = p.at("encoders").get<int>();
     n_shards_ = p.at("cache_shards").get<int>();
+    spread_ = p.at("spread").get<bool>();
     if (n_loaders_ < 1 || n_samplers_ < 1 || n_encoders_ < 1 || n_shards_ < 1) {
       throw error(errc::invalid_input, "config: placement needs at least one loader, sampler, encoder and shard");
     }
@@ -127,6 +141,18 @@ class job_runner {
     valid_ = model::make_eval_set(table_, model::split::valid, max_history_);
     test_ = model::make_eval_set(table_, model::split::test, max_history_);
     for (int32_t t : test_.targets) test_cold_.push_back(data_.is_cold(t));
+    if (opt_.world_size > 1) {
+      model::process_group_options po;
+      po.master_addr = opt_.master_addr;
+      po.master_port = opt_.master_port;
+      po.rank = opt_.rank;
+      po.world_size = opt_.world_size;
+      po.interface_host = opt_.host;
+      po.timeout = std::chrono::seconds(cfg_.at("train").at("collective_timeout_s").get<int64_t>());
+      spdlog::info("rank {}/{}: joining the process group at {}:{}", opt_.rank, opt_.world_size, opt_.master_addr,
+                   opt_.master_port);
+      group_ = std::make_unique<model::process_group>(po);
+    }
     caf_cfg_ = std::make_unique<caf::actor_system_config>();
     configure_actor_system(*caf_cfg_);
     sys_ = std::make_unique<caf::actor_system>(*caf_cfg_);
@@ -145,18 +171,37 @@ class job_runner {
     auto wants = [&](const char* s) { return std::find(stages.begin(), stages.end(), s) != stages.end(); };
     spdlog::info("job {}: {} users, {} items ({} cold), stages: {}", hex(job_.id), data_.num_users(),
                  data_.num_items(), data_.info().cold_items, json(stages).dump());
-    if (wants("popularity")) phase("popularity", [&] { popularity(); });
+    if (wants("popularity") && chief_) phase("popularity", [&] { popularity(); });
     if (wants("baseline")) phase("baseline", [&] { baseline(); });
     if (wants("stage1")) phase("stage1", [&] { stage1(); });
     if (wants("cache")) phase("cache fill", [&] { cache_fill(); });
     if (wants("stage2")) phase("stage2", [&] { stage2(); });
-    if (wants("test")) phase("test", [&] { test(); });
-    write_results();
+    if (wants("test") && chief_) phase("test", [&] { test(); });
+    // Rank 0 hosts actors the others use: nobody leaves before everybody is done.
+    barrier();
+    if (chief_) write_results();
     spdlog::info("job finished in {:.1f}s; outputs in {}", since(t0), opt_.out_dir);
     return 0;
   }
 
  private:
+  void barrier() {
+    if (group_) group_->barrier();
+  }
+
+  // Which rank's process hosts the i-th actor of a kind.
+  int home(int i) const { return spread_ ? i % opt_.world_size : 0; }
+
+  // Local actors are enrolled by their spawn; remote names are routed to their process's router.
+  void route_remote(const std::string& name, int rank) {
+    if (rank == opt_.rank) return;
+    caf::scoped_actor self{*sys_};
+    self->request(router_, caf::infinite, atom::route_v, name, endpoints_.at(rank), std::string())
+        .receive([](bool) {}, [&](const caf::error& e) {
+          throw error(errc::io, "cannot route " + name + ": " + caf::to_string(e));
+        });
+  }
+
   template <class F>
   void phase(const char* name, F&& f) {
     auto t0 = clock_type::now();
@@ -169,16 +214,36 @@ class job_runner {
 
   void start_actors() {
     router_config rc;
-    rc.bind = {};  // one process: every actor is local
     rc.job_id = job_.id;
+    // One process: every actor is local. Several: each router binds a port and publishes it in the store.
+    rc.bind = group_ ? std::vector<std::string>{"tcp://" + opt_.host + ":*"} : std::vector<std::string>{};
     router_ = spawn_router(*sys_, rc);
+    if (group_) {
+      caf::scoped_actor self{*sys_};
+      std::vector<std::string> mine;
+      self->request(router_, caf::infinite, atom::endpoints_v).receive(
+          [&](const std::vector<std::string>& e) { mine = e; }, [](const caf::error&) {});
+      if (mine.empty()) throw error(errc::io, "router has no bound endpoint");
+      group_->publish("router/" + std::to_string(opt_.rank), mine.front());
+      for (int r = 0; r < opt_.world_size; ++r) endpoints_.push_back(group_->lookup("router/" + std::to_string(r)));
+      for (int r = 0; r < opt_.world_size; ++r) route_remote("trainer-" + std::to_string(r), r);
+      route_remote("coordinator", 0);
+    }
     for (int i = 0; i < n_loaders_; ++i) {
       loaders_.push_back("loader-" + std::to_string(i));
-      actors_.push_back(spawn_data_loader(*sys_, router_, {loaders_.back(), opt_.data_dir, seed_}));
+      if (home(i) == opt_.rank) {
+        actors_.push_back(spawn_data_loader(*sys_, router_, {loaders_.back(), opt_.data_dir, seed_}));
+      } else {
+        route_remote(loaders_.back(), home(i));
+      }
     }
     for (int i = 0; i < n_samplers_; ++i) {
       samplers_.push_back("sampler-" + std::to_string(i));
-      actors_.push_back(spawn_negative_sampler(*sys_, router_, {samplers_.back(), opt_.data_dir, seed_}));
+      if (home(i) == opt_.rank) {
+        actors_.push_back(spawn_negative_sampler(*sys_, router_, {samplers_.back(), opt_.data_dir, seed_}));
+      } else {
+        route_remote(samplers_.back(), home(i));
+      }
     }
     for (int i = 0; i < n_shards_; ++i) {
       embedding_cache_shard_options so;
@@ -187,15 +252,23 @@ class job_runner {
       so.shard_count = static_cast<uint32_t>(n_shards_);
       so.num_items = data_.num_items();
       so.directory = opt_.out_dir + "/cache";
-      actors_.push_back(spawn_embedding_cache_shard(*sys_, router_, so));
+      if (home(i) == opt_.rank) {
+        actors_.push_back(spawn_embedding_cache_shard(*sys_, router_, so));
+      } else {
+        route_remote(so.name, home(i));
+      }
     }
-    spdlog::info("actors: {} loaders, {} samplers, {} cache shards (encoders start with the cache fill)",
-                 n_loaders_, n_samplers_, n_shards_);
+    for (int i = 0; i < n_encoders_; ++i) route_remote("encoder-" + std::to_string(i), home(i));
+    barrier();  // every rank's actors are up before anybody sends them work
+    spdlog::info("rank {}: actors up ({} loaders, {} samplers, {} cache shards in the job; placement {})", opt_.rank,
+                 n_loaders_, n_samplers_, n_shards_, spread_ ? "spread over ranks" : "all on rank 0");
   }
 
   step_feed_options feed_options(const stage_spec& spec) const {
     step_feed_options f;
-    f.name = "trainer-0";
+    f.name = "trainer-" + std::to_string(opt_.rank);
+    f.world_size = static_cast<uint32_t>(opt_.world_size);
+    f.rank = static_cast<uint32_t>(opt_.rank);
     f.job = job_;
     f.loaders = loaders_;
     f.samplers = samplers_;
@@ -210,7 +283,7 @@ class job_runner {
 
   int64_t steps_per_epoch(const stage_spec& spec) const {
     auto users = static_cast<int64_t>(model::trainable_users(table_).size());
-    int64_t steps = users / spec.batch_size;
+    int64_t steps = users / (static_cast<int64_t>(spec.batch_size) * opt_.world_size);
     if (steps < 1) throw error(errc::invalid_input, spec.name + ": fewer trainable users than one batch");
     return steps;
   }
@@ -219,10 +292,12 @@ class job_runner {
     step_feed feed(*sys_, router_, feed_options(spec));
     auto validate = [&](model::trainer& t) { return model::summarize_ranks(t.ranks(valid_)); };
     auto out = run_user_trainer(feed, net, spec, steps_per_epoch(spec), validate, opt_.out_dir + "/" + spec.name,
-                                *log_);
-    spdlog::info("{}: {} steps, {:.0f} samples/s in the trainer, best epoch {} (validation N@200 {:.2f}), retries {}",
-                 spec.name, out.steps, out.samples_per_second, out.best_epoch + 1, out.best_ndcg200,
-                 feed.counters().retries);
+                                *log_, group_.get());
+    if (chief_) {
+      spdlog::info("{}: {} steps, {:.0f} samples/s in this trainer, best epoch {} (validation N@200 {:.2f}), retries {}",
+                   spec.name, out.steps, out.samples_per_second, out.best_epoch + 1, out.best_ndcg200,
+                   feed.counters().retries);
+    }
     speeds_[spec.name] = out.samples_per_second;
     return out;
   }
@@ -238,16 +313,17 @@ class job_runner {
   void popularity() { record("popularity", model::popularity_ranks(table_, test_)); }
 
   void baseline() {
-    auto spec = stage_spec_of(cfg_, "baseline", 0);
+    auto spec = stage_spec_of(cfg_, "baseline", 0, threads_);
     spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
     model::trainer net(model_config_of(cfg_, data_, model::item_source::id), spec.train, texts_);
     auto out = train(net, spec);
+    if (!chief_) return;
     auto best = model::trainer::load(out.best_dir, texts_);
     record("id-baseline", best.ranks(test_));
   }
 
   void stage1() {
-    auto spec = stage_spec_of(cfg_, "stage1", 1);
+    auto spec = stage_spec_of(cfg_, "stage1", 1, threads_);
     spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
     model::trainer net(model_config_of(cfg_, data_, model::item_source::text), spec.train, texts_);
     stage1_dir_ = train(net, spec).best_dir;
@@ -266,6 +342,28 @@ class job_runner {
   void cache_fill() {
     std::string ckpt = stage1_checkpoint();
     version_ = hex(checkpoint_version(ckpt));
+    std::vector<addressable_actor> local_encoders;
+    for (int i = 0; i < n_encoders_; ++i) {
+      if (home(i) != opt_.rank) continue;
+      item_encoder_options eo;
+      eo.name = "encoder-" + std::to_string(i);
+      eo.dataset_dir = opt_.data_dir;
+      eo.checkpoint_dir = ckpt;
+      eo.model_version = version_;
+      eo.cache_shards = static_cast<uint32_t>(n_shards_);
+      eo.job = job_;
+      eo.threads = static_cast<uint32_t>(threads_);
+      local_encoders.push_back(spawn_item_encoder(*sys_, router_, eo));
+    }
+    barrier();  // encoders everywhere are up
+    if (chief_) dispatch_cache_fill();
+    barrier();  // the fill is complete
+    // The encoders' frozen Item LLM is not needed any more: free it.
+    caf::scoped_actor self{*sys_};
+    for (std::size_t e = 0; e < local_encoders.size(); ++e) self->send_exit(local_encoders[e], caf::exit_reason::user_shutdown);
+  }
+
+  void dispatch_cache_fill() {
     const int64_t unit = cfg_.at("cache").at("unit_items").get<int64_t>();
     std::string ledger_path = opt_.out_dir + "/cache/ledger.json";
     fs::create_directories(opt_.out_dir + "/cache");
@@ -285,19 +383,7 @@ class job_runner {
     }
     auto t0 = clock_type::now();
     std::vector<std::string> encoders;
-    std::vector<addressable_actor> encoder_handles;
-    for (int i = 0; i < n_encoders_; ++i) {
-      item_encoder_options eo;
-      eo.name = "encoder-" + std::to_string(i);
-      eo.dataset_dir = opt_.data_dir;
-      eo.checkpoint_dir = ckpt;
-      eo.model_version = version_;
-      eo.cache_shards = static_cast<uint32_t>(n_shards_);
-      eo.job = job_;
-      eo.threads = static_cast<uint32_t>(cfg_.at("job").at("threads").get<int>());
-      encoder_handles.push_back(spawn_item_encoder(*sys_, router_, eo));
-      encoders.push_back(eo.name);
-    }
+    for (int i = 0; i < n_encoders_; ++i) encoders.push_back("encoder-" + std::to_string(i));
     caf::scoped_actor self{*sys_};
     using handle_t = decltype(self->request(router_, caf::infinite, atom::request_v, msg::buffer{}));
     struct in_flight {
@@ -369,16 +455,13 @@ class job_runner {
     double s = since(t0);
     spdlog::info("cache: {} rows of version {} in {} shards; {} units encoded now ({:.0f} items/s)", present,
                  version_, n_shards_, finished, static_cast<double>(finished * unit) / std::max(s, 1e-9));
-    // The encoders' frozen Item LLM is not needed any more: free it.
-    for (std::size_t e = 0; e < encoders.size(); ++e) {
-      self->send(router_, atom::forget_v, encoders[e]);
-      self->send_exit(encoder_handles[e], caf::exit_reason::user_shutdown);
-    }
   }
 
   msg::body ask(caf::scoped_actor& self, const std::string& to, msg::body body) {
     msg::body out = msg::error{msg::error_code::unknown, "no reply"};
-    self->request(router_, caf::infinite, atom::request_v, make_request("coordinator", to, std::move(body), job_))
+    // Replies travel back by the sender's address: only rank 0 is reachable as "coordinator".
+    std::string from = chief_ ? "coordinator" : "trainer-" + std::to_string(opt_.rank);
+    self->request(router_, caf::infinite, atom::request_v, make_request(from, to, std::move(body), job_))
         .receive(
             [&](const msg::buffer& b) {
               auto env = msg::decode(b);
@@ -422,7 +505,7 @@ class job_runner {
   }
 
   void stage2() {
-    auto spec = stage_spec_of(cfg_, "stage2", 2);
+    auto spec = stage_spec_of(cfg_, "stage2", 2, threads_);
     spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
     auto matrix = cache_matrix();
     model::trainer net(model_config_of(cfg_, data_, model::item_source::cache), spec.train, texts_,
@@ -437,7 +520,7 @@ class job_runner {
     span<const float> cache(matrix.data(), matrix.size());
     auto stage1_cfg = model_config_of(cfg_, data_, model::item_source::cache);
     model::train_config tc;
-    tc.threads = cfg_.at("job").at("threads").get<int>();
+    tc.threads = threads_;
     model::trainer s1(stage1_cfg, tc, texts_, cache);
     s1.load_weights_from(stage1_checkpoint());
     record("hllm-stage1", s1.ranks(test_));
@@ -489,6 +572,11 @@ class job_runner {
   model::interaction_table table_;
   std::unique_ptr<metrics_log> log_;
   uint64_t seed_ = 0;
+  bool chief_ = true;
+  int threads_ = 1;
+  bool spread_ = false;
+  std::unique_ptr<model::process_group> group_;
+  std::vector<std::string> endpoints_;
   job_ref job_;
   int n_loaders_ = 1, n_samplers_ = 1, n_encoders_ = 1, n_shards_ = 1;
   int64_t max_history_ = 50;

@@ -14,6 +14,15 @@ struct job_options {
   std::uint64_t config_hash = 0;
   std::string data_dir;        // prepared dataset
   std::string out_dir;         // checkpoints, cache shards, metrics.jsonl, results.json, results.md
+  // Data-parallel trainer ranks (one process each). Rank 0 is the coordinator: it evaluates, writes checkpoints
+  // and results and runs the cache fill; every rank trains. Ranks rendezvous through a TCPStore at
+  // master_addr:master_port, where they also publish their routers' endpoints (the address book).
+  int rank = 0;
+  int world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  std::uint16_t master_port = 29500;
+  std::string host = "127.0.0.1";  // the interface this process's router and Gloo bind to
+  int local_ranks = 1;             // ranks on this host (sizes the torch threads when job.threads = 0)
 };
 
 // Runs the job; returns 0 on success. Throws hllm::error on what cannot go on (bad config, missing data).

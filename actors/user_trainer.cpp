@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "model/collective.hpp"
 #include "model/trainer.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
@@ -45,7 +46,8 @@ std::string fmt_eta(double seconds) {
 
 stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage_spec& spec,
                                std::int64_t steps_per_epoch, const validate_fn& validate,
-                               const std::string& stage_dir, metrics_log& log) {
+                               const std::string& stage_dir, metrics_log& log, model::process_group* group) {
+  const bool chief = group == nullptr || group->rank() == 0;
   stage_outcome out;
   std::filesystem::create_directories(stage_dir);
   const std::int64_t total = spec.epochs * steps_per_epoch;
@@ -58,7 +60,14 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
     for (std::int64_t step = 0; step < steps_per_epoch; ++step) {
       auto batch = feed.next();
       auto t0 = clock_type::now();
-      auto m = net.step(batch);
+      model::step_metrics m;
+      if (group != nullptr && group->world_size() > 1) {
+        m = net.compute_gradients(batch);
+        group->average_gradients(net);
+        net.apply_gradients(m);
+      } else {
+        m = net.step(batch);
+      }
       out.train_seconds += std::chrono::duration<double>(clock_type::now() - t0).count();
       ++out.steps;
       loss_sum += m.loss;
@@ -73,7 +82,7 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
                                {"grad_norm", m.grad_norm},       {"seconds", m.seconds}}
                     .dump());
       auto now = clock_type::now();
-      if (now - last_print > std::chrono::seconds(5) || out.steps == total) {
+      if (chief && (now - last_print > std::chrono::seconds(5) || out.steps == total)) {
         double elapsed = std::chrono::duration<double>(now - stage_start).count();
         double sps = static_cast<double>(out.steps) / std::max(elapsed, 1e-9);
         spdlog::info("{} epoch {}/{} step {}/{} | {:.1f} steps/s {:.0f} samples/s | loss {:.3f} top10 {:.3f} | ETA {}",
@@ -86,7 +95,7 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
       }
     }
     bool last_epoch = epoch + 1 == spec.epochs;
-    if (spec.validate_every_epoch || last_epoch) {
+    if (chief && (spec.validate_every_epoch || last_epoch)) {
       auto v = validate(net);
       double ndcg200 = v.ndcg[3];
       out.valid_ndcg200.push_back(ndcg200);
@@ -104,7 +113,9 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
         save_atomically(net, out.best_dir);
       }
     }
+    if (group != nullptr) group->barrier();  // the other ranks wait for the chief's validation and checkpoint
   }
+  out.best_dir = stage_dir + "/best";
   out.samples_per_second =
       out.train_seconds > 0 ? static_cast<double>(out.steps * spec.batch_size) / out.train_seconds : 0;
   return out;

@@ -14,6 +14,7 @@
 
 namespace hllm::model {
 class trainer;
+class process_group;
 }
 
 namespace hllm {
@@ -51,8 +52,10 @@ class metrics_log {
 
 using validate_fn = std::function<model::ranking_metrics(model::trainer&)>;
 
+// With a process group, gradients are averaged over the ranks before every update; only the chief (rank 0)
+// validates and writes checkpoints, the other ranks wait for it at a barrier.
 stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage_spec& spec,
                                std::int64_t steps_per_epoch, const validate_fn& validate,
-                               const std::string& stage_dir, metrics_log& log);
+                               const std::string& stage_dir, metrics_log& log, model::process_group* group = nullptr);
 
 }  // namespace hllm

@@ -1,6 +1,18 @@
 // `hllm train`: runs a training job (actors/job.hpp). Links libtorch, never sentencepiece.
+//
+// Processes: `--world N` starts N trainer ranks on this host (this process is rank 0 and starts the others, like
+// torchrun's standalone mode). Under torchrun or Slurm the launcher starts every rank itself: RANK/WORLD_SIZE/
+// MASTER_ADDR/MASTER_PORT (or SLURM_PROCID/SLURM_NTASKS) are read from the environment.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <spdlog/spdlog.h>
 
 #include "actors/job.hpp"
@@ -8,6 +20,54 @@
 #include "launch/job_config.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
+
+namespace {
+
+const char* env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : nullptr;
+}
+
+// A free TCP port on 127.0.0.1 for the rendezvous store (the kernel picks it).
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    throw hllm::error(hllm::errc::io, "cannot find a free port for the process group");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Starts ranks 1..world-1 as children running the same command; they die with this process.
+std::vector<pid_t> start_local_ranks(int argc, char** argv, int world, std::uint16_t port) {
+  std::vector<pid_t> pids;
+  for (int r = 1; r < world; ++r) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      ::setenv("RANK", std::to_string(r).c_str(), 1);
+      ::setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
+      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
+      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      ::setenv("LOCAL_WORLD_SIZE", std::to_string(world).c_str(), 1);
+      std::vector<char*> args;
+      for (int i = 0; i < argc; ++i) args.push_back(argv[i]);
+      args.push_back(nullptr);
+      ::execv("/proc/self/exe", args.data());
+      std::perror("hllm train: cannot start a rank");
+      ::_exit(127);
+    }
+    pids.push_back(pid);
+  }
+  return pids;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::string config_path, data_dir, out_dir = "hllm-job";
@@ -20,7 +80,8 @@ int main(int argc, char** argv) {
   app.add_option("--data", data_dir, "prepared dataset directory (hllm prepare)")->required();
   app.add_option("--out", out_dir, "job directory: checkpoints, cache, metrics.jsonl, results")->capture_default_str();
   app.add_option("--set", sets, "override a config value: section.key=value (repeatable)");
-  app.add_option("--world", world, "trainer processes (multi-process jobs are not built yet: 1)")
+  app.add_option("--world", world, "trainer processes to start on this host (data-parallel ranks; under torchrun "
+                                   "or Slurm the environment decides)")
       ->capture_default_str();
   app.add_flag("--print-config", print_config, "print the effective config as TOML and exit");
   CLI11_PARSE(app, argc, argv);
@@ -30,20 +91,49 @@ int main(int argc, char** argv) {
       std::printf("%s", cfg.to_toml().c_str());
       return 0;
     }
-    if (world != 1) {
-      throw hllm::error(hllm::errc::invalid_input,
-                        "--world " + std::to_string(world) + ": multi-process jobs are not built yet; run with --world 1");
-    }
-    spdlog::set_pattern("[%H:%M:%S] %v");
     hllm::job_options o;
     o.config = cfg.tree();
     o.config_hash = cfg.hash();
     o.data_dir = data_dir;
     o.out_dir = out_dir;
+    std::vector<pid_t> children;
+    if (const char* r = env("RANK") ? env("RANK") : env("SLURM_PROCID")) {
+      o.rank = std::atoi(r);
+      const char* w = env("WORLD_SIZE") ? env("WORLD_SIZE") : env("SLURM_NTASKS");
+      o.world_size = w != nullptr ? std::atoi(w) : 1;
+      o.master_addr = env("MASTER_ADDR") ? env("MASTER_ADDR") : "127.0.0.1";
+      o.master_port = static_cast<std::uint16_t>(env("MASTER_PORT") ? std::atoi(env("MASTER_PORT")) : 29500);
+      if (const char* l = env("LOCAL_WORLD_SIZE") ? env("LOCAL_WORLD_SIZE") : env("SLURM_NTASKS_PER_NODE")) {
+        o.local_ranks = std::atoi(l);
+      } else if (o.master_addr == "127.0.0.1" || o.master_addr == "localhost") {
+        o.local_ranks = o.world_size;
+      }
+      if (const char* h = env("HLLM_HOST")) o.host = h;
+      else if (o.master_addr != "127.0.0.1" && o.master_addr != "localhost") o.host = "0.0.0.0";
+    } else if (world > 1) {
+      o.world_size = world;
+      o.local_ranks = world;
+      o.master_port = free_port();
+      children = start_local_ranks(argc, argv, world, o.master_port);
+    } else if (world < 1) {
+      throw hllm::error(hllm::errc::invalid_input, "--world must be at least 1");
+    }
+    spdlog::set_pattern(o.world_size > 1 ? "[%H:%M:%S r" + std::to_string(o.rank) + "] %v" : "[%H:%M:%S] %v");
     std::filesystem::create_directories(out_dir);
-    std::string toml = cfg.to_toml();
-    hllm::storage::write_file_durably(out_dir + "/job.toml", toml.data(), toml.size());
-    return hllm::run_job(o);
+    if (o.rank == 0) {
+      std::string toml = cfg.to_toml();
+      hllm::storage::write_file_durably(out_dir + "/job.toml", toml.data(), toml.size());
+    }
+    int rc = hllm::run_job(o);
+    for (pid_t pid : children) {
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        std::fprintf(stderr, "hllm train: rank process %d failed\n", static_cast<int>(pid));
+        rc = 1;
+      }
+    }
+    return rc;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hllm train: error: %s\n", e.what());
     return 1;

@@ -121,3 +121,34 @@ TEST(job, stage2_model_has_no_item_llm_and_cache_evaluation_matches_fresh_encodi
   for (std::size_t i = 0; i < r1.size(); ++i) same += r1[i] == r2[i];
   EXPECT_GE(static_cast<double>(same), 0.99 * static_cast<double>(r1.size()));
 }
+
+namespace {
+
+int run_cli(const std::string& args) {
+  std::string cmd = std::string(HLLM_BIN_DIR) + "/hllm train --data " + tiny() + " " + args + " > /dev/null 2>&1";
+  return std::system(cmd.c_str());
+}
+
+}  // namespace
+
+TEST(job, two_trainer_processes_give_identical_parameters_wherever_the_actors_live) {
+  test::temp_dir tmp;
+  std::string common =
+      " --world 2 --set 'job.stages=[\"stage1\", \"cache\", \"stage2\", \"test\"]' --set stage1.epochs=1"
+      " --set stage1.batch_size=16 --set stage1.seq_len=6 --set stage2.epochs=1 --set stage2.batch_size=16"
+      " --set model.hidden_size=32 --set model.intermediate_size=64 --set model.item_layers=1 --set model.user_layers=1"
+      " --set cache.unit_items=50";
+  ASSERT_EQ(run_cli("--out " + tmp / "rank0" + common + " --set placement.spread=false"), 0);
+  ASSERT_EQ(run_cli("--out " + tmp / "spread" + common +
+                    " --set placement.spread=true --set placement.loaders=3 --set placement.cache_shards=3"
+                    " --set placement.encoders=2"),
+            0);
+  for (const char* f : {"stage1/best/model.safetensors", "stage2/best/model.safetensors"}) {
+    std::string x = test::read_bytes(tmp / ("rank0/" + std::string(f)));
+    ASSERT_FALSE(x.empty()) << f;
+    EXPECT_TRUE(x == test::read_bytes(tmp / ("spread/" + std::string(f)))) << f << " differs";
+  }
+  EXPECT_TRUE(std::filesystem::exists(tmp / "spread/results.json"));
+  // Rank 1 logged its own steps beside rank 0's.
+  EXPECT_TRUE(std::filesystem::exists(tmp / "spread/metrics.rank-1.jsonl"));
+}

@@ -1,0 +1,97 @@
+#include "model/collective.hpp"
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/torch.h>
+
+#include "model/trainer.hpp"
+#include "storage/error.hpp"
+
+namespace hllm::model {
+
+struct process_group::impl {
+  process_group_options opt;
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+};
+
+process_group::process_group(const process_group_options& o) : impl_(std::make_unique<impl>()) {
+  impl_->opt = o;
+  if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size) {
+    throw error(errc::invalid_input, "process group: rank " + std::to_string(o.rank) + " of world " +
+                                         std::to_string(o.world_size) + " is out of range");
+  }
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = o.master_port;
+    so.isServer = o.rank == 0;
+    so.numWorkers = o.world_size;
+    so.waitWorkers = true;
+    so.timeout = o.timeout;
+    impl_->store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+    auto opts = c10d::ProcessGroupGloo::Options::create();
+    opts->timeout = o.timeout;
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(o.interface_host));
+    impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, o.rank, o.world_size, opts);
+  } catch (const std::exception& e) {
+    throw error(errc::io, "process group: rank " + std::to_string(o.rank) + " cannot join the store at " +
+                              o.master_addr + ":" + std::to_string(o.master_port) + ": " + e.what());
+  }
+}
+
+process_group::~process_group() = default;
+
+int process_group::rank() const { return impl_->opt.rank; }
+int process_group::world_size() const { return impl_->opt.world_size; }
+
+void process_group::average_gradients(trainer& t) {
+  if (impl_->opt.world_size == 1) return;
+  auto grads = t.gradients();
+  std::vector<torch::Tensor> flat_parts;
+  flat_parts.reserve(grads.size());
+  for (auto& g : grads) flat_parts.push_back(g.reshape({-1}));
+  std::vector<torch::Tensor> bucket{torch::cat(flat_parts)};
+  try {
+    impl_->pg->allreduce(bucket)->wait();
+  } catch (const std::exception& e) {
+    throw error(errc::io, std::string("gradient all-reduce failed (a rank died or timed out): ") + e.what());
+  }
+  bucket[0].div_(static_cast<double>(impl_->opt.world_size));
+  int64_t offset = 0;
+  torch::NoGradGuard no_grad;
+  for (auto& g : grads) {
+    g.copy_(bucket[0].narrow(0, offset, g.numel()).view_as(g));
+    offset += g.numel();
+  }
+}
+
+double process_group::sum(double value) {
+  if (impl_->opt.world_size == 1) return value;
+  std::vector<torch::Tensor> t{torch::tensor({value}, torch::kFloat64)};
+  impl_->pg->allreduce(t)->wait();
+  return t[0].item<double>();
+}
+
+void process_group::barrier() {
+  if (impl_->opt.world_size == 1) return;
+  try {
+    impl_->pg->barrier()->wait();
+  } catch (const std::exception& e) {
+    throw error(errc::io, std::string("barrier failed (a rank died or timed out): ") + e.what());
+  }
+}
+
+void process_group::publish(const std::string& key, const std::string& value) {
+  impl_->store->set("hllm/" + key, std::vector<uint8_t>(value.begin(), value.end()));
+}
+
+std::string process_group::lookup(const std::string& key) {
+  try {
+    auto v = impl_->store->get("hllm/" + key);
+    return {v.begin(), v.end()};
+  } catch (const std::exception& e) {
+    throw error(errc::io, "process group: nobody published '" + key + "' in time: " + e.what());
+  }
+}
+
+}  // namespace hllm::model
