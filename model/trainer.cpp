@@ -133,6 +133,13 @@ step_metrics trainer::compute_gradients(const train_batch& b) {
   }
   auto out = s.net->training_loss(b, s.texts);
   out.loss.backward();
+  // Parameters this batch did not reach get zero gradients, so one rank alone and many ranks after an all-reduce
+  // update exactly the same set of parameters.
+  for (auto& p : s.params) {
+    if (!p.grad().defined()) {
+      p.mutable_grad() = torch::zeros_like(p);
+    }
+  }
   step_metrics m;
   m.step = s.step;
   m.loss = out.loss.item<double>();
@@ -162,7 +169,7 @@ std::vector<at::Tensor> trainer::gradients() {
   std::vector<at::Tensor> out;
   for (auto& p : impl_->params) {
     if (!p.grad().defined()) {
-      p.mutable_grad() = torch::zeros_like(p);  // every rank reduces the same list
+      p.mutable_grad() = torch::zeros_like(p);  // before compute_gradients: still one tensor per parameter
     }
     out.push_back(p.grad());
   }

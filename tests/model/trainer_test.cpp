@@ -2,6 +2,7 @@
 // the paper in miniature (HLLM and the ID baseline beat popularity; HLLM beats the ID model on cold items).
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "model/metrics.hpp"
@@ -71,6 +72,29 @@ TEST(trainer, resumed_from_a_checkpoint_matches_the_uninterrupted_run_bit_for_bi
     EXPECT_EQ(std::memcmp(sa[i].data, sb[i].data, sa[i].bytes), 0) << sa[i].name;
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST(trainer, two_ranks_averaging_gradients_stay_identical) {
+  small_job job;
+  job.model.early_fusion = true;  // the head sees only the last position: some batches leave parts untouched
+  job.train.total_steps = 4;
+  trainer a(job.model, job.train, job.data.texts.view()), b(job.model, job.train, job.data.texts.view());
+  for (int s = 0; s < 3; ++s) {
+    auto ma = a.compute_gradients(job.batch(2 * s)), mb = b.compute_gradients(job.batch(2 * s + 1));
+    auto ga = a.gradients(), gb = b.gradients();
+    ASSERT_EQ(ga.size(), gb.size());
+    for (size_t i = 0; i < ga.size(); ++i) {  // what an all-reduce (average) leaves on every rank
+      auto mean = (ga[i] + gb[i]) / 2;
+      ga[i].copy_(mean);
+      gb[i].copy_(mean);
+    }
+    a.apply_gradients(ma);
+    b.apply_gradients(mb);
+  }
+  auto sa = a.state_blobs(), sb = b.state_blobs();
+  for (size_t i = 0; i < sa.size(); ++i) {
+    EXPECT_EQ(std::memcmp(sa[i].data, sb[i].data, sa[i].bytes), 0) << sa[i].name;
+  }
 }
 
 TEST(trainer, bf16_compute_keeps_fp32_parameters_and_trains) {
