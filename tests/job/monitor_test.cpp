@@ -141,7 +141,7 @@ TEST(monitor, status_file_holds_the_counters_of_real_actors_after_traffic) {
   spawn_embedding_cache_shard(*env.sys, env.router, so);
 
   monitor_options mo;
-  mo.targets = {"loader-0", "cache-shard-0", "nobody-here"};
+  mo.targets = {"loader-0", "cache-shard-0", "nobody-here", "router"};
   mo.interval = std::chrono::hours(1);  // the thread's first round only; this test polls by hand
   mo.timeout = std::chrono::milliseconds(3000);
   mo.status_file = (tmp.path / "status.json").string();
@@ -183,12 +183,14 @@ TEST(monitor, status_file_holds_the_counters_of_real_actors_after_traffic) {
       << ghost.dump();
   EXPECT_TRUE(ghost.at("last_seen_age_s").is_null());
   EXPECT_GE(ghost.at("failed_polls").get<int>(), 1);
+  // The router answers status_request under its own name: the job can watch it too.
+  EXPECT_TRUE(actor_entry(doc, "router").at("reachable").get<bool>()) << actor_entry(doc, "router").dump();
   // The monitor's own block: at least the hand round (the thread's first round may have run too).
   const auto& self = doc.at("monitor");
   EXPECT_EQ(self.at("kind"), "monitor");
   EXPECT_EQ(self.at("state"), "running");
   EXPECT_GE(self.at("counters").at("rounds"), 1);
-  EXPECT_EQ(self.at("counters").at("targets"), 3);
+  EXPECT_EQ(self.at("counters").at("targets"), 4);
   EXPECT_EQ(self.at("counters").at("unreachable_now"), 1);
   // No temporary file left next to it.
   EXPECT_FALSE(std::filesystem::exists(tmp.path / "status.json.tmp"));
@@ -204,12 +206,13 @@ TEST(monitor, status_file_holds_the_counters_of_real_actors_after_traffic) {
   std::istringstream lines(table);
   std::vector<std::string> rows;
   for (std::string line; std::getline(lines, line);) rows.push_back(line);
-  ASSERT_EQ(rows.size(), 5u) << table;
+  ASSERT_EQ(rows.size(), 6u) << table;
   EXPECT_EQ(rows[0].rfind("NAME", 0), 0u);
   EXPECT_EQ(rows[1].rfind("loader-0", 0), 0u);
   EXPECT_NE(rows[1].find("batches_served=2"), std::string::npos) << table;
   EXPECT_NE(rows[3].find("unreachable"), std::string::npos) << table;
-  EXPECT_EQ(rows[4].rfind("monitor", 0), 0u);
+  EXPECT_EQ(rows[4].rfind("router", 0), 0u);
+  EXPECT_EQ(rows[5].rfind("monitor", 0), 0u);
   mon.stop();
 }
 
