@@ -14,6 +14,7 @@
 #include "actors/data_loader.hpp"
 #include "actors/embedding_cache_shard.hpp"
 #include "actors/item_encoder.hpp"
+#include "actors/monitor.hpp"
 #include "actors/negative_sampler.hpp"
 #include "actors/router.hpp"
 #include "actors/step_feed.hpp"
@@ -76,30 +77,6 @@ stage_spec stage_spec_of(const json& cfg, const std::string& name, std::uint8_t 
   return spec;
 }
 
-model::hllm_config model_config_of(const json& cfg, const storage::dataset& data, model::item_source source) {
-  const json& m = cfg.at("model");
-  auto c = model::default_hllm_config(data.info().vocab_size, data.num_items(), data.info().max_text_tokens);
-  c.source = source;
-  for (auto* l : {&c.item_llm, &c.user_llm}) {
-    l->hidden_size = m.at("hidden_size").get<int64_t>();
-    l->intermediate_size = m.at("intermediate_size").get<int64_t>();
-    l->num_attention_heads = m.at("heads").get<int64_t>();
-    l->num_key_value_heads = m.at("kv_heads").get<int64_t>();
-    l->rms_norm_eps = m.at("rms_norm_eps").get<double>();
-    l->rope_theta = m.at("rope_theta").get<double>();
-  }
-  c.item_llm.num_hidden_layers = m.at("item_layers").get<int64_t>();
-  c.user_llm.num_hidden_layers = m.at("user_layers").get<int64_t>();
-  c.pooling = m.at("pooling").get<std::string>() == "mean" ? model::item_pooling::mean : model::item_pooling::item_token;
-  c.false_negative_cosine = m.at("false_negative_cosine").get<double>();
-  c.late_fusion = m.at("late_fusion").get<bool>();
-  c.early_fusion = m.at("early_fusion").get<bool>();
-  c.cls_lambda = m.at("cls_lambda").get<double>();
-  c.seed = cfg.at("job").at("seed").get<uint64_t>();
-  c.validate();
-  return c;
-}
-
 // Hash of a checkpoint's parameters: the version of every cache row its Item LLM makes.
 uint64_t checkpoint_version(const std::string& dir) {
   auto f = storage::mapped_file::open(dir + "/model.safetensors");
@@ -159,6 +136,7 @@ class job_runner {
   }
 
   ~job_runner() {
+    if (monitor_) monitor_->stop();
     // The actor system waits for every actor at destruction: stop them all first.
     for (auto& a : actors_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     if (router_) caf::anon_send_exit(router_, caf::exit_reason::user_shutdown);
@@ -259,9 +237,22 @@ class job_runner {
       }
     }
     for (int i = 0; i < n_encoders_; ++i) route_remote("encoder-" + std::to_string(i), home(i));
+    start_monitor();
     barrier();  // every rank's actors are up before anybody sends them work
     spdlog::info("rank {}: actors up ({} loaders, {} samplers, {} cache shards in the job; placement {})", opt_.rank,
                  n_loaders_, n_samplers_, n_shards_, spread_ ? "spread over ranks" : "all on rank 0");
+  }
+
+  // Rank 0 watches every actor of the job and keeps `status.json` current (docs/operations.md).
+  void start_monitor() {
+    if (!chief_) return;
+    monitor_options mo;
+    mo.job = job_;
+    mo.status_file = opt_.out_dir + "/status.json";
+    mo.targets = {"router"};
+    for (auto* v : {&loaders_, &samplers_}) mo.targets.insert(mo.targets.end(), v->begin(), v->end());
+    for (int i = 0; i < n_shards_; ++i) mo.targets.push_back("cache-shard-" + std::to_string(i));
+    monitor_ = std::make_unique<monitor_service>(*sys_, router_, mo);
   }
 
   step_feed_options feed_options(const stage_spec& spec) const {
@@ -315,7 +306,7 @@ class job_runner {
   void baseline() {
     auto spec = stage_spec_of(cfg_, "baseline", 0, threads_);
     spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
-    model::trainer net(model_config_of(cfg_, data_, model::item_source::id), spec.train, texts_);
+    model::trainer net(job_model_config(cfg_, data_, model::item_source::id), spec.train, texts_);
     auto out = train(net, spec);
     if (!chief_) return;
     auto best = model::trainer::load(out.best_dir, texts_);
@@ -325,7 +316,7 @@ class job_runner {
   void stage1() {
     auto spec = stage_spec_of(cfg_, "stage1", 1, threads_);
     spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
-    model::trainer net(model_config_of(cfg_, data_, model::item_source::text), spec.train, texts_);
+    model::trainer net(job_model_config(cfg_, data_, model::item_source::text), spec.train, texts_);
     stage1_dir_ = train(net, spec).best_dir;
   }
 
@@ -356,8 +347,14 @@ class job_runner {
       local_encoders.push_back(spawn_item_encoder(*sys_, router_, eo));
     }
     barrier();  // encoders everywhere are up
+    if (monitor_) {
+      for (int i = 0; i < n_encoders_; ++i) monitor_->core().add_target("encoder-" + std::to_string(i));
+    }
     if (chief_) dispatch_cache_fill();
     barrier();  // the fill is complete
+    if (monitor_) {
+      for (int i = 0; i < n_encoders_; ++i) monitor_->core().remove_target("encoder-" + std::to_string(i));
+    }
     // The encoders' frozen Item LLM is not needed any more: free it.
     caf::scoped_actor self{*sys_};
     for (std::size_t e = 0; e < local_encoders.size(); ++e) self->send_exit(local_encoders[e], caf::exit_reason::user_shutdown);
@@ -508,7 +505,7 @@ class job_runner {
     auto spec = stage_spec_of(cfg_, "stage2", 2, threads_);
     spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
     auto matrix = cache_matrix();
-    model::trainer net(model_config_of(cfg_, data_, model::item_source::cache), spec.train, texts_,
+    model::trainer net(job_model_config(cfg_, data_, model::item_source::cache), spec.train, texts_,
                        span<const float>(matrix.data(), matrix.size()));
     net.load_weights_from(stage1_checkpoint());  // stage 2 continues the stage-1 User LLM
     stage2_dir_ = train(net, spec).best_dir;
@@ -518,7 +515,7 @@ class job_runner {
   void test() {
     auto matrix = cache_matrix();
     span<const float> cache(matrix.data(), matrix.size());
-    auto stage1_cfg = model_config_of(cfg_, data_, model::item_source::cache);
+    auto stage1_cfg = job_model_config(cfg_, data_, model::item_source::cache);
     model::train_config tc;
     tc.threads = threads_;
     model::trainer s1(stage1_cfg, tc, texts_, cache);
@@ -576,6 +573,7 @@ class job_runner {
   int threads_ = 1;
   bool spread_ = false;
   std::unique_ptr<model::process_group> group_;
+  std::unique_ptr<monitor_service> monitor_;
   std::vector<std::string> endpoints_;
   job_ref job_;
   int n_loaders_ = 1, n_samplers_ = 1, n_encoders_ = 1, n_shards_ = 1;
@@ -593,6 +591,30 @@ class job_runner {
 };
 
 }  // namespace
+
+model::hllm_config job_model_config(const json& cfg, const storage::dataset& data, model::item_source source) {
+  const json& m = cfg.at("model");
+  auto c = model::default_hllm_config(data.info().vocab_size, data.num_items(), data.info().max_text_tokens);
+  c.source = source;
+  for (auto* l : {&c.item_llm, &c.user_llm}) {
+    l->hidden_size = m.at("hidden_size").get<int64_t>();
+    l->intermediate_size = m.at("intermediate_size").get<int64_t>();
+    l->num_attention_heads = m.at("heads").get<int64_t>();
+    l->num_key_value_heads = m.at("kv_heads").get<int64_t>();
+    l->rms_norm_eps = m.at("rms_norm_eps").get<double>();
+    l->rope_theta = m.at("rope_theta").get<double>();
+  }
+  c.item_llm.num_hidden_layers = m.at("item_layers").get<int64_t>();
+  c.user_llm.num_hidden_layers = m.at("user_layers").get<int64_t>();
+  c.pooling = m.at("pooling").get<std::string>() == "mean" ? model::item_pooling::mean : model::item_pooling::item_token;
+  c.false_negative_cosine = m.at("false_negative_cosine").get<double>();
+  c.late_fusion = m.at("late_fusion").get<bool>();
+  c.early_fusion = m.at("early_fusion").get<bool>();
+  c.cls_lambda = m.at("cls_lambda").get<double>();
+  c.seed = cfg.at("job").at("seed").get<uint64_t>();
+  c.validate();
+  return c;
+}
 
 int run_job(const job_options& o) {
   job_runner r(o);

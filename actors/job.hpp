@@ -7,7 +7,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/hllm_config.hpp"
+
+namespace hllm::storage {
+class dataset;
+}
+
 namespace hllm {
+
+// The job config's [model] table over the named default (model::default_hllm_config) for a dataset and an item
+// source (text: stage 1; id: the baseline; cache: stage 2). Throws hllm::error naming a missing or bad key.
+model::hllm_config job_model_config(const nlohmann::json& config, const storage::dataset& data,
+                                    model::item_source source);
 
 struct job_options {
   nlohmann::json config;       // the whole job config

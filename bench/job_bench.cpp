@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/job.hpp"
 #include "actors/data_loader.hpp"
 #include "actors/embedding_cache_shard.hpp"
 #include "actors/negative_sampler.hpp"
@@ -93,31 +94,6 @@ std::string make_dataset(const std::string& work) {
     throw error(errc::io, "could not generate the benchmark dataset in '" + work + "'");
   }
   return prepared;
-}
-
-// As actors/job.cpp model_config_of (anonymous there): the [model] table over default_hllm_config.
-model::hllm_config model_config_of(const json& cfg, const storage::dataset& data, model::item_source source) {
-  const json& m = cfg.at("model");
-  auto c = model::default_hllm_config(data.info().vocab_size, data.num_items(), data.info().max_text_tokens);
-  c.source = source;
-  for (auto* l : {&c.item_llm, &c.user_llm}) {
-    l->hidden_size = m.at("hidden_size").get<int64_t>();
-    l->intermediate_size = m.at("intermediate_size").get<int64_t>();
-    l->num_attention_heads = m.at("heads").get<int64_t>();
-    l->num_key_value_heads = m.at("kv_heads").get<int64_t>();
-    l->rms_norm_eps = m.at("rms_norm_eps").get<double>();
-    l->rope_theta = m.at("rope_theta").get<double>();
-  }
-  c.item_llm.num_hidden_layers = m.at("item_layers").get<int64_t>();
-  c.user_llm.num_hidden_layers = m.at("user_layers").get<int64_t>();
-  c.pooling = m.at("pooling").get<std::string>() == "mean" ? model::item_pooling::mean : model::item_pooling::item_token;
-  c.false_negative_cosine = m.at("false_negative_cosine").get<double>();
-  c.late_fusion = m.at("late_fusion").get<bool>();
-  c.early_fusion = m.at("early_fusion").get<bool>();
-  c.cls_lambda = m.at("cls_lambda").get<double>();
-  c.seed = cfg.at("job").at("seed").get<uint64_t>();
-  c.validate();
-  return c;
 }
 
 struct stage_shape {
@@ -443,7 +419,7 @@ int main(int argc, char** argv) {
                  load_before.c_str());
 
     // (a) stage 1.
-    model::trainer text_net(model_config_of(job, dataset, model::item_source::text), s1.train, texts);
+    model::trainer text_net(job_model_config(job, dataset, model::item_source::text), s1.train, texts);
     std::fprintf(stderr, "(a) stage 1 pipeline efficiency ...\n");
     auto e1 = pipeline_efficiency(actors, job, text_net, maker, s1, window, 2, budget);
     // (a) stage 2, item embeddings from a cache matrix (random rows: the cost does not depend on their values).
@@ -453,7 +429,7 @@ int main(int argc, char** argv) {
     for (std::size_t k = static_cast<std::size_t>(hidden); k < matrix.size(); ++k) {
       matrix[k] = static_cast<float>(static_cast<double>(mr.below(2001)) / 1000.0 - 1.0) * 0.1f;
     }
-    model::trainer cache_net(model_config_of(job, dataset, model::item_source::cache), s2.train, texts,
+    model::trainer cache_net(job_model_config(job, dataset, model::item_source::cache), s2.train, texts,
                              span<const float>(matrix.data(), matrix.size()));
     std::fprintf(stderr, "(a) stage 2 pipeline efficiency ...\n");
     auto e2 = pipeline_efficiency(actors, job, cache_net, maker, s2, window, 8, budget * 0.5);
@@ -464,7 +440,7 @@ int main(int argc, char** argv) {
       e2q = pipeline_efficiency(quiet, job, cache_net, maker, s2, window, 8, budget * 0.5);
     }
     // (b) stage 2 vs stage 1 at stage 1's sequence length.
-    model::trainer cache_net_short(model_config_of(job, dataset, model::item_source::cache), s2.train, texts,
+    model::trainer cache_net_short(job_model_config(job, dataset, model::item_source::cache), s2.train, texts,
                                    span<const float>(matrix.data(), matrix.size()));
     std::fprintf(stderr, "(b) stage 2 vs stage 1 ...\n");
     auto cost = stage_cost(text_net, cache_net_short, maker, s1, budget * 0.4);
