@@ -31,10 +31,10 @@ msg::body answer_safely(Core& core, const msg::body& request) {
 
 // Spawns an actor around `core` and enrolls it with the router under `name`. Cores that compute for long (item
 // encoders) pass caf::detached so they run on their own thread instead of stalling CAF's scheduler.
+// The shared form lets the spawner keep updating a core the actor answers from (status_board).
 template <class Core, caf::spawn_options Options = caf::no_spawn_options>
 addressable_actor spawn_addressable(caf::actor_system& sys, router_actor router, const std::string& name,
-                                    std::unique_ptr<Core> core) {
-  auto shared_core = std::shared_ptr<Core>(std::move(core));
+                                    std::shared_ptr<Core> shared_core) {
   auto handle = sys.spawn<Options>([shared_core](typename addressable_actor::template stateful_pointer<addressable_state<Core>>
                                             self) -> addressable_actor::behavior_type {
     return {
@@ -56,6 +56,12 @@ addressable_actor spawn_addressable(caf::actor_system& sys, router_actor router,
                [&](const caf::error& e) { spdlog::error("enrolling {}: {}", name, caf::to_string(e)); });
   if (!ok) throw error(errc::io, "cannot enroll '" + name + "' with the router");
   return handle;
+}
+
+template <class Core, caf::spawn_options Options = caf::no_spawn_options>
+addressable_actor spawn_addressable(caf::actor_system& sys, router_actor router, const std::string& name,
+                                    std::unique_ptr<Core> core) {
+  return spawn_addressable<Core, Options>(sys, std::move(router), name, std::shared_ptr<Core>(std::move(core)));
 }
 
 }  // namespace hllm

@@ -11,10 +11,12 @@
 #include <thread>
 #include <spdlog/spdlog.h>
 
+#include "actors/addressable.hpp"
 #include "actors/data_loader.hpp"
 #include "actors/embedding_cache_shard.hpp"
 #include "actors/item_encoder.hpp"
 #include "actors/monitor.hpp"
+#include "actors/status_board.hpp"
 #include "actors/negative_sampler.hpp"
 #include "actors/router.hpp"
 #include "actors/step_feed.hpp"
@@ -183,10 +185,12 @@ class job_runner {
   template <class F>
   void phase(const char* name, F&& f) {
     auto t0 = clock_type::now();
+    if (coordinator_board_) coordinator_board_->set_counter(std::string("phase.") + name + ".started", 1);
     spdlog::info("== {} ==", name);
     f();
     double s = since(t0);
     log_->write(json{{"event", "phase"}, {"phase", name}, {"seconds", s}}.dump());
+    if (coordinator_board_) coordinator_board_->set_counter(std::string("phase.") + name + ".ms", static_cast<int64_t>(s * 1000));
     spdlog::info("== {} done in {:.1f}s ==", name, s);
   }
 
@@ -237,6 +241,13 @@ class job_runner {
       }
     }
     for (int i = 0; i < n_encoders_; ++i) route_remote("encoder-" + std::to_string(i), home(i));
+    trainer_board_ = std::make_shared<status_board>("trainer-" + std::to_string(opt_.rank), "user_trainer");
+    spawn_addressable(*sys_, router_, "trainer-" + std::to_string(opt_.rank), trainer_board_);
+    if (chief_) {
+      coordinator_board_ = std::make_shared<status_board>("coordinator", "coordinator");
+      coordinator_board_->set_state(msg::actor_state::running);
+      spawn_addressable(*sys_, router_, "coordinator", coordinator_board_);
+    }
     start_monitor();
     barrier();  // every rank's actors are up before anybody sends them work
     spdlog::info("rank {}: actors up ({} loaders, {} samplers, {} cache shards in the job; placement {})", opt_.rank,
@@ -249,7 +260,8 @@ class job_runner {
     monitor_options mo;
     mo.job = job_;
     mo.status_file = opt_.out_dir + "/status.json";
-    mo.targets = {"router"};
+    mo.targets = {"router", "coordinator"};
+    for (int r = 0; r < opt_.world_size; ++r) mo.targets.push_back("trainer-" + std::to_string(r));
     for (auto* v : {&loaders_, &samplers_}) mo.targets.insert(mo.targets.end(), v->begin(), v->end());
     for (int i = 0; i < n_shards_; ++i) mo.targets.push_back("cache-shard-" + std::to_string(i));
     monitor_ = std::make_unique<monitor_service>(*sys_, router_, mo);
@@ -281,9 +293,11 @@ class job_runner {
 
   stage_outcome train(model::trainer& net, const stage_spec& spec) {
     step_feed feed(*sys_, router_, feed_options(spec));
+    trainer_board_->set_state(msg::actor_state::running);
     auto validate = [&](model::trainer& t) { return model::summarize_ranks(t.ranks(valid_)); };
     auto out = run_user_trainer(feed, net, spec, steps_per_epoch(spec), validate, opt_.out_dir + "/" + spec.name,
-                                *log_, group_.get());
+                                *log_, group_.get(), trainer_board_.get());
+    trainer_board_->set_state(msg::actor_state::idle);
     if (chief_) {
       spdlog::info("{}: {} steps, {:.0f} samples/s in this trainer, best epoch {} (validation N@200 {:.2f}), retries {}",
                    spec.name, out.steps, out.samples_per_second, out.best_epoch + 1, out.best_ndcg200,
@@ -390,6 +404,23 @@ class job_runner {
     };
     std::deque<in_flight> flying;
     std::vector<bool> busy(encoders.size(), false);
+    // The ledger lists only units whose rows are durable: shards persist first, then the ledger names the units.
+    const int64_t persist_every = std::max<int64_t>(1, cfg_.at("cache").at("persist_every_units").get<int64_t>());
+    std::vector<int64_t> pending_units;
+    auto persist_and_record = [&] {
+      for (int i = 0; i < n_shards_; ++i) {
+        auto done = ask(self, "cache-shard-" + std::to_string(i), msg::checkpoint_request{0, "", "cache fill"});
+        const auto& d = std::get<msg::checkpoint_done>(done);
+        if (!d.ok && d.error != "nothing cached yet") {
+          throw error(errc::io, "cache shard " + std::to_string(i) + " cannot persist: " + d.error);
+        }
+      }
+      done_units.insert(done_units.end(), pending_units.begin(), pending_units.end());
+      pending_units.clear();
+      std::string text = json{{"version", version_}, {"unit_items", unit}, {"done", done_units}}.dump();
+      storage::write_file_durably(ledger_path + ".tmp", text.data(), text.size());
+      fs::rename(ledger_path + ".tmp", ledger_path);
+    };
     auto dispatch = [&] {
       for (std::size_t e = 0; e < encoders.size() && !todo.empty(); ++e) {
         if (busy[e]) continue;
@@ -422,28 +453,24 @@ class job_runner {
           [&](const caf::error& e) { failure = caf::to_string(e); });
       busy[f.encoder] = false;
       if (failure.empty()) {
-        done_units.push_back(f.unit);
+        pending_units.push_back(f.unit);
         ++finished;
-        std::string text = json{{"version", version_}, {"unit_items", unit}, {"done", done_units}}.dump();
-        storage::write_file_durably(ledger_path + ".tmp", text.data(), text.size());
-        fs::rename(ledger_path + ".tmp", ledger_path);
+        if (coordinator_board_) coordinator_board_->set_counter("cache.units_done", static_cast<int64_t>(done_units.size() + pending_units.size()));
+        if (static_cast<int64_t>(pending_units.size()) >= persist_every) persist_and_record();
       } else {
         spdlog::warn("cache: unit {} failed on {} ({}); re-queued", f.unit, encoders[f.encoder], failure);
         todo.push_back(f.unit);
       }
       dispatch();
     }
-    // Every shard must hold every row of this version; then persist them.
+    persist_and_record();
+    // Every shard must hold every row of this version.
     uint64_t present = 0, expected = 0;
     for (int i = 0; i < n_shards_; ++i) {
       auto rep = ask(self, "cache-shard-" + std::to_string(i), msg::coverage_request{version_});
       auto& c = std::get<msg::coverage>(rep);
       present += c.rows_present;
       expected += c.rows_expected;
-      auto done = ask(self, "cache-shard-" + std::to_string(i), msg::checkpoint_request{0, "", "cache fill"});
-      if (!std::get<msg::checkpoint_done>(done).ok) {
-        throw error(errc::io, "cache shard " + std::to_string(i) + ": " + std::get<msg::checkpoint_done>(done).error);
-      }
     }
     if (present != expected) {
       throw error(errc::mismatch, "cache fill: shards hold " + std::to_string(present) + " of " +
@@ -574,6 +601,7 @@ class job_runner {
   bool spread_ = false;
   std::unique_ptr<model::process_group> group_;
   std::unique_ptr<monitor_service> monitor_;
+  std::shared_ptr<status_board> trainer_board_, coordinator_board_;
   std::vector<std::string> endpoints_;
   job_ref job_;
   int n_loaders_ = 1, n_samplers_ = 1, n_encoders_ = 1, n_shards_ = 1;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/status_board.hpp"
 #include "model/collective.hpp"
 #include "model/trainer.hpp"
 #include "storage/error.hpp"
@@ -46,7 +47,8 @@ std::string fmt_eta(double seconds) {
 
 stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage_spec& spec,
                                std::int64_t steps_per_epoch, const validate_fn& validate,
-                               const std::string& stage_dir, metrics_log& log, model::process_group* group) {
+                               const std::string& stage_dir, metrics_log& log, model::process_group* group,
+                               status_board* board) {
   const bool chief = group == nullptr || group->rank() == 0;
   stage_outcome out;
   std::filesystem::create_directories(stage_dir);
@@ -70,6 +72,13 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
       }
       out.train_seconds += std::chrono::duration<double>(clock_type::now() - t0).count();
       ++out.steps;
+      if (board != nullptr) {
+        board->set_step(static_cast<std::uint64_t>(out.steps));
+        board->set_counter("epoch", epoch);
+        board->set_counter("steps_total", total);
+        board->set_counter("requests", static_cast<std::int64_t>(feed.counters().requests));
+        board->set_counter("retries", static_cast<std::int64_t>(feed.counters().retries));
+      }
       loss_sum += m.loss;
       top10_sum += m.nce_top10_acc;
       ++window_steps;

@@ -19,6 +19,8 @@ class process_group;
 
 namespace hllm {
 
+class status_board;
+
 struct stage_spec {
   std::string name;                 // "baseline", "stage1", "stage2": also the checkpoint folder
   std::uint8_t stage = 1;           // the stage key of the determinism contract
@@ -56,6 +58,7 @@ using validate_fn = std::function<model::ranking_metrics(model::trainer&)>;
 // validates and writes checkpoints, the other ranks wait for it at a barrier.
 stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage_spec& spec,
                                std::int64_t steps_per_epoch, const validate_fn& validate,
-                               const std::string& stage_dir, metrics_log& log, model::process_group* group = nullptr);
+                               const std::string& stage_dir, metrics_log& log, model::process_group* group = nullptr,
+                               status_board* board = nullptr);
 
 }  // namespace hllm
