@@ -21,6 +21,7 @@
 #include "actors/router.hpp"
 #include "actors/step_feed.hpp"
 #include "actors/user_trainer.hpp"
+#include "launch/job_checkpoint.hpp"
 #include "messages/codec.hpp"
 #include "model/batching.hpp"
 #include "model/collective.hpp"
@@ -117,6 +118,11 @@ class job_runner {
       throw error(errc::invalid_input, "config: placement needs at least one loader, sampler, encoder and shard");
     }
     max_history_ = cfg_.at("eval").at("max_history").get<int64_t>();
+    checkpoint_every_ = cfg_.at("train").at("checkpoint_every_steps").get<int64_t>();
+    keep_checkpoints_ = cfg_.at("train").at("keep_checkpoints").get<int64_t>();
+    if (checkpoint_every_ < 0 || keep_checkpoints_ < 1) {
+      throw error(errc::invalid_input, "config: train.checkpoint_every_steps must be >= 0 and train.keep_checkpoints >= 1");
+    }
     valid_ = model::make_eval_set(table_, model::split::valid, max_history_);
     test_ = model::make_eval_set(table_, model::split::test, max_history_);
     for (int32_t t : test_.targets) test_cold_.push_back(data_.is_cold(t));
@@ -147,6 +153,7 @@ class job_runner {
   int run() {
     auto t0 = clock_type::now();
     start_actors();
+    choose_resume();
     std::vector<std::string> stages = cfg_.at("job").at("stages").get<std::vector<std::string>>();
     auto wants = [&](const char* s) { return std::find(stages.begin(), stages.end(), s) != stages.end(); };
     spdlog::info("job {}: {} users, {} items ({} cold), stages: {}", hex(job_.id), data_.num_users(),
@@ -291,12 +298,191 @@ class job_runner {
     return steps;
   }
 
-  stage_outcome train(model::trainer& net, const stage_spec& spec) {
+  // ---- checkpoints and resume (docs/operations.md "Checkpoints and resume", launch/job_checkpoint.hpp) ----
+
+  // Picks the checkpoint this run continues from: rank 0 decides (skipping, and reporting, truncated, corrupt and
+  // foreign ones) and tells the other ranks through the rendezvous store, so every rank restores the same one.
+  void choose_resume() {
+    if (opt_.resume == "never") return;
+    const std::string root = job_checkpoint::root_of(opt_.out_dir);
+    std::string chosen;
+    if (chief_) {
+      // Leftovers of a write that was killed: never a checkpoint (no rename happened).
+      if (fs::is_directory(root)) {
+        for (const auto& e : fs::directory_iterator(root)) {
+          if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path());
+        }
+      }
+      auto all = job_checkpoint::list(opt_.out_dir, hex(opt_.config_hash));
+      // New checkpoints must sort after every one on disk, valid or not (retention removes the oldest).
+      for (const auto& c : all) serial_ = std::max(serial_, c.serial);
+      if (opt_.resume == "auto") {
+        for (const auto& c : all) {
+          std::string problem = c.problem.empty() ? cache_problem(c.state) : c.problem;
+          if (problem.empty()) {
+            chosen = c.dir;
+            break;
+          }
+          spdlog::warn("resume: skipping checkpoint {}: {}", c.name, problem);
+          log_->write(json{{"event", "checkpoint_skipped"}, {"checkpoint", c.name}, {"reason", problem}}.dump());
+        }
+        if (chosen.empty()) spdlog::info("resume: no valid checkpoint under {}; starting from the beginning", root);
+      } else {
+        json st;
+        std::string problem = job_checkpoint::check(opt_.resume, &st, hex(opt_.config_hash));
+        if (problem.empty()) problem = cache_problem(st);
+        if (!problem.empty()) throw error(errc::invalid_input, "--resume " + opt_.resume + ": " + problem);
+        chosen = opt_.resume;
+      }
+    }
+    if (group_) {
+      if (chief_) group_->publish("resume", chosen.empty() ? "-" : chosen);
+      else chosen = group_->lookup("resume");
+      if (chosen == "-") chosen.clear();
+    }
+    if (chosen.empty()) return;
+    resume_dir_ = chosen;
+    resume_state_ = json::parse(storage::read_text_file(chosen + "/" + job_checkpoint::state_name));
+    serial_ = std::max(serial_, resume_state_.at("serial").get<int64_t>());
+    completed_ = resume_state_.at("completed_stages").get<std::vector<std::string>>();
+    spdlog::info("resume: continuing from checkpoint {} ({} epoch {} step {}; completed stages {})", chosen,
+                 resume_state_.at("stage").get<std::string>(), resume_state_.at("epoch").get<int64_t>(),
+                 resume_state_.at("epoch_step").get<int64_t>(), json(completed_).dump());
+    // Step lines after this one supersede the lines of the same batches written before it (metrics ledger).
+    log_->write(json{{"event", "resume"},
+                     {"checkpoint", fs::path(chosen).filename().string()},
+                     {"model", resume_state_.at("stage")},
+                     {"epoch", resume_state_.at("epoch")},
+                     {"epoch_step", resume_state_.at("epoch_step")},
+                     {"steps_done", resume_state_.at("steps_done")},
+                     {"rank", opt_.rank}}
+                    .dump());
+  }
+
+  // A stage-2 checkpoint trained against another cache version than the stage-1 best on disk is unusable.
+  std::string cache_problem(const json& state) {
+    std::string v = state.value("cache_version", "");
+    std::string s1 = opt_.out_dir + "/stage1/best";
+    if (v.empty() || !fs::exists(s1 + "/model.safetensors")) return "";
+    std::string now = hex(checkpoint_version(s1));
+    return now == v ? "" : "cache version " + v + " is not the stage-1 best's " + now;
+  }
+
+  enum class stage_start { fresh, resume, done };
+
+  // What this run does with a trainer stage: skip it (completed before), continue it from the checkpoint, or
+  // train it from the start.
+  stage_start start_of(const stage_spec& spec) {
+    if (std::find(completed_.begin(), completed_.end(), spec.name) != completed_.end()) return stage_start::done;
+    if (resume_dir_.empty() || resume_state_.at("stage").get<std::string>() != spec.name) return stage_start::fresh;
+    if (resume_state_.at("epoch").get<int64_t>() >= spec.epochs) {
+      completed_.push_back(spec.name);
+      return stage_start::done;
+    }
+    return stage_start::resume;
+  }
+
+  train_progress resumed_progress() const {
+    train_progress p;
+    p.epoch = resume_state_.at("epoch").get<int64_t>();
+    p.epoch_step = resume_state_.at("epoch_step").get<int64_t>();
+    const json& b = resume_state_.at("best");
+    p.best_ndcg200 = b.at("ndcg200").get<double>();
+    p.best_epoch = b.at("epoch").get<int64_t>();
+    p.valid_ndcg200 = b.at("valid_ndcg200").get<std::vector<double>>();
+    return p;
+  }
+
+  // One checkpoint as an atomic unit: written under checkpoints/.tmp-NAME, fsynced, hashed into a manifest,
+  // renamed to checkpoints/NAME; `latest` is replaced last. Any failure (unwritable directory, full disk) stops the
+  // job with the previous checkpoints untouched.
+  void write_checkpoint(const model::trainer& net, const stage_spec& spec, const train_progress& p) {
+    auto t0 = clock_type::now();
+    const std::string root = job_checkpoint::root_of(opt_.out_dir);
+    const std::string name = spec.name + "-e" + std::to_string(p.epoch) + "-s" + std::to_string(net.steps_done());
+    const std::string tmp = root + "/.tmp-" + name;
+    uint64_t bytes = 0;
+    try {
+      fs::create_directories(root);
+      std::error_code ec;
+      fs::remove_all(tmp, ec);
+      fs::create_directories(tmp + "/trainer");
+      net.save(tmp + "/trainer");
+      json state{{"format", job_checkpoint::state_format},
+                 {"version", job_checkpoint::state_version},
+                 {"serial", serial_ + 1},
+                 {"stage", spec.name},
+                 {"epoch", p.epoch},
+                 {"epoch_step", p.epoch_step},
+                 {"steps_done", net.steps_done()},
+                 {"epochs", spec.epochs},
+                 {"steps_per_epoch", steps_per_epoch(spec)},
+                 {"world_size", opt_.world_size},
+                 {"lr", p.lr},
+                 {"logit_scale", p.logit_scale},
+                 {"config_hash", hex(opt_.config_hash)},
+                 {"cache_version", spec.stage == 2 ? version_ : std::string()},
+                 {"best", {{"ndcg200", p.best_ndcg200}, {"epoch", p.best_epoch}, {"valid_ndcg200", p.valid_ndcg200}}},
+                 {"completed_stages", completed_}};
+      std::string text = state.dump(1) + "\n";
+      storage::write_file_durably(tmp + "/" + job_checkpoint::state_name, text.data(), text.size());
+      storage::fsync_directory(tmp + "/trainer");
+      job_checkpoint::write_manifest(tmp);
+      storage::fsync_directory(tmp);
+      for (const auto& rel : job_checkpoint::files_under(tmp)) bytes += fs::file_size(tmp + "/" + rel);
+      storage::replace_directory_atomically(tmp, root + "/" + name);
+      storage::fsync_directory(root);
+      std::string latest = name + "\n";
+      storage::write_file_durably(root + "/latest.tmp", latest.data(), latest.size());
+      fs::rename(root + "/latest.tmp", root + "/latest");
+      storage::fsync_directory(root);
+    } catch (const std::exception& e) {
+      std::error_code ec;
+      fs::remove_all(tmp, ec);
+      throw error(errc::io, "cannot write checkpoint " + name + " under '" + root + "': " + e.what() +
+                                " (the job stops; earlier checkpoints are intact)");
+    }
+    ++serial_;
+    retain_checkpoints(root, name);
+    double s = since(t0);
+    spdlog::info("checkpoint {}: {:.1f} MB in {:.2f}s", name, static_cast<double>(bytes) / 1e6, s);
+    log_->write(json{{"event", "checkpoint"}, {"checkpoint", name}, {"bytes", bytes}, {"seconds", s}}.dump());
+  }
+
+  // Keeps the newest train.keep_checkpoints checkpoints (by serial); stage bests live in STAGE/best.
+  void retain_checkpoints(const std::string& root, const std::string& newest) {
+    std::vector<std::pair<int64_t, std::string>> dirs;
+    for (const auto& e : fs::directory_iterator(root)) {
+      std::string n = e.path().filename().string();
+      if (!e.is_directory() || n.empty() || n[0] == '.' || n == newest) continue;
+      int64_t serial = -1;
+      try {
+        serial = json::parse(storage::read_text_file(e.path().string() + "/" + job_checkpoint::state_name))
+                     .value("serial", int64_t{-1});
+      } catch (const std::exception&) {
+      }
+      dirs.emplace_back(serial, e.path().string());
+    }
+    std::sort(dirs.rbegin(), dirs.rend());
+    for (std::size_t i = static_cast<std::size_t>(keep_checkpoints_ - 1); i < dirs.size(); ++i) {
+      std::error_code ec;
+      fs::remove_all(dirs[i].second, ec);
+      if (ec) spdlog::warn("checkpoint retention: cannot remove {}: {}", dirs[i].second, ec.message());
+    }
+  }
+
+  stage_outcome train(model::trainer& net, const stage_spec& spec, const train_progress* from = nullptr) {
     step_feed feed(*sys_, router_, feed_options(spec));
     trainer_board_->set_state(msg::actor_state::running);
     auto validate = [&](model::trainer& t) { return model::summarize_ranks(t.ranks(valid_)); };
+    resume_options ro;
+    ro.from = from;
+    ro.checkpoint_every = checkpoint_every_;
+    ro.rank = opt_.rank;
+    if (chief_) ro.checkpoint = [&](const model::trainer& t, const train_progress& p) { write_checkpoint(t, spec, p); };
     auto out = run_user_trainer(feed, net, spec, steps_per_epoch(spec), validate, opt_.out_dir + "/" + spec.name,
-                                *log_, group_.get(), trainer_board_.get());
+                                *log_, group_.get(), trainer_board_.get(), ro);
+    completed_.push_back(spec.name);
     trainer_board_->set_state(msg::actor_state::idle);
     if (chief_) {
       spdlog::info("{}: {} steps, {:.0f} samples/s in this trainer, best epoch {} (validation N@200 {:.2f}), retries {}",
@@ -320,18 +506,38 @@ class job_runner {
   void baseline() {
     auto spec = stage_spec_of(cfg_, "baseline", 0, threads_);
     spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
-    model::trainer net(job_model_config(cfg_, data_, model::item_source::id), spec.train, texts_);
-    auto out = train(net, spec);
+    auto start = start_of(spec);
+    std::string best_dir = opt_.out_dir + "/baseline/best";
+    if (start == stage_start::done) {
+      spdlog::info("baseline: completed before this run (checkpoint {}); not trained again", resume_dir_);
+    } else if (start == stage_start::resume) {
+      auto net = model::trainer::load(resume_dir_ + "/trainer", texts_);
+      auto from = resumed_progress();
+      best_dir = train(net, spec, &from).best_dir;
+    } else {
+      model::trainer net(job_model_config(cfg_, data_, model::item_source::id), spec.train, texts_);
+      best_dir = train(net, spec).best_dir;
+    }
     if (!chief_) return;
-    auto best = model::trainer::load(out.best_dir, texts_);
+    auto best = model::trainer::load(best_dir, texts_);
     record("id-baseline", best.ranks(test_));
   }
 
   void stage1() {
     auto spec = stage_spec_of(cfg_, "stage1", 1, threads_);
     spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
-    model::trainer net(job_model_config(cfg_, data_, model::item_source::text), spec.train, texts_);
-    stage1_dir_ = train(net, spec).best_dir;
+    auto start = start_of(spec);
+    if (start == stage_start::done) {
+      spdlog::info("stage1: completed before this run (checkpoint {}); not trained again", resume_dir_);
+      stage1_dir_ = opt_.out_dir + "/stage1/best";
+    } else if (start == stage_start::resume) {
+      auto net = model::trainer::load(resume_dir_ + "/trainer", texts_);
+      auto from = resumed_progress();
+      stage1_dir_ = train(net, spec, &from).best_dir;
+    } else {
+      model::trainer net(job_model_config(cfg_, data_, model::item_source::text), spec.train, texts_);
+      stage1_dir_ = train(net, spec).best_dir;
+    }
   }
 
   std::string stage1_checkpoint() {
@@ -531,11 +737,23 @@ class job_runner {
   void stage2() {
     auto spec = stage_spec_of(cfg_, "stage2", 2, threads_);
     spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
+    auto start = start_of(spec);
+    if (start == stage_start::done) {
+      spdlog::info("stage2: completed before this run (checkpoint {}); not trained again", resume_dir_);
+      stage2_dir_ = opt_.out_dir + "/stage2/best";
+      return;
+    }
     auto matrix = cache_matrix();
-    model::trainer net(job_model_config(cfg_, data_, model::item_source::cache), spec.train, texts_,
-                       span<const float>(matrix.data(), matrix.size()));
-    net.load_weights_from(stage1_checkpoint());  // stage 2 continues the stage-1 User LLM
-    stage2_dir_ = train(net, spec).best_dir;
+    span<const float> cache(matrix.data(), matrix.size());
+    if (start == stage_start::resume) {
+      auto net = model::trainer::load(resume_dir_ + "/trainer", texts_, cache);
+      auto from = resumed_progress();
+      stage2_dir_ = train(net, spec, &from).best_dir;
+    } else {
+      model::trainer net(job_model_config(cfg_, data_, model::item_source::cache), spec.train, texts_, cache);
+      net.load_weights_from(stage1_checkpoint());  // stage 2 continues the stage-1 User LLM
+      stage2_dir_ = train(net, spec).best_dir;
+    }
   }
 
   // Test metrics of the HLLM models, evaluated against the cached item matrix.
@@ -614,6 +832,11 @@ class job_runner {
   std::vector<addressable_actor> actors_;
   std::vector<std::string> loaders_, samplers_;
   std::string stage1_dir_, stage2_dir_, version_;
+  int64_t checkpoint_every_ = 0, keep_checkpoints_ = 3;
+  int64_t serial_ = 0;                  // of the newest checkpoint on disk; the next one gets serial_ + 1
+  std::vector<std::string> completed_;  // trainer stages of the plan finished (the coordinator's ledger)
+  std::string resume_dir_;              // the checkpoint this run continues from ("" none)
+  json resume_state_;
   std::map<std::string, result_row> rows_;
   std::map<std::string, double> speeds_;
 };

@@ -34,6 +34,9 @@ struct job_options {
   std::uint16_t master_port = 29500;
   std::string host = "127.0.0.1";  // the interface this process's router and Gloo bind to
   int local_ranks = 1;             // ranks on this host (sizes the torch threads when job.threads = 0)
+  // "never": start from scratch; "auto": continue from the newest valid checkpoint of out_dir/checkpoints (none:
+  // start from scratch); otherwise the checkpoint directory to continue from (it must be valid).
+  std::string resume = "never";
 };
 
 // Runs the job; returns 0 on success. Throws hllm::error on what cannot go on (bad config, missing data).

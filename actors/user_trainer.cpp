@@ -48,18 +48,29 @@ std::string fmt_eta(double seconds) {
 stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage_spec& spec,
                                std::int64_t steps_per_epoch, const validate_fn& validate,
                                const std::string& stage_dir, metrics_log& log, model::process_group* group,
-                               status_board* board) {
+                               status_board* board, const resume_options& resume) {
   const bool chief = group == nullptr || group->rank() == 0;
   stage_outcome out;
+  train_progress progress;
+  if (resume.from != nullptr) {
+    progress = *resume.from;
+    out.best_ndcg200 = progress.best_ndcg200;
+    out.best_epoch = progress.best_epoch;
+    out.valid_ndcg200 = progress.valid_ndcg200;
+  }
   std::filesystem::create_directories(stage_dir);
   const std::int64_t total = spec.epochs * steps_per_epoch;
   auto last_print = clock_type::now();
   auto stage_start = clock_type::now();
   double loss_sum = 0, top10_sum = 0;
   std::int64_t window_steps = 0;
-  for (std::int64_t epoch = 0; epoch < spec.epochs; ++epoch) {
-    feed.start_epoch(static_cast<std::uint32_t>(epoch), 0, static_cast<std::uint64_t>(steps_per_epoch));
-    for (std::int64_t step = 0; step < steps_per_epoch; ++step) {
+  // Steps of this stage done before this process (a resume): progress and ETA count from there.
+  const std::int64_t resumed_steps = progress.epoch * steps_per_epoch + progress.epoch_step;
+  for (std::int64_t epoch = progress.epoch; epoch < spec.epochs; ++epoch) {
+    const std::int64_t first = epoch == progress.epoch ? progress.epoch_step : 0;
+    feed.start_epoch(static_cast<std::uint32_t>(epoch), static_cast<std::uint64_t>(first),
+                     static_cast<std::uint64_t>(steps_per_epoch));
+    for (std::int64_t step = first; step < steps_per_epoch; ++step) {
       auto batch = feed.next();
       auto t0 = clock_type::now();
       model::step_metrics m;
@@ -73,7 +84,7 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
       out.train_seconds += std::chrono::duration<double>(clock_type::now() - t0).count();
       ++out.steps;
       if (board != nullptr) {
-        board->set_step(static_cast<std::uint64_t>(out.steps));
+        board->set_step(static_cast<std::uint64_t>(resumed_steps + out.steps));
         board->set_counter("epoch", epoch);
         board->set_counter("steps_total", total);
         board->set_counter("requests", static_cast<std::int64_t>(feed.counters().requests));
@@ -82,8 +93,10 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
       loss_sum += m.loss;
       top10_sum += m.nce_top10_acc;
       ++window_steps;
+      // (model, epoch, epoch_step, rank) names the batch: the sample ledger of the resume tests.
       log.write(nlohmann::json{{"event", "step"},        {"model", spec.name},
-                               {"epoch", epoch},         {"step", m.step},
+                               {"epoch", epoch},         {"epoch_step", step},
+                               {"rank", resume.rank},    {"step", m.step},
                                {"loss", m.loss},         {"nce", m.nce},
                                {"cls", m.cls},           {"nce_top1_acc", m.nce_top1_acc},
                                {"nce_top5_acc", m.nce_top5_acc}, {"nce_top10_acc", m.nce_top10_acc},
@@ -91,16 +104,29 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
                                {"grad_norm", m.grad_norm},       {"seconds", m.seconds}}
                     .dump());
       auto now = clock_type::now();
-      if (chief && (now - last_print > std::chrono::seconds(5) || out.steps == total)) {
+      const std::int64_t done = resumed_steps + out.steps;
+      if (chief && (now - last_print > std::chrono::seconds(5) || done == total)) {
         double elapsed = std::chrono::duration<double>(now - stage_start).count();
         double sps = static_cast<double>(out.steps) / std::max(elapsed, 1e-9);
         spdlog::info("{} epoch {}/{} step {}/{} | {:.1f} steps/s {:.0f} samples/s | loss {:.3f} top10 {:.3f} | ETA {}",
-                     spec.name, epoch + 1, spec.epochs, out.steps, total, sps, sps * spec.batch_size,
+                     spec.name, epoch + 1, spec.epochs, done, total, sps, sps * spec.batch_size,
                      loss_sum / static_cast<double>(window_steps), top10_sum / static_cast<double>(window_steps),
-                     fmt_eta(static_cast<double>(total - out.steps) / std::max(sps, 1e-9)));
+                     fmt_eta(static_cast<double>(total - done) / std::max(sps, 1e-9)));
         last_print = now;
         loss_sum = top10_sum = 0;
         window_steps = 0;
+      }
+      progress.lr = m.lr;
+      progress.logit_scale = m.logit_scale;
+      // Mid-epoch checkpoints; the epoch's last step is checkpointed after its validation below.
+      if (resume.checkpoint && resume.checkpoint_every > 0 && step + 1 < steps_per_epoch &&
+          net.steps_done() % resume.checkpoint_every == 0) {
+        progress.epoch = epoch;
+        progress.epoch_step = step + 1;
+        progress.best_ndcg200 = out.best_ndcg200;
+        progress.best_epoch = out.best_epoch;
+        progress.valid_ndcg200 = out.valid_ndcg200;
+        resume.checkpoint(net, progress);
       }
     }
     bool last_epoch = epoch + 1 == spec.epochs;
@@ -121,6 +147,15 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
         out.best_dir = stage_dir + "/best";
         save_atomically(net, out.best_dir);
       }
+    }
+    if (resume.checkpoint) {
+      // After the best is saved: a resume from here never has to redo this epoch's validation.
+      progress.epoch = epoch + 1;
+      progress.epoch_step = 0;
+      progress.best_ndcg200 = out.best_ndcg200;
+      progress.best_epoch = out.best_epoch;
+      progress.valid_ndcg200 = out.valid_ndcg200;
+      resume.checkpoint(net, progress);
     }
     if (group != nullptr) group->barrier();  // the other ranks wait for the chief's validation and checkpoint
   }

@@ -54,11 +54,33 @@ class metrics_log {
 
 using validate_fn = std::function<model::ranking_metrics(model::trainer&)>;
 
+// Where a stage stands between two steps: what a job checkpoint records beside the trainer and what a resume
+// restores. The model, optimizer, step and LR schedule position live in the trainer itself.
+struct train_progress {
+  std::int64_t epoch = 0;        // data position: the next step to train is (epoch, epoch_step)
+  std::int64_t epoch_step = 0;
+  double best_ndcg200 = -1;      // best-so-far validation of this stage (its checkpoint is STAGE/best)
+  std::int64_t best_epoch = -1;
+  std::vector<double> valid_ndcg200;
+  double lr = 0, logit_scale = 0;  // of the last step (for the record; the trainer restores its own)
+};
+
+// Called on the chief every `checkpoint_every` steps and after every epoch's validation; throws hllm::error when
+// the checkpoint cannot be written (the job stops).
+using checkpoint_fn = std::function<void(const model::trainer&, const train_progress&)>;
+
+struct resume_options {
+  const train_progress* from = nullptr;  // continue at this position (the trainer already restored)
+  std::int64_t checkpoint_every = 0;     // steps; 0: only after epochs
+  checkpoint_fn checkpoint;              // empty: no checkpoints (non-chief ranks)
+  int rank = 0;                          // written into every step line
+};
+
 // With a process group, gradients are averaged over the ranks before every update; only the chief (rank 0)
 // validates and writes checkpoints, the other ranks wait for it at a barrier.
 stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage_spec& spec,
                                std::int64_t steps_per_epoch, const validate_fn& validate,
                                const std::string& stage_dir, metrics_log& log, model::process_group* group = nullptr,
-                               status_board* board = nullptr);
+                               status_board* board = nullptr, const resume_options& resume = {});
 
 }  // namespace hllm

@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> sets;
   int world = 1;
   bool print_config = false;
+  std::string resume = "never";
   CLI::App app{"hllm train: run a training job (stage 1, cache fill, stage 2, evaluation) on a prepared dataset",
                "hllm train"};
   app.add_option("--config", config_path, "job config (TOML); default: the embedded default job");
@@ -82,6 +83,10 @@ int main(int argc, char** argv) {
   app.add_option("--set", sets, "override a config value: section.key=value (repeatable)");
   app.add_option("--world", world, "trainer processes to start on this host (data-parallel ranks; under torchrun "
                                    "or Slurm the environment decides)")
+      ->capture_default_str();
+  app.add_option("--resume", resume,
+                 "auto: continue from the newest valid checkpoint in OUT/checkpoints (a truncated, corrupt or "
+                 "foreign one is reported and skipped); never: start from the beginning; or a checkpoint directory")
       ->capture_default_str();
   app.add_flag("--print-config", print_config, "print the effective config as TOML and exit");
   CLI11_PARSE(app, argc, argv);
@@ -96,6 +101,7 @@ int main(int argc, char** argv) {
     o.config_hash = cfg.hash();
     o.data_dir = data_dir;
     o.out_dir = out_dir;
+    o.resume = resume;
     std::vector<pid_t> children;
     if (const char* r = env("RANK") ? env("RANK") : env("SLURM_PROCID")) {
       o.rank = std::atoi(r);
