@@ -1,0 +1,261 @@
+// Resumable jobs (issue 6): the real `hllm train` killed with SIGKILL and resumed reproduces the uninterrupted run
+// bit for bit; corrupt and foreign checkpoints are skipped; an unwritable checkpoint directory stops the job.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
+
+#include "../storage/test_util.hpp"
+
+using namespace hllm;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string tiny() {
+  const char* p = std::getenv("HLLM_TINY_DATA");
+  return p == nullptr ? "" : p;
+}
+
+std::string bin() { return std::string(HLLM_BIN_DIR) + "/hllm"; }
+
+// Two stage-1 epochs and one stage-2 epoch (about 54 steps), a checkpoint every 5 steps.
+std::string job_args(const std::string& extra = "") {
+  return " --data " + tiny() +
+         " --set 'job.stages=[\"stage1\", \"cache\", \"stage2\"]' --set stage1.epochs=2 --set stage1.batch_size=32"
+         " --set stage1.seq_len=6 --set stage1.negatives=64 --set stage2.epochs=1 --set stage2.batch_size=32"
+         " --set stage2.seq_len=8 --set stage2.negatives=64 --set model.hidden_size=32"
+         " --set model.intermediate_size=64 --set model.item_layers=1 --set model.user_layers=1"
+         " --set cache.unit_items=50 --set train.checkpoint_every_steps=5" +
+         extra;
+}
+
+// Runs `hllm train` to its end; its output goes to LOG.
+int train(const std::string& out, const std::string& log, const std::string& extra = "") {
+  std::string cmd = bin() + " train --out " + out + job_args(extra) + " > " + log + " 2>&1";
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::string run_output(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+// The last line of `hllm checkpoint digest PATH`.
+std::string digest(const std::string& path) {
+  std::string out = run_output(bin() + " checkpoint digest " + path + " 2>&1");
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  auto nl = out.rfind('\n');
+  return nl == std::string::npos ? out : out.substr(nl + 1);
+}
+
+std::vector<json> metrics(const std::string& job) {
+  std::vector<json> lines;
+  std::ifstream in(job + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
+  return lines;
+}
+
+int step_lines(const std::string& job) {
+  std::ifstream in(job + "/metrics.jsonl");
+  int n = 0;
+  for (std::string line; std::getline(in, line);) n += line.find("\"event\":\"step\"") != std::string::npos;
+  return n;
+}
+
+using batch_key = std::tuple<std::string, int64_t, int64_t, int64_t>;  // model, epoch, epoch step, rank
+const std::vector<std::string> plan{"stage1", "stage2"};
+
+int plan_index(const std::string& model) {
+  return static_cast<int>(std::find(plan.begin(), plan.end(), model) - plan.begin());
+}
+
+// The sample ledger of a job directory from its metrics.jsonl: every trained batch with its loss. A "resume" line
+// rolls back what was trained after the checkpoint it names (those lines belong to the killed run: the model state
+// they produced was lost); every batch must then be trained exactly once. `duplicates` counts batches trained twice
+// without a rollback in between.
+std::map<batch_key, double> ledger(const std::string& job, int* duplicates, int* resumes) {
+  std::map<batch_key, double> out;
+  std::map<batch_key, int64_t> global_step;
+  *duplicates = 0;
+  *resumes = 0;
+  for (const auto& l : metrics(job)) {
+    std::string ev = l.value("event", "");
+    if (ev == "resume") {
+      ++*resumes;
+      int stage = plan_index(l.at("model").get<std::string>());
+      int64_t done = l.at("steps_done").get<int64_t>();
+      for (auto it = out.begin(); it != out.end();) {
+        int s = plan_index(std::get<0>(it->first));
+        bool rolled_back = s > stage || (s == stage && global_step[it->first] >= done);
+        it = rolled_back ? out.erase(it) : std::next(it);
+      }
+    } else if (ev == "step") {
+      batch_key k{l.at("model").get<std::string>(), l.at("epoch").get<int64_t>(), l.at("epoch_step").get<int64_t>(),
+                  l.at("rank").get<int64_t>()};
+      *duplicates += out.count(k) != 0;
+      out[k] = l.at("loss").get<double>();
+      global_step[k] = l.at("step").get<int64_t>();
+    }
+  }
+  return out;
+}
+
+void expect_same_ledger(const std::string& reference, const std::string& resumed, int expected_resumes) {
+  int dup = 0, res = 0;
+  auto a = ledger(reference, &dup, &res);
+  EXPECT_EQ(dup, 0);
+  EXPECT_EQ(res, 0);
+  auto b = ledger(resumed, &dup, &res);
+  EXPECT_EQ(dup, 0) << "a batch was trained twice after a resume";
+  EXPECT_EQ(res, expected_resumes);
+  ASSERT_EQ(a.size(), b.size()) << "a batch was skipped or added";
+  for (const auto& [k, loss] : a) {
+    auto it = b.find(k);
+    ASSERT_NE(it, b.end()) << std::get<0>(k) << " epoch " << std::get<1>(k) << " step " << std::get<2>(k);
+    EXPECT_EQ(it->second, loss) << std::get<0>(k) << " epoch " << std::get<1>(k) << " step " << std::get<2>(k);
+  }
+}
+
+// Starts `hllm train` as a child, waits until its metrics hold `steps` step lines, kills it with SIGKILL.
+// Returns false when the job ended on its own first.
+bool run_and_kill(const std::string& out, const std::string& log, int steps) {
+  std::string cmd = "exec " + bin() + " train --out " + out + job_args() + " > " + log + " 2>&1";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  while (step_lines(out) < steps) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return true;
+}
+
+std::string newest_checkpoint(const std::string& job) {
+  std::ifstream in(job + "/checkpoints/latest");
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
+
+std::string resumed_from(const std::string& job) {
+  std::string from;
+  for (const auto& l : metrics(job)) {
+    if (l.value("event", "") == "resume") from = l.at("checkpoint").get<std::string>();
+  }
+  return from;
+}
+
+}  // namespace
+
+TEST(job, killed_job_resumes_to_identical_parameters_losses_and_sample_ledger) {
+  test::temp_dir tmp;
+  ASSERT_EQ(train(tmp / "ref", tmp / "ref.log"), 0);
+  const int total = step_lines(tmp / "ref");
+  ASSERT_GT(total, 20);
+  // A random step of the whole run (both stages); printed so that a failure can be replayed.
+  std::random_device rd;
+  const int kill_at = 2 + static_cast<int>(rd() % static_cast<unsigned>(total - 4));
+  std::printf("killing at step line %d of %d\n", kill_at, total);
+  ASSERT_TRUE(run_and_kill(tmp / "job", tmp / "killed.log", kill_at)) << "the job ended before the kill";
+  ASSERT_EQ(train(tmp / "job", tmp / "resumed.log", " --resume auto"), 0) << test::read_bytes(tmp / "resumed.log");
+  std::string d = digest(tmp / "ref");
+  EXPECT_EQ(d.size(), 16u) << d;
+  EXPECT_EQ(d, digest(tmp / "job"));
+  EXPECT_EQ(digest(tmp / "ref/stage1/best"), digest(tmp / "job/stage1/best"));
+  // A kill before the first checkpoint restarts from the beginning (no resume line).
+  int resumes = resumed_from(tmp / "job").empty() ? 0 : 1;
+  expect_same_ledger(tmp / "ref", tmp / "job", resumes);
+  EXPECT_EQ(run_output(bin() + " checkpoint verify " + tmp / "job" + " > /dev/null 2>&1; echo $?"), "0\n");
+}
+
+TEST(job, corrupt_newest_checkpoint_is_reported_and_the_previous_one_resumed) {
+  test::temp_dir tmp;
+  ASSERT_EQ(train(tmp / "ref", tmp / "ref.log"), 0);
+  fs::copy(tmp / "ref", tmp / "job", fs::copy_options::recursive);
+  // Truncated file in the newest checkpoint: verify fails, resume takes the one before and retrains its tail.
+  std::string newest = newest_checkpoint(tmp / "job");
+  ASSERT_FALSE(newest.empty());
+  fs::resize_file(tmp / ("job/checkpoints/" + newest + "/trainer/model.safetensors"), 1000);
+  EXPECT_EQ(run_output(bin() + " checkpoint verify " + tmp / "job" + " > /dev/null 2>&1; echo $?"), "1\n");
+  ASSERT_EQ(train(tmp / "job", tmp / "resumed.log", " --resume auto"), 0);
+  std::string log = test::read_bytes(tmp / "resumed.log");
+  EXPECT_NE(log.find("skipping checkpoint " + newest + ": size of trainer/model.safetensors"), std::string::npos) << log;
+  std::string from = resumed_from(tmp / "job");
+  EXPECT_FALSE(from.empty());
+  EXPECT_NE(from, newest);
+  EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
+  expect_same_ledger(tmp / "ref", tmp / "job", 1);
+  // One flipped byte in the (rewritten) newest checkpoint: its checksum fails and the previous one is used.
+  newest = newest_checkpoint(tmp / "job");
+  std::string opt = tmp / ("job/checkpoints/" + newest + "/trainer/optimizer.safetensors");
+  {
+    std::fstream f(opt, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-5, std::ios::end);
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(-5, std::ios::end);
+    c = static_cast<char>(c ^ 0x40);
+    f.write(&c, 1);
+  }
+  ASSERT_EQ(train(tmp / "job", tmp / "resumed2.log", " --resume auto"), 0);
+  log = test::read_bytes(tmp / "resumed2.log");
+  EXPECT_NE(log.find("skipping checkpoint " + newest + ": checksum mismatch in trainer/optimizer.safetensors"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(resumed_from(tmp / "job"), newest);
+  EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
+  expect_same_ledger(tmp / "ref", tmp / "job", 2);
+}
+
+TEST(job, checkpoint_of_another_config_is_skipped) {
+  test::temp_dir tmp;
+  ASSERT_EQ(train(tmp / "job", tmp / "a.log", " --set stage1.lr=0.002"), 0);
+  ASSERT_EQ(train(tmp / "job", tmp / "b.log", " --resume auto"), 0);
+  std::string log = test::read_bytes(tmp / "b.log");
+  EXPECT_NE(log.find("foreign checkpoint: config hash"), std::string::npos) << log;
+  EXPECT_NE(log.find("no valid checkpoint"), std::string::npos) << log;
+  EXPECT_TRUE(resumed_from(tmp / "job").empty());
+  // The second run trained from the beginning and its checkpoints are the newest.
+  ASSERT_EQ(train(tmp / "ref", tmp / "ref.log"), 0);
+  EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
+}
+
+TEST(job, unwritable_checkpoint_directory_stops_the_job_with_a_clear_error) {
+  // Root ignores read-only permissions, so the checkpoints path is made a regular file: creating the directory
+  // fails like an unwritable or full file system does.
+  test::temp_dir tmp;
+  fs::create_directories(tmp / "job");
+  { std::ofstream(tmp / "job/checkpoints") << "not a directory"; }
+  EXPECT_EQ(train(tmp / "job", tmp / "job.log"), 1);
+  std::string log = test::read_bytes(tmp / "job.log");
+  EXPECT_NE(log.find("cannot write checkpoint stage1-e0-s5 under"), std::string::npos) << log;
+  EXPECT_NE(log.find("earlier checkpoints are intact"), std::string::npos) << log;
+  EXPECT_EQ(step_lines(tmp / "job"), 5);  // it stopped at the first checkpoint
+  EXPECT_FALSE(fs::exists(tmp / "job/results.json"));
+}
