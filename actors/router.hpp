@@ -52,6 +52,7 @@ struct router_config {
   std::int64_t max_inbound_queue = 1024;                 // network frames waiting for the router actor
   int socket_hwm = 1000;                                 // ZeroMQ high-water mark of every socket
   std::chrono::milliseconds default_timeout{30000};      // for requests whose envelope says timeout_ms = 0
+  std::uint32_t max_abandoned = 1024;                    // timed-out requests a local receiver may still hold
   curve_options curve;
   // Share one context between routers of a process to use inproc:// endpoints between them; null: own context.
   std::shared_ptr<zmq::context_t> context;

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include <pthread.h>
+
 #include "storage/error.hpp"
 
 namespace hllm::detail {
@@ -104,6 +106,7 @@ void router_io::stop() {
 }
 
 void router_io::run() {
+  pthread_setname_np(pthread_self(), "hllm.router-io");  // names it in top and perf
   std::vector<zmq::pollitem_t> items;
   items.push_back({static_cast<void*>(*control_), 0, ZMQ_POLLIN, 0});
   if (zap_) {
