@@ -68,9 +68,10 @@ std::string digest(const std::string& path) {
   return nl == std::string::npos ? out : out.substr(nl + 1);
 }
 
-std::vector<json> metrics(const std::string& job) {
+// metrics.jsonl of rank 0, metrics.rank-R.jsonl of the others.
+std::vector<json> metrics(const std::string& job, int rank = 0) {
   std::vector<json> lines;
-  std::ifstream in(job + "/metrics.jsonl");
+  std::ifstream in(job + (rank == 0 ? std::string("/metrics.jsonl") : "/metrics.rank-" + std::to_string(rank) + ".jsonl"));
   for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
   return lines;
 }
@@ -93,12 +94,12 @@ int plan_index(const std::string& model) {
 // rolls back what was trained after the checkpoint it names (those lines belong to the killed run: the model state
 // they produced was lost); every batch must then be trained exactly once. `duplicates` counts batches trained twice
 // without a rollback in between.
-std::map<batch_key, double> ledger(const std::string& job, int* duplicates, int* resumes) {
+std::map<batch_key, double> ledger(const std::string& job, int* duplicates, int* resumes, int rank = 0) {
   std::map<batch_key, double> out;
   std::map<batch_key, int64_t> global_step;
   *duplicates = 0;
   *resumes = 0;
-  for (const auto& l : metrics(job)) {
+  for (const auto& l : metrics(job, rank)) {
     std::string ev = l.value("event", "");
     if (ev == "resume") {
       ++*resumes;
@@ -120,12 +121,13 @@ std::map<batch_key, double> ledger(const std::string& job, int* duplicates, int*
   return out;
 }
 
-void expect_same_ledger(const std::string& reference, const std::string& resumed, int expected_resumes) {
+void expect_same_ledger(const std::string& reference, const std::string& resumed, int expected_resumes,
+                        int rank = 0) {
   int dup = 0, res = 0;
-  auto a = ledger(reference, &dup, &res);
+  auto a = ledger(reference, &dup, &res, rank);
   EXPECT_EQ(dup, 0);
   EXPECT_EQ(res, 0);
-  auto b = ledger(resumed, &dup, &res);
+  auto b = ledger(resumed, &dup, &res, rank);
   EXPECT_EQ(dup, 0) << "a batch was trained twice after a resume";
   EXPECT_EQ(res, expected_resumes);
   ASSERT_EQ(a.size(), b.size()) << "a batch was skipped or added";
@@ -138,8 +140,8 @@ void expect_same_ledger(const std::string& reference, const std::string& resumed
 
 // Starts `hllm train` as a child, waits until its metrics hold `steps` step lines, kills it with SIGKILL.
 // Returns false when the job ended on its own first.
-bool run_and_kill(const std::string& out, const std::string& log, int steps) {
-  std::string cmd = "exec " + bin() + " train --out " + out + job_args() + " > " + log + " 2>&1";
+bool run_and_kill(const std::string& out, const std::string& log, int steps, const std::string& extra = "") {
+  std::string cmd = "exec " + bin() + " train --out " + out + job_args(extra) + " > " + log + " 2>&1";
   pid_t pid = ::fork();
   if (pid == 0) {
     ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
@@ -258,4 +260,65 @@ TEST(job, unwritable_checkpoint_directory_stops_the_job_with_a_clear_error) {
   EXPECT_NE(log.find("earlier checkpoints are intact"), std::string::npos) << log;
   EXPECT_EQ(step_lines(tmp / "job"), 5);  // it stopped at the first checkpoint
   EXPECT_FALSE(fs::exists(tmp / "job/results.json"));
+}
+
+TEST(job, killed_two_rank_job_resumes_to_identical_parameters_and_sample_ledgers) {
+  // Rank 0 is killed with SIGKILL; rank 1 dies with it (PR_SET_PDEATHSIG). Both ranks resume from the checkpoint
+  // rank 0 chose, and each rank's ledger holds every one of its batches once.
+  test::temp_dir tmp;
+  const std::string two = " --world 2 --set stage1.batch_size=16 --set stage2.batch_size=16";
+  ASSERT_EQ(train(tmp / "ref", tmp / "ref.log", two), 0);
+  const int total = step_lines(tmp / "ref");
+  ASSERT_GT(total, 20);
+  std::random_device rd;
+  const int kill_at = 6 + static_cast<int>(rd() % static_cast<unsigned>(total - 8));
+  std::printf("killing at step line %d of %d\n", kill_at, total);
+  ASSERT_TRUE(run_and_kill(tmp / "job", tmp / "killed.log", kill_at, two)) << "the job ended before the kill";
+  ASSERT_EQ(train(tmp / "job", tmp / "resumed.log", two + " --resume auto"), 0) << test::read_bytes(tmp / "resumed.log");
+  EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
+  int resumes = resumed_from(tmp / "job").empty() ? 0 : 1;
+  expect_same_ledger(tmp / "ref", tmp / "job", resumes, 0);
+  expect_same_ledger(tmp / "ref", tmp / "job", resumes, 1);
+}
+
+namespace {
+
+// A tmpfs mounted for one test and unmounted before its directory is removed.
+struct tmpfs_mount {
+  std::string at;
+  bool ok = false;
+  tmpfs_mount(const std::string& dir, const std::string& size) : at(dir) {
+    fs::create_directories(dir);
+    ok = std::system(("mount -t tmpfs -o size=" + size + " tmpfs " + dir + " 2>/dev/null").c_str()) == 0;
+  }
+  ~tmpfs_mount() {
+    if (ok) std::system(("umount " + at).c_str());
+  }
+};
+
+}  // namespace
+
+TEST(job, full_disk_while_checkpointing_stops_the_job_and_keeps_the_previous_checkpoint) {
+  // JOB/checkpoints on a tmpfs that holds two tiny stage-1 checkpoints (about 490 kB each) but not a third: the
+  // third write fails with ENOSPC. Needs mount privileges (root in a container that allows it); skipped otherwise.
+  test::temp_dir tmp;
+  tmpfs_mount disk(tmp / "job/checkpoints", "1200k");
+  if (!disk.ok) GTEST_SKIP() << "cannot mount a tmpfs here";
+  EXPECT_EQ(train(tmp / "job", tmp / "job.log"), 1);
+  std::string log = test::read_bytes(tmp / "job.log");
+  EXPECT_NE(log.find("cannot write checkpoint stage1-e0-s15 under"), std::string::npos) << log;
+  EXPECT_NE(log.find("No space left on device"), std::string::npos) << log;
+  // The previous checkpoint is intact and `latest` still names it; nothing half-written is left.
+  EXPECT_EQ(newest_checkpoint(tmp / "job"), "stage1-e0-s10");
+  EXPECT_EQ(run_output(bin() + " checkpoint verify " + tmp / "job" + " > /dev/null 2>&1; echo $?"), "0\n");
+  for (const auto& e : fs::directory_iterator(tmp / "job/checkpoints")) {
+    EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << e.path();
+  }
+  // With room again the job resumes from it and ends where an uninterrupted run ends.
+  ASSERT_EQ(std::system(("mount -o remount,size=16m " + disk.at).c_str()), 0);
+  ASSERT_EQ(train(tmp / "job", tmp / "resumed.log", " --resume auto"), 0) << test::read_bytes(tmp / "resumed.log");
+  EXPECT_EQ(resumed_from(tmp / "job"), "stage1-e0-s10");
+  ASSERT_EQ(train(tmp / "ref", tmp / "ref.log"), 0);
+  EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
+  expect_same_ledger(tmp / "ref", tmp / "job", 1);
 }
