@@ -5,16 +5,14 @@
 
 #include "actors/data_loader.hpp"
 #include "actors/negative_sampler.hpp"
+#include "job_test_util.hpp"
 #include "storage/dataset.hpp"
 
 using namespace hllm;
 
 namespace {
 
-std::string tiny() {
-  const char* p = std::getenv("HLLM_TINY_DATA");
-  return p == nullptr ? "" : p;
-}
+std::string tiny() { return test::tiny_dataset(); }
 
 msg::batch_request req(uint32_t epoch, uint64_t step, uint32_t rank, uint32_t world = 2) {
   msg::batch_request r;

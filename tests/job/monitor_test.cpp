@@ -13,6 +13,7 @@
 #include "actors/data_loader.hpp"
 #include "actors/embedding_cache_shard.hpp"
 #include "actors/monitor.hpp"
+#include "job_test_util.hpp"
 #include "storage/error.hpp"
 
 using namespace hllm;
@@ -20,23 +21,9 @@ using nlohmann::json;
 
 namespace {
 
-std::string tiny() {
-  const char* p = std::getenv("HLLM_TINY_DATA");
-  return p == nullptr ? "" : p;
-}
+std::string tiny() { return test::tiny_dataset(); }
 
-struct actor_env {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  router_actor router;
-  actor_env() {
-    configure_actor_system(cfg);
-    sys = std::make_unique<caf::actor_system>(cfg);
-    router_config rc;
-    rc.bind = {};
-    router = spawn_router(*sys, rc);
-  }
-  ~actor_env() { caf::anon_send_exit(router, caf::exit_reason::user_shutdown); }
+struct actor_env : test::local_actor_env {
 
   msg::body ask(const std::string& to, msg::body body) {
     caf::scoped_actor self{*sys};

@@ -8,15 +8,13 @@
 #include "actors/data_loader.hpp"
 #include "actors/negative_sampler.hpp"
 #include "actors/step_feed.hpp"
+#include "job_test_util.hpp"
 
 using namespace hllm;
 
 namespace {
 
-std::string tiny() {
-  const char* p = std::getenv("HLLM_TINY_DATA");
-  return p == nullptr ? "" : p;
-}
+std::string tiny() { return test::tiny_dataset(); }
 
 // A real loader that answers late: replies of a fast loader overtake its replies.
 struct slow_loader {
@@ -27,19 +25,7 @@ struct slow_loader {
   }
 };
 
-struct actor_env {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  router_actor router;
-  actor_env() {
-    configure_actor_system(cfg);
-    sys = std::make_unique<caf::actor_system>(cfg);
-    router_config rc;
-    rc.bind = {};
-    router = spawn_router(*sys, rc);
-  }
-  ~actor_env() { caf::anon_send_exit(router, caf::exit_reason::user_shutdown); }
-};
+using actor_env = test::local_actor_env;
 
 step_feed_options feed_opts(std::vector<std::string> loaders) {
   step_feed_options o;
