@@ -67,6 +67,23 @@ std::vector<pid_t> start_local_ranks(int argc, char** argv, int world, std::uint
   return pids;
 }
 
+// The same command line with `--resume auto --max-restarts LEFT` in place of any --resume/--max-restarts.
+std::vector<std::string> restart_args(int argc, char** argv, int left) {
+  std::vector<std::string> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--resume" || a == "--max-restarts") {
+      ++i;  // and its value
+      continue;
+    }
+    if (a.rfind("--resume=", 0) == 0 || a.rfind("--max-restarts=", 0) == 0) continue;
+    out.push_back(a);
+  }
+  for (std::string a : {"--resume", "auto", "--max-restarts"}) out.push_back(a);
+  out.push_back(std::to_string(left));
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,6 +92,7 @@ int main(int argc, char** argv) {
   int world = 1;
   bool print_config = false;
   std::string resume = "never";
+  int max_restarts = 0;
   CLI::App app{"hllm train: run a training job (stage 1, cache fill, stage 2, evaluation) on a prepared dataset",
                "hllm train"};
   app.add_option("--config", config_path, "job config (TOML); default: the embedded default job");
@@ -88,8 +106,16 @@ int main(int argc, char** argv) {
                  "auto: continue from the newest valid checkpoint in OUT/checkpoints (a truncated, corrupt or "
                  "foreign one is reported and skipped); never: start from the beginning; or a checkpoint directory")
       ->capture_default_str();
+  app.add_option("--max-restarts", max_restarts,
+                 "when this process started the ranks itself (no torchrun/Slurm): after a failure (a rank died, a "
+                 "collective timed out) stop every rank and start the job again with --resume auto, at most this "
+                 "many times (like torchrun's --max-restarts)")
+      ->capture_default_str();
   app.add_flag("--print-config", print_config, "print the effective config as TOML and exit");
   CLI11_PARSE(app, argc, argv);
+  std::vector<pid_t> children;
+  const bool launcher = env("RANK") == nullptr && env("SLURM_PROCID") == nullptr;
+  int rc = 1;
   try {
     auto cfg = hllm::launch::job_config::load(config_path, sets, hllm::launch::default_job_toml);
     if (print_config) {
@@ -102,7 +128,6 @@ int main(int argc, char** argv) {
     o.data_dir = data_dir;
     o.out_dir = out_dir;
     o.resume = resume;
-    std::vector<pid_t> children;
     if (const char* r = env("RANK") ? env("RANK") : env("SLURM_PROCID")) {
       o.rank = std::atoi(r);
       const char* w = env("WORLD_SIZE") ? env("WORLD_SIZE") : env("SLURM_NTASKS");
@@ -130,18 +155,37 @@ int main(int argc, char** argv) {
       std::string toml = cfg.to_toml();
       hllm::storage::write_file_durably(out_dir + "/job.toml", toml.data(), toml.size());
     }
-    int rc = hllm::run_job(o);
-    for (pid_t pid : children) {
+    rc = hllm::run_job(o);
+    for (pid_t& pid : children) {
       int status = 0;
       ::waitpid(pid, &status, 0);
       if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         std::fprintf(stderr, "hllm train: rank process %d failed\n", static_cast<int>(pid));
         rc = 1;
       }
+      pid = 0;  // reaped
     }
-    return rc;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hllm train: error: %s\n", e.what());
-    return 1;
+    rc = 1;
   }
+  if (rc == 0 || !launcher || max_restarts <= 0) return rc;
+  // The ranks of a failed incarnation may still wait in a collective: stop them before starting the next one.
+  for (pid_t pid : children) {
+    if (pid <= 0) continue;
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+  }
+  std::fprintf(stderr, "hllm train: restarting the job from its newest checkpoint (%d restarts left after this)\n",
+               max_restarts - 1);
+  std::fflush(stderr);
+  std::fflush(stdout);
+  auto args = restart_args(argc, argv, max_restarts - 1);
+  std::vector<char*> cargs;
+  for (auto& a : args) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  ::execv("/proc/self/exe", cargs.data());
+  std::perror("hllm train: cannot restart");
+  return 1;
 }

@@ -322,3 +322,51 @@ TEST(job, full_disk_while_checkpointing_stops_the_job_and_keeps_the_previous_che
   EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
   expect_same_ledger(tmp / "ref", tmp / "job", 1);
 }
+
+TEST(job, killed_trainer_rank_restarts_the_job_from_its_checkpoint_to_the_same_result) {
+  // `--world 2 --max-restarts 2`: rank 1 (a child of rank 0) is killed with SIGKILL; rank 0's all-reduce fails (or
+  // times out), the launcher stops what is left and starts both ranks again with --resume auto.
+  test::temp_dir tmp;
+  const std::string two =
+      " --world 2 --set stage1.batch_size=16 --set stage2.batch_size=16 --set train.collective_timeout_s=20";
+  ASSERT_EQ(train(tmp / "ref", tmp / "ref.log", two), 0);
+  const int total = step_lines(tmp / "ref");
+  std::random_device rd;
+  const int kill_at = 6 + static_cast<int>(rd() % static_cast<unsigned>(total - 8));
+  std::printf("killing rank 1 at its step line %d of %d\n", kill_at, total);
+  std::string cmd = "exec " + bin() + " train --out " + tmp / "job" + job_args(two + " --max-restarts 2") + " > " +
+                    tmp / "job.log" + " 2>&1";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  auto rank1_lines = [&] {
+    std::ifstream in(tmp / "job/metrics.rank-1.jsonl");
+    int n = 0;
+    for (std::string line; std::getline(in, line);) n += line.find("\"event\":\"step\"") != std::string::npos;
+    return n;
+  };
+  int status = 0;
+  bool ended = false;
+  while (rank1_lines() < kill_at) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      ended = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(ended) << "the job ended before the kill";
+  std::string children = test::read_bytes("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  pid_t rank1 = static_cast<pid_t>(std::atoi(children.c_str()));
+  ASSERT_GT(rank1, 0) << "no rank-1 process";
+  ::kill(rank1, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << test::read_bytes(tmp / "job.log");
+  std::string log = test::read_bytes(tmp / "job.log");
+  EXPECT_NE(log.find("restarting the job from its newest checkpoint"), std::string::npos) << log;
+  EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
+  int resumes = resumed_from(tmp / "job").empty() ? 0 : 1;
+  expect_same_ledger(tmp / "ref", tmp / "job", resumes, 0);
+  expect_same_ledger(tmp / "ref", tmp / "job", resumes, 1);
+}
