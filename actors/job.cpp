@@ -303,8 +303,13 @@ class job_runner {
   // Picks the checkpoint this run continues from: rank 0 decides (skipping, and reporting, truncated, corrupt and
   // foreign ones) and tells the other ranks through the rendezvous store, so every rank restores the same one.
   void choose_resume() {
-    if (opt_.resume == "never") return;
     const std::string root = job_checkpoint::root_of(opt_.out_dir);
+    // New checkpoints must sort after every one on disk, valid or not, even without a resume: retention removes
+    // the lowest serials.
+    if (chief_ && fs::is_directory(root)) {
+      for (const auto& d : checkpoints_by_serial(root)) serial_ = std::max(serial_, d.first);
+    }
+    if (opt_.resume == "never") return;
     std::string chosen;
     if (chief_) {
       // Leftovers of a write that was killed: never a checkpoint (no rename happened).
@@ -314,8 +319,6 @@ class job_runner {
         }
       }
       auto all = job_checkpoint::list(opt_.out_dir, hex(opt_.config_hash));
-      // New checkpoints must sort after every one on disk, valid or not (retention removes the oldest).
-      for (const auto& c : all) serial_ = std::max(serial_, c.serial);
       if (opt_.resume == "auto") {
         for (const auto& c : all) {
           std::string problem = c.problem.empty() ? cache_problem(c.state) : c.problem;
@@ -449,12 +452,14 @@ class job_runner {
     log_->write(json{{"event", "checkpoint"}, {"checkpoint", name}, {"bytes", bytes}, {"seconds", s}}.dump());
   }
 
-  // Keeps the newest train.keep_checkpoints checkpoints (by serial); stage bests live in STAGE/best.
-  void retain_checkpoints(const std::string& root, const std::string& newest) {
+  // (serial, directory) of every checkpoint directory under root, newest first; -1 when its state is unreadable.
+  // Cheap: no checksums.
+  static std::vector<std::pair<int64_t, std::string>> checkpoints_by_serial(const std::string& root,
+                                                                            const std::string& except = "") {
     std::vector<std::pair<int64_t, std::string>> dirs;
     for (const auto& e : fs::directory_iterator(root)) {
       std::string n = e.path().filename().string();
-      if (!e.is_directory() || n.empty() || n[0] == '.' || n == newest) continue;
+      if (!e.is_directory() || n.empty() || n[0] == '.' || n == except) continue;
       int64_t serial = -1;
       try {
         serial = json::parse(storage::read_text_file(e.path().string() + "/" + job_checkpoint::state_name))
@@ -464,6 +469,12 @@ class job_runner {
       dirs.emplace_back(serial, e.path().string());
     }
     std::sort(dirs.rbegin(), dirs.rend());
+    return dirs;
+  }
+
+  // Keeps the newest train.keep_checkpoints checkpoints (by serial); stage bests live in STAGE/best.
+  void retain_checkpoints(const std::string& root, const std::string& newest) {
+    auto dirs = checkpoints_by_serial(root, newest);
     for (std::size_t i = static_cast<std::size_t>(keep_checkpoints_ - 1); i < dirs.size(); ++i) {
       std::error_code ec;
       fs::remove_all(dirs[i].second, ec);

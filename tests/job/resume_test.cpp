@@ -370,3 +370,20 @@ TEST(job, killed_trainer_rank_restarts_the_job_from_its_checkpoint_to_the_same_r
   expect_same_ledger(tmp / "ref", tmp / "job", resumes, 0);
   expect_same_ledger(tmp / "ref", tmp / "job", resumes, 1);
 }
+
+TEST(job, a_new_run_in_an_old_job_directory_keeps_its_own_checkpoints) {
+  // Retention removes the lowest serials: a run that does not resume must still number its checkpoints after the
+  // ones on disk, or it would delete its own newest checkpoints and keep the old run's.
+  test::temp_dir tmp;
+  ASSERT_EQ(train(tmp / "job", tmp / "a.log"), 0);
+  ASSERT_EQ(train(tmp / "job", tmp / "b.log", " --set train.checkpoint_every_steps=7 --resume never"), 0);
+  std::string latest = newest_checkpoint(tmp / "job");
+  EXPECT_TRUE(fs::is_directory(tmp / ("job/checkpoints/" + latest))) << latest;
+  EXPECT_EQ(latest, "stage2-e1-s18");
+  // The newest three are the second run's: its last mid-epoch ones of stage 2 (every 7 steps: 7 and 14).
+  int kept = 0;
+  for (const auto& e : fs::directory_iterator(tmp / "job/checkpoints")) kept += e.is_directory();
+  EXPECT_EQ(kept, 3);
+  EXPECT_TRUE(fs::is_directory(tmp / "job/checkpoints/stage2-e0-s14"));
+  EXPECT_TRUE(fs::is_directory(tmp / "job/checkpoints/stage2-e0-s7"));
+}
