@@ -387,3 +387,70 @@ TEST(job, a_new_run_in_an_old_job_directory_keeps_its_own_checkpoints) {
   EXPECT_TRUE(fs::is_directory(tmp / "job/checkpoints/stage2-e0-s14"));
   EXPECT_TRUE(fs::is_directory(tmp / "job/checkpoints/stage2-e0-s7"));
 }
+
+namespace {
+
+int resume_lines(const std::string& job) {
+  int n = 0;
+  for (const auto& l : metrics(job)) n += l.value("event", "") == "resume";
+  return n;
+}
+
+}  // namespace
+
+TEST(job, repeated_random_kills_of_either_rank_end_with_the_same_digest) {
+  // A small crash test: a two-rank job with --max-restarts is killed again and again at random steps, either rank 0
+  // (the whole job dies; it is started again with --resume auto) or rank 1 (the launcher restarts the ranks).
+  test::temp_dir tmp;
+  const std::string two = " --world 2 --set stage1.batch_size=16 --set stage2.batch_size=16"
+                          " --set train.collective_timeout_s=20 --max-restarts 10 --resume auto";
+  ASSERT_EQ(train(tmp / "ref", tmp / "ref.log", two), 0);
+  const int total = step_lines(tmp / "ref");
+  std::random_device rd;
+  std::mt19937 rng(rd());
+  int kills = 0, threshold = 0;
+  for (int round = 0; round < 8; ++round) {
+    std::string cmd = "exec " + bin() + " train --out " + tmp / "job" + job_args(two) + " >> " + tmp / "job.log" +
+                      " 2>&1";
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    // Step lines accumulate over incarnations: each kill comes 3 to 12 lines after the previous one.
+    threshold += 3 + static_cast<int>(rng() % 10);
+    int status = 0;
+    bool ended = false;
+    while (step_lines(tmp / "job") < threshold) {
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        ended = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (ended) {
+      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << test::read_bytes(tmp / "job.log");
+      break;
+    }
+    bool kill_rank1 = rng() % 2 == 1;
+    std::string children =
+        test::read_bytes("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+    pid_t target = kill_rank1 && std::atoi(children.c_str()) > 0 ? static_cast<pid_t>(std::atoi(children.c_str())) : pid;
+    std::printf("round %d: killing %s at step line %d (reference: %d per run)\n", round,
+                target == pid ? "rank 0" : "rank 1", threshold, total);
+    ::kill(target, SIGKILL);
+    ++kills;
+    ::waitpid(pid, &status, 0);  // rank 1 killed: the launcher restarts and finishes (or is killed next round)
+    if (target != pid) {
+      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << test::read_bytes(tmp / "job.log");
+      break;
+    }
+  }
+  if (!fs::exists(tmp / "job/results.json")) {
+    ASSERT_EQ(train(tmp / "job", tmp / "final.log", two), 0) << test::read_bytes(tmp / "final.log");
+  }
+  std::printf("%d kills survived\n", kills);
+  EXPECT_GT(kills, 0);
+  EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
+  expect_same_ledger(tmp / "ref", tmp / "job", resume_lines(tmp / "job"), 0);
+}
