@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/addressable.hpp"
+#include "actors/cache_fill.hpp"
 #include "actors/data_loader.hpp"
 #include "actors/embedding_cache_shard.hpp"
 #include "actors/item_encoder.hpp"
@@ -80,11 +81,6 @@ stage_spec stage_spec_of(const json& cfg, const std::string& name, std::uint8_t 
   return spec;
 }
 
-// Hash of a checkpoint's parameters: the version of every cache row its Item LLM makes.
-uint64_t checkpoint_version(const std::string& dir) {
-  auto f = storage::mapped_file::open(dir + "/model.safetensors");
-  return storage::hash_bytes(f.data(), f.size());
-}
 
 std::string metrics_cell(const std::optional<model::ranking_metrics>& m, int k, bool ndcg) {
   if (!m || m->users == 0) return "-";
@@ -367,7 +363,7 @@ class job_runner {
     std::string v = state.value("cache_version", "");
     std::string s1 = opt_.out_dir + "/stage1/best";
     if (v.empty() || !fs::exists(s1 + "/model.safetensors")) return "";
-    std::string now = hex(checkpoint_version(s1));
+    std::string now = checkpoint_version_hex(s1);
     return now == v ? "" : "cache version " + v + " is not the stage-1 best's " + now;
   }
 
@@ -563,7 +559,7 @@ class job_runner {
   // encoder), recorded in a ledger when their rows are in the shards, so an interrupted fill resumes.
   void cache_fill() {
     std::string ckpt = stage1_checkpoint();
-    version_ = hex(checkpoint_version(ckpt));
+    version_ = checkpoint_version_hex(ckpt);
     std::vector<addressable_actor> local_encoders;
     for (int i = 0; i < n_encoders_; ++i) {
       if (home(i) != opt_.rank) continue;
@@ -592,157 +588,32 @@ class job_runner {
   }
 
   void dispatch_cache_fill() {
-    const int64_t unit = cfg_.at("cache").at("unit_items").get<int64_t>();
-    std::string ledger_path = opt_.out_dir + "/cache/ledger.json";
-    fs::create_directories(opt_.out_dir + "/cache");
-    std::vector<int64_t> done_units;
-    if (fs::exists(ledger_path)) {
-      auto l = json::parse(storage::read_text_file(ledger_path), nullptr, false);
-      if (!l.is_discarded() && l.value("version", "") == version_) {
-        done_units = l.value("done", std::vector<int64_t>{});
-        spdlog::info("cache: ledger has {} finished units for version {}", done_units.size(), version_);
-      }
-    }
-    // Shards reload their files on start; coverage tells whether the ledger's units are really there.
-    std::deque<int64_t> todo;
-    const int64_t n_units = (data_.num_items() + unit - 1) / unit;
-    for (int64_t u = 0; u < n_units; ++u) {
-      if (std::find(done_units.begin(), done_units.end(), u) == done_units.end()) todo.push_back(u);
-    }
-    auto t0 = clock_type::now();
-    std::vector<std::string> encoders;
-    for (int i = 0; i < n_encoders_; ++i) encoders.push_back("encoder-" + std::to_string(i));
-    caf::scoped_actor self{*sys_};
-    using handle_t = decltype(self->request(router_, caf::infinite, atom::request_v, msg::buffer{}));
-    struct in_flight {
-      int64_t unit;
-      std::size_t encoder;
-      handle_t handle;
+    cache_fill_options fo;
+    fo.job = job_;
+    for (int i = 0; i < n_encoders_; ++i) fo.encoders.push_back("encoder-" + std::to_string(i));
+    fo.shards = n_shards_;
+    fo.num_items = data_.num_items();
+    fo.unit_items = cfg_.at("cache").at("unit_items").get<int64_t>();
+    fo.version = version_;
+    fo.ledger_path = opt_.out_dir + "/cache/ledger.json";
+    fo.persist_every_units = cfg_.at("cache").at("persist_every_units").get<int64_t>();
+    fo.on_progress = [this](int64_t done) {
+      if (coordinator_board_) coordinator_board_->set_counter("cache.units_done", done);
     };
-    std::deque<in_flight> flying;
-    std::vector<bool> busy(encoders.size(), false);
-    // The ledger lists only units whose rows are durable: shards persist first, then the ledger names the units.
-    const int64_t persist_every = std::max<int64_t>(1, cfg_.at("cache").at("persist_every_units").get<int64_t>());
-    std::vector<int64_t> pending_units;
-    auto persist_and_record = [&] {
-      for (int i = 0; i < n_shards_; ++i) {
-        auto done = ask(self, "cache-shard-" + std::to_string(i), msg::checkpoint_request{0, "", "cache fill"});
-        const auto& d = std::get<msg::checkpoint_done>(done);
-        if (!d.ok && d.error != "nothing cached yet") {
-          throw error(errc::io, "cache shard " + std::to_string(i) + " cannot persist: " + d.error);
-        }
-      }
-      done_units.insert(done_units.end(), pending_units.begin(), pending_units.end());
-      pending_units.clear();
-      std::string text = json{{"version", version_}, {"unit_items", unit}, {"done", done_units}}.dump();
-      storage::write_file_durably(ledger_path + ".tmp", text.data(), text.size());
-      fs::rename(ledger_path + ".tmp", ledger_path);
-    };
-    auto dispatch = [&] {
-      for (std::size_t e = 0; e < encoders.size() && !todo.empty(); ++e) {
-        if (busy[e]) continue;
-        int64_t u = todo.front();
-        todo.pop_front();
-        msg::encode_request r;
-        for (int64_t id = std::max<int64_t>(1, u * unit); id < std::min<int64_t>((u + 1) * unit, data_.num_items() + 1); ++id) {
-          r.item_ids.push_back(static_cast<int32_t>(id));
-        }
-        r.model_version = version_;
-        r.write_to_cache = true;
-        auto h = self->request(router_, caf::infinite, atom::request_v,
-                               make_request("coordinator", encoders[e], r, job_, std::chrono::minutes(10)));
-        flying.push_back({u, e, h});
-        busy[e] = true;
-      }
-    };
-    dispatch();
-    int64_t finished = 0;
-    while (!flying.empty()) {
-      auto f = std::move(flying.front());
-      flying.pop_front();
-      std::string failure;
-      f.handle.receive(
-          [&](const msg::buffer& b) {
-            auto env = msg::decode(b);
-            if (!env) failure = env.error().what;
-            else if (auto* e = std::get_if<msg::error>(&env->content)) failure = e->message;
-          },
-          [&](const caf::error& e) { failure = caf::to_string(e); });
-      busy[f.encoder] = false;
-      if (failure.empty()) {
-        pending_units.push_back(f.unit);
-        ++finished;
-        if (coordinator_board_) coordinator_board_->set_counter("cache.units_done", static_cast<int64_t>(done_units.size() + pending_units.size()));
-        if (static_cast<int64_t>(pending_units.size()) >= persist_every) persist_and_record();
-      } else {
-        spdlog::warn("cache: unit {} failed on {} ({}); re-queued", f.unit, encoders[f.encoder], failure);
-        todo.push_back(f.unit);
-      }
-      dispatch();
-    }
-    persist_and_record();
-    // Every shard must hold every row of this version.
-    uint64_t present = 0, expected = 0;
-    for (int i = 0; i < n_shards_; ++i) {
-      auto rep = ask(self, "cache-shard-" + std::to_string(i), msg::coverage_request{version_});
-      auto& c = std::get<msg::coverage>(rep);
-      present += c.rows_present;
-      expected += c.rows_expected;
-    }
-    if (present != expected) {
-      throw error(errc::mismatch, "cache fill: shards hold " + std::to_string(present) + " of " +
-                                      std::to_string(expected) + " rows after every unit finished");
-    }
-    double s = since(t0);
-    spdlog::info("cache: {} rows of version {} in {} shards; {} units encoded now ({:.0f} items/s)", present,
-                 version_, n_shards_, finished, static_cast<double>(finished * unit) / std::max(s, 1e-9));
-  }
-
-  msg::body ask(caf::scoped_actor& self, const std::string& to, msg::body body) {
-    msg::body out = msg::error{msg::error_code::unknown, "no reply"};
-    // Replies travel back by the sender's address: only rank 0 is reachable as "coordinator".
-    std::string from = chief_ ? "coordinator" : "trainer-" + std::to_string(opt_.rank);
-    self->request(router_, caf::infinite, atom::request_v, make_request(from, to, std::move(body), job_))
-        .receive(
-            [&](const msg::buffer& b) {
-              auto env = msg::decode(b);
-              if (env) out = env->content;
-            },
-            [&](const caf::error& e) { out = msg::error{msg::error_code::unknown, caf::to_string(e)}; });
-    if (auto* e = std::get_if<msg::error>(&out)) throw error(errc::io, to + ": " + e->message);
-    return out;
+    auto r = fill_cache(*sys_, router_, fo);
+    spdlog::info("cache: {} rows of version {} in {} shards; {} of {} units encoded now ({:.0f} items/s)", r.rows,
+                 version_, n_shards_, r.units_encoded, r.units_total,
+                 static_cast<double>(r.units_encoded * fo.unit_items) / std::max(r.seconds, 1e-9));
   }
 
   // The item matrix [(num_items + 1) x hidden] from the cache shards (row 0 zeros): stage 2 and evaluation read
   // item embeddings only from here, never from the Item LLM.
   std::vector<float> cache_matrix() {
-    if (version_.empty()) version_ = hex(checkpoint_version(stage1_checkpoint()));
-    caf::scoped_actor self{*sys_};
-    std::vector<float> m;
+    if (version_.empty()) version_ = checkpoint_version_hex(stage1_checkpoint());
+    // Replies travel back by the sender's address: only rank 0 is reachable as "coordinator".
+    std::string from = chief_ ? "coordinator" : "trainer-" + std::to_string(opt_.rank);
     uint32_t dim = 0;
-    for (int i = 0; i < n_shards_; ++i) {
-      msg::cache_lookup l;
-      l.shard = static_cast<uint32_t>(i);
-      l.model_version = version_;
-      for (int64_t id = i == 0 ? n_shards_ : i; id <= data_.num_items(); id += n_shards_) {
-        l.item_ids.push_back(static_cast<int32_t>(id));
-      }
-      auto rows = std::get<msg::cache_rows>(ask(self, "cache-shard-" + std::to_string(i), l));
-      if (!rows.missing_ids.empty()) {
-        throw error(errc::not_found, "cache shard " + std::to_string(i) + " misses " +
-                                         std::to_string(rows.missing_ids.size()) + " rows of version " + version_ +
-                                         " (run the cache stage)");
-      }
-      if (dim == 0) {
-        dim = static_cast<uint32_t>(rows.rows.shape[1]);
-        m.assign(static_cast<std::size_t>(data_.num_items() + 1) * dim, 0.0f);
-      }
-      for (std::size_t k = 0; k < rows.item_ids.size(); ++k) {
-        std::memcpy(m.data() + static_cast<std::size_t>(rows.item_ids[k]) * dim,
-                    rows.rows.data.data() + k * dim * sizeof(float), dim * sizeof(float));
-      }
-    }
-    return m;
+    return fetch_cache_matrix(*sys_, router_, from, job_, n_shards_, data_.num_items(), version_, dim);
   }
 
   void stage2() {

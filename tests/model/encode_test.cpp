@@ -96,6 +96,15 @@ TEST_F(encode_command, trained_checkpoint_matches_the_trainers_item_matrix) {
   ASSERT_EQ(run("--checkpoint " + dir + "/ckpt --out " + dir + "/y.npy"), 0) << log();
   auto m = t.item_matrix();
   expect_matrix(torch::from_blob(m.data(), {d.num_items() + 1, t.hidden_size()}), dir + "/y.npy");
+  // The encoder actors and cache shards do the work: their number and the unit size never change a byte, also
+  // when the catalogue is a whole number of units (the last item once fell between two units).
+  ASSERT_EQ(d.num_items() % 40, 0) << "pick a unit size that divides the fixture's item count";
+  ASSERT_EQ(run("--checkpoint " + dir + "/ckpt --encoders 2 --shards 3 --batch 40 --out " + dir + "/z.npy"), 0)
+      << log();
+  std::ifstream a(dir + "/y.npy", std::ios::binary), b(dir + "/z.npy", std::ios::binary);
+  std::string ya{std::istreambuf_iterator<char>(a), {}}, zb{std::istreambuf_iterator<char>(b), {}};
+  EXPECT_FALSE(ya.empty());
+  EXPECT_TRUE(ya == zb) << "encoder/shard placement changed the embeddings";
 }
 
 TEST_F(encode_command, model_with_a_smaller_vocabulary_is_refused) {

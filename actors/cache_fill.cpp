@@ -1,0 +1,187 @@
+#include "actors/cache_fill.hpp"
+
+#include <caf/all.hpp>
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "messages/codec.hpp"
+#include "storage/error.hpp"
+#include "storage/file_io.hpp"
+
+namespace hllm {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+msg::body ask(caf::scoped_actor& self, router_actor& router, const std::string& from, job_ref job,
+              const std::string& to, msg::body body) {
+  msg::body out = msg::error{msg::error_code::unknown, "no reply"};
+  self->request(router, caf::infinite, atom::request_v, make_request(from, to, std::move(body), job))
+      .receive(
+          [&](const msg::buffer& b) {
+            auto env = msg::decode(b);
+            if (env) out = env->content;
+          },
+          [&](const caf::error& e) { out = msg::error{msg::error_code::unknown, caf::to_string(e)}; });
+  if (auto* e = std::get_if<msg::error>(&out)) throw error(errc::io, to + ": " + e->message);
+  return out;
+}
+
+std::string shard_name(int i) { return "cache-shard-" + std::to_string(i); }
+
+}  // namespace
+
+std::string checkpoint_version_hex(const std::string& checkpoint_dir) {
+  auto f = storage::mapped_file::open(checkpoint_dir + "/model.safetensors");
+  return storage::hash_hex(storage::hash_bytes(f.data(), f.size()));
+}
+
+cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const cache_fill_options& o) {
+  if (o.encoders.empty() || o.shards < 1 || o.unit_items < 1) {
+    throw error(errc::invalid_input, "cache fill: needs encoders, shards and unit_items >= 1");
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::int64_t> done_units;
+  if (!o.ledger_path.empty()) {
+    fs::create_directories(fs::path(o.ledger_path).parent_path());
+    if (fs::exists(o.ledger_path)) {
+      auto l = json::parse(storage::read_text_file(o.ledger_path), nullptr, false);
+      if (!l.is_discarded() && l.value("version", "") == o.version && l.value("unit_items", 0) == o.unit_items) {
+        done_units = l.value("done", std::vector<std::int64_t>{});
+      }
+    }
+  }
+  cache_fill_result result;
+  result.units_total = (o.num_items + o.unit_items - 1) / o.unit_items;
+  std::deque<std::int64_t> todo;
+  for (std::int64_t u = 0; u < result.units_total; ++u) {
+    if (std::find(done_units.begin(), done_units.end(), u) == done_units.end()) todo.push_back(u);
+  }
+  caf::scoped_actor self{sys};
+  using handle_t = decltype(self->request(router, caf::infinite, atom::request_v, msg::buffer{}));
+  struct in_flight {
+    std::int64_t unit;
+    std::size_t encoder;
+    handle_t handle;
+  };
+  std::deque<in_flight> flying;
+  std::vector<bool> busy(o.encoders.size(), false);
+  std::vector<std::int64_t> pending_units;
+  // The ledger lists only units whose rows are durable: shards persist first, then the ledger names the units.
+  auto persist_and_record = [&] {
+    if (o.ledger_path.empty()) return;
+    for (int i = 0; i < o.shards; ++i) {
+      auto done = ask(self, router, o.sender, o.job, shard_name(i), msg::checkpoint_request{0, "", "cache fill"});
+      const auto& d = std::get<msg::checkpoint_done>(done);
+      if (!d.ok && d.error != "nothing cached yet") {
+        throw error(errc::io, "cache shard " + std::to_string(i) + " cannot persist: " + d.error);
+      }
+    }
+    done_units.insert(done_units.end(), pending_units.begin(), pending_units.end());
+    pending_units.clear();
+    std::string text = json{{"version", o.version}, {"unit_items", o.unit_items}, {"done", done_units}}.dump();
+    storage::write_file_durably(o.ledger_path + ".tmp", text.data(), text.size());
+    fs::rename(o.ledger_path + ".tmp", o.ledger_path);
+  };
+  auto dispatch = [&] {
+    for (std::size_t e = 0; e < o.encoders.size() && !todo.empty(); ++e) {
+      if (busy[e]) continue;
+      std::int64_t u = todo.front();
+      todo.pop_front();
+      msg::encode_request r;
+      // Unit u holds ids u * unit + 1 .. (u + 1) * unit: units cover 1..num_items exactly.
+      for (std::int64_t id = u * o.unit_items + 1; id <= std::min<std::int64_t>((u + 1) * o.unit_items, o.num_items);
+           ++id) {
+        r.item_ids.push_back(static_cast<std::int32_t>(id));
+      }
+      r.model_version = o.version;
+      r.write_to_cache = true;
+      auto h = self->request(router, caf::infinite, atom::request_v,
+                             make_request(o.sender, o.encoders[e], r, o.job, o.unit_timeout));
+      flying.push_back({u, e, h});
+      busy[e] = true;
+    }
+  };
+  dispatch();
+  while (!flying.empty()) {
+    auto f = std::move(flying.front());
+    flying.pop_front();
+    std::string failure;
+    f.handle.receive(
+        [&](const msg::buffer& b) {
+          auto env = msg::decode(b);
+          if (!env) {
+            failure = env.error().what;
+          } else if (auto* e = std::get_if<msg::error>(&env->content)) {
+            failure = e->message;
+          }
+        },
+        [&](const caf::error& e) { failure = caf::to_string(e); });
+    busy[f.encoder] = false;
+    if (failure.empty()) {
+      pending_units.push_back(f.unit);
+      ++result.units_encoded;
+      if (o.on_progress) o.on_progress(static_cast<std::int64_t>(done_units.size() + pending_units.size()));
+      if (static_cast<std::int64_t>(pending_units.size()) >= o.persist_every_units) persist_and_record();
+    } else {
+      spdlog::warn("cache: unit {} failed on {} ({}); re-queued", f.unit, o.encoders[f.encoder], failure);
+      todo.push_back(f.unit);
+    }
+    dispatch();
+  }
+  persist_and_record();
+  // Every shard must hold every row of this version.
+  std::uint64_t present = 0, expected = 0;
+  for (int i = 0; i < o.shards; ++i) {
+    auto c = std::get<msg::coverage>(ask(self, router, o.sender, o.job, shard_name(i), msg::coverage_request{o.version}));
+    present += c.rows_present;
+    expected += c.rows_expected;
+  }
+  if (present != expected) {
+    throw error(errc::mismatch, "cache fill: shards hold " + std::to_string(present) + " of " +
+                                    std::to_string(expected) + " rows after every unit finished");
+  }
+  result.rows = present;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return result;
+}
+
+std::vector<float> fetch_cache_matrix(caf::actor_system& sys, router_actor router, const std::string& sender,
+                                      job_ref job, int shards, std::int64_t num_items, const std::string& version,
+                                      std::uint32_t& dim) {
+  caf::scoped_actor self{sys};
+  std::vector<float> m;
+  dim = 0;
+  for (int i = 0; i < shards; ++i) {
+    msg::cache_lookup l;
+    l.shard = static_cast<std::uint32_t>(i);
+    l.model_version = version;
+    for (std::int64_t id = i == 0 ? shards : i; id <= num_items; id += shards) {
+      l.item_ids.push_back(static_cast<std::int32_t>(id));
+    }
+    auto rows = std::get<msg::cache_rows>(ask(self, router, sender, job, shard_name(i), l));
+    if (!rows.missing_ids.empty()) {
+      throw error(errc::not_found, "cache shard " + std::to_string(i) + " misses " +
+                                       std::to_string(rows.missing_ids.size()) + " rows of version " + version +
+                                       " (run the cache stage)");
+    }
+    if (rows.item_ids.empty()) continue;
+    if (dim == 0) {
+      dim = static_cast<std::uint32_t>(rows.rows.shape[1]);
+      m.assign(static_cast<std::size_t>(num_items + 1) * dim, 0.0f);
+    }
+    for (std::size_t k = 0; k < rows.item_ids.size(); ++k) {
+      std::memcpy(m.data() + static_cast<std::size_t>(rows.item_ids[k]) * dim,
+                  rows.rows.data.data() + k * dim * sizeof(float), dim * sizeof(float));
+    }
+  }
+  return m;
+}
+
+}  // namespace hllm
