@@ -114,14 +114,7 @@ cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const 
     flying.pop_front();
     std::string failure;
     f.handle.receive(
-        [&](const msg::buffer& b) {
-          auto env = msg::decode(b);
-          if (!env) {
-            failure = env.error().what;
-          } else if (auto* e = std::get_if<msg::error>(&env->content)) {
-            failure = e->message;
-          }
-        },
+        [&](const msg::buffer& b) { failure = reply_failure(b); },
         [&](const caf::error& e) { failure = caf::to_string(e); });
     busy[f.encoder] = false;
     if (failure.empty()) {

@@ -75,14 +75,7 @@ msg::body item_encoder::encode(const msg::encode_request& r) {
       std::string failure;
       s.self->request(s.router, caf::infinite, atom::request_v, make_request(s.opt.name, to, p, s.opt.job))
           .receive(
-              [&](const msg::buffer& b) {
-                auto env = msg::decode(b);
-                if (!env) {
-                  failure = env.error().what;
-                } else if (auto* e = std::get_if<msg::error>(&env->content)) {
-                  failure = e->message;
-                }
-              },
+              [&](const msg::buffer& b) { failure = reply_failure(b); },
               [&](const caf::error& e) { failure = caf::to_string(e); });
       if (!failure.empty()) {
         ++s.failures;

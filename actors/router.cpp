@@ -708,6 +708,13 @@ msg::buffer make_oneway(const std::string& from, const std::string& to, msg::bod
   return msg::encode(e);
 }
 
+std::string reply_failure(const msg::buffer& reply) {
+  auto env = msg::decode(reply);
+  if (!env) return env.error().what;
+  if (const auto* e = std::get_if<msg::error>(&env->content)) return e->message.empty() ? "error reply" : e->message;
+  return {};
+}
+
 msg::buffer make_reply(const msg::header& request, msg::body content) {
   return msg::encode(msg::make_reply(request, std::move(content)));
 }

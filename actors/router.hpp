@@ -82,6 +82,9 @@ msg::buffer make_request(const std::string& from, const std::string& to, msg::bo
 // A one-way envelope (correlation id 0).
 msg::buffer make_oneway(const std::string& from, const std::string& to, msg::body content, job_ref job);
 
+// Why a reply envelope is not a success: empty when it decodes and its body is not an error, else the reason.
+std::string reply_failure(const msg::buffer& reply);
+
 // The encoded reply to a request this actor received. Call it qualified (hllm::make_reply): unqualified, argument-
 // dependent lookup also finds msg::make_reply, which returns the unencoded envelope.
 msg::buffer make_reply(const msg::header& request, msg::body content);
