@@ -8,7 +8,7 @@
 namespace hllm {
 
 data_loader::data_loader(data_loader_options o) : opt_(std::move(o)) {
-  data_ = std::make_unique<storage::dataset>(storage::dataset::open(opt_.dataset_dir));
+  data_ = std::make_unique<storage::dataset>(storage::dataset::open(opt_.dataset_dir, opt_.verify_dataset));
   trainable_ = model::trainable_users(model::interactions_of(*data_));
 }
 

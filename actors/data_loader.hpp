@@ -24,6 +24,9 @@ struct data_loader_options {
   std::string name;        // its address, e.g. "loader-0"
   std::string dataset_dir; // the prepared dataset (opened read-only, memory-mapped)
   std::uint64_t seed = 2020;
+  // Checksum the dataset files on open. The job verifies them once per process and turns this off for its actors,
+  // so a process does not hash the whole dataset once per loader.
+  bool verify_dataset = true;
 };
 
 class data_loader {

@@ -14,7 +14,7 @@ namespace hllm {
 struct item_encoder::impl {
   impl(caf::actor_system& sys, router_actor r, item_encoder_options o)
       : opt(std::move(o)),
-        data(storage::dataset::open(opt.dataset_dir)),
+        data(storage::dataset::open(opt.dataset_dir, opt.verify_dataset)),
         net(model::trainer::load(opt.checkpoint_dir, model::item_texts_of(data))),
         self(sys),
         router(std::move(r)) {}

@@ -30,6 +30,7 @@ struct item_encoder_options {
   std::uint32_t cache_shards = 1;
   job_ref job;
   std::uint32_t threads = 2;
+  bool verify_dataset = true;  // as data_loader_options::verify_dataset
 };
 
 class item_encoder {

@@ -175,6 +175,17 @@ class job_runner {
   // Which rank's process hosts the i-th actor of a kind.
   int home(int i) const { return spread_ ? i % opt_.world_size : 0; }
 
+  // The i-th actor of a kind: spawned here when this process is its home (its spawn enrolls it), else its name is
+  // routed to the router of the process that hosts it.
+  template <class Spawn>
+  void place(const std::string& name, int i, Spawn&& spawn) {
+    if (home(i) == opt_.rank) {
+      actors_.push_back(spawn());
+    } else {
+      route_remote(name, home(i));
+    }
+  }
+
   // Local actors are enrolled by their spawn; remote names are routed to their process's router.
   void route_remote(const std::string& name, int rank) {
     if (rank == opt_.rank) return;
@@ -216,19 +227,19 @@ class job_runner {
     }
     for (int i = 0; i < n_loaders_; ++i) {
       loaders_.push_back("loader-" + std::to_string(i));
-      if (home(i) == opt_.rank) {
-        actors_.push_back(spawn_data_loader(*sys_, router_, {loaders_.back(), opt_.data_dir, seed_}));
-      } else {
-        route_remote(loaders_.back(), home(i));
-      }
+      place(loaders_.back(), i, [&] {
+        data_loader_options lo{loaders_.back(), opt_.data_dir, seed_};
+        lo.verify_dataset = false;  // verified once by this process (data_)
+        return spawn_data_loader(*sys_, router_, lo);
+      });
     }
     for (int i = 0; i < n_samplers_; ++i) {
       samplers_.push_back("sampler-" + std::to_string(i));
-      if (home(i) == opt_.rank) {
-        actors_.push_back(spawn_negative_sampler(*sys_, router_, {samplers_.back(), opt_.data_dir, seed_}));
-      } else {
-        route_remote(samplers_.back(), home(i));
-      }
+      place(samplers_.back(), i, [&] {
+        negative_sampler_options no{samplers_.back(), opt_.data_dir, seed_};
+        no.verify_dataset = false;
+        return spawn_negative_sampler(*sys_, router_, no);
+      });
     }
     for (int i = 0; i < n_shards_; ++i) {
       embedding_cache_shard_options so;
@@ -237,11 +248,7 @@ class job_runner {
       so.shard_count = static_cast<uint32_t>(n_shards_);
       so.num_items = data_.num_items();
       so.directory = opt_.out_dir + "/cache";
-      if (home(i) == opt_.rank) {
-        actors_.push_back(spawn_embedding_cache_shard(*sys_, router_, so));
-      } else {
-        route_remote(so.name, home(i));
-      }
+      place(so.name, i, [&] { return spawn_embedding_cache_shard(*sys_, router_, so); });
     }
     for (int i = 0; i < n_encoders_; ++i) route_remote("encoder-" + std::to_string(i), home(i));
     trainer_board_ = std::make_shared<status_board>("trainer-" + std::to_string(opt_.rank), "user_trainer");
@@ -571,6 +578,7 @@ class job_runner {
       eo.cache_shards = static_cast<uint32_t>(n_shards_);
       eo.job = job_;
       eo.threads = static_cast<uint32_t>(threads_);
+      eo.verify_dataset = false;  // verified once by this process (data_)
       local_encoders.push_back(spawn_item_encoder(*sys_, router_, eo));
     }
     barrier();  // encoders everywhere are up

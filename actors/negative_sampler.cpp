@@ -10,7 +10,7 @@
 namespace hllm {
 
 negative_sampler::negative_sampler(negative_sampler_options o) : opt_(std::move(o)) {
-  auto data = storage::dataset::open(opt_.dataset_dir);
+  auto data = storage::dataset::open(opt_.dataset_dir, opt_.verify_dataset);
   if (opt_.all_items) {
     for (int32_t i = 1; i <= data.num_items(); ++i) candidates_.push_back(i);
   } else {

@@ -21,6 +21,7 @@ struct negative_sampler_options {
   std::string dataset_dir;
   std::uint64_t seed = 2020;
   bool all_items = false;   // draw from every item (the reference's choice) instead of training items
+  bool verify_dataset = true;  // as data_loader_options::verify_dataset
 };
 
 class negative_sampler {

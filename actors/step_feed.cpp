@@ -29,7 +29,7 @@ struct step_feed::impl {
   router_actor router;
   step_feed_options opt;
   std::uint32_t epoch = 0;
-  std::uint64_t next_request = 0, next_serve = 0, end = 0;
+  std::uint64_t next_request = 0, end = 0;
   struct pending_step {
     std::uint64_t step;
     outstanding batch, negatives;
@@ -122,7 +122,7 @@ void step_feed::start_epoch(std::uint32_t epoch, std::uint64_t first_step, std::
   }
   impl_->pending.clear();
   impl_->epoch = epoch;
-  impl_->next_request = impl_->next_serve = first_step;
+  impl_->next_request = first_step;
   impl_->end = end_step;
   impl_->fill_window();
 }
@@ -146,7 +146,6 @@ model::train_batch step_feed::next() {
                                   std::to_string(out.batch * (out.seq_len + 1)));
   }
   ++s.counters.steps;
-  ++s.next_serve;
   return out;
 }
 

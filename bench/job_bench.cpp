@@ -21,8 +21,6 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -37,6 +35,7 @@
 #include <vector>
 
 #include "actors/job.hpp"
+#include "bench/child_process.hpp"
 #include "actors/data_loader.hpp"
 #include "actors/embedding_cache_shard.hpp"
 #include "actors/negative_sampler.hpp"
@@ -65,21 +64,6 @@ std::string load_average() {
   return a + " " + b + " " + c;
 }
 
-int run_child(const std::vector<std::string>& args) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    std::perror("execv");
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // Generated once into WORK; rerunning the bench reuses it.
 std::string make_dataset(const std::string& work) {
   std::string bin = std::filesystem::read_symlink("/proc/self/exe").parent_path().string();
@@ -87,10 +71,10 @@ std::string make_dataset(const std::string& work) {
   if (std::filesystem::exists(prepared + "/manifest.json")) return prepared;
   std::fprintf(stderr, "generating the embedded synthetic dataset into %s (hllm synth + hllm prepare) ...\n",
                work.c_str());
-  if (run_child({bin + "/hllm", "synth", "--out", work + "/csv"}) != 0 ||
-      run_child({bin + "/hllm", "prepare", "--interactions", work + "/csv/interactions.csv", "--items",
-                 work + "/csv/items.csv", "--out", prepared, "--train-tokenizer", "2000", "--max-text-tokens", "32",
-                 "--quiet"}) != 0) {
+  if (bench::run_child({bin + "/hllm", "synth", "--out", work + "/csv"}).status != 0 ||
+      bench::run_child({bin + "/hllm", "prepare", "--interactions", work + "/csv/interactions.csv", "--items",
+                        work + "/csv/items.csv", "--out", prepared, "--train-tokenizer", "2000", "--max-text-tokens", "32",
+                        "--quiet"}).status != 0) {
     throw error(errc::io, "could not generate the benchmark dataset in '" + work + "'");
   }
   return prepared;

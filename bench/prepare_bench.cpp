@@ -1,9 +1,6 @@
 // Benchmark of `hllm prepare` at Pixel1M scale (1,000,000 users, 100,000 items, ~20,000,000 interactions):
 // wall time, peak memory (ru_maxrss of the child), interactions/s parsed and items/s tokenized.
 // usage: prepare_bench [--users N] [--items N] [--work DIR]; prints a Markdown table for docs/benchmarks.md.
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -13,33 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "bench/child_process.hpp"
 #include "storage/file_io.hpp"
 
 namespace {
 
-struct child_result {
-  int status;
-  double seconds;
-  long max_rss_kib;
-};
-
-child_result run(const std::vector<std::string>& args) {
-  auto t0 = std::chrono::steady_clock::now();
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    std::perror("execv");
-    ::_exit(127);
-  }
-  int status = 0;
-  struct rusage ru {};
-  ::wait4(pid, &status, 0, &ru);
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, s, ru.ru_maxrss};
-}
+using hllm::bench::run_child;
 
 }  // namespace
 
@@ -54,13 +30,13 @@ int main(int argc, char** argv) {
   std::string csv = work + "/csv-" + users + "-" + items;
   if (!std::filesystem::exists(csv + "/items.csv")) {
     std::fprintf(stderr, "generating %s users x %s items with hllm synth ...\n", users.c_str(), items.c_str());
-    auto g = run({bin + "/hllm-synth", "--out", csv, "--users", users, "--items", items, "--topics", "200",
+    auto g = run_child({bin + "/hllm-synth", "--out", csv, "--users", users, "--items", items, "--topics", "200",
                   "--min-length", "8", "--max-length", "32"});
     if (g.status != 0) return 1;
     std::fprintf(stderr, "synth: %.1f s, peak %.0f MiB\n", g.seconds, g.max_rss_kib / 1024.0);
   }
   std::fprintf(stderr, "running hllm prepare ...\n");
-  auto r = run({bin + "/hllm-prepare", "--interactions", csv + "/interactions.csv", "--items", csv + "/items.csv",
+  auto r = run_child({bin + "/hllm-prepare", "--interactions", csv + "/interactions.csv", "--items", csv + "/items.csv",
                 "--out", work + "/prepared", "--train-tokenizer", "8000", "--quiet"});
   if (r.status != 0) return 1;
   auto manifest = nlohmann::json::parse(hllm::storage::read_text_file(work + "/prepared/manifest.json"));

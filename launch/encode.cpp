@@ -121,6 +121,7 @@ std::vector<float> encode_checkpoint(const storage::dataset& d, const encode_opt
     eo.model_version = version;
     eo.cache_shards = static_cast<uint32_t>(o.shards);
     eo.threads = static_cast<uint32_t>(std::max(1, o.threads / o.encoders));
+    eo.verify_dataset = false;  // main() opened and verified it
     actors.push_back(spawn_item_encoder(sys, router, eo));
     fo.encoders.push_back(eo.name);
   }
