@@ -5,6 +5,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -100,8 +101,11 @@ class job_runner {
     fs::create_directories(opt_.out_dir);
     chief_ = opt_.rank == 0;
     threads_ = torch_threads(cfg_, opt_.local_ranks);
-    log_ = std::make_unique<metrics_log>(opt_.out_dir + (chief_ ? std::string("/metrics.jsonl")
-                                                                : "/metrics.rank-" + std::to_string(opt_.rank) + ".jsonl"));
+    metrics_path_ = opt_.out_dir + (chief_ ? std::string("/metrics.jsonl")
+                                           : "/metrics.rank-" + std::to_string(opt_.rank) + ".jsonl");
+    // Read before the log appends to it: did an earlier run of this job directory train anything?
+    earlier_steps_logged_ = logged_a_step(metrics_path_);
+    log_ = std::make_unique<metrics_log>(metrics_path_);
     seed_ = cfg_.at("job").at("seed").get<uint64_t>();
     job_.id = opt_.config_hash;
     const json& p = cfg_.at("placement");
@@ -346,7 +350,17 @@ class job_runner {
       else chosen = group_->lookup("resume");
       if (chosen == "-") chosen.clear();
     }
-    if (chosen.empty()) return;
+    if (chosen.empty()) {
+      // Starting over after a run that was killed before its first checkpoint: its step lines are superseded just
+      // as after a resume, so say so with a resume line that rolls back everything (steps_done 0 of the first
+      // trained stage). Without it the metrics ledger would count those batches twice.
+      if (opt_.resume == "auto" && earlier_steps_logged_) {
+        log_->write(json{{"event", "resume"}, {"checkpoint", nullptr}, {"model", first_trained_stage()},
+                         {"epoch", 0}, {"epoch_step", 0}, {"steps_done", 0}, {"rank", opt_.rank}}
+                        .dump());
+      }
+      return;
+    }
     resume_dir_ = chosen;
     resume_state_ = json::parse(storage::read_text_file(chosen + "/" + job_checkpoint::state_name));
     serial_ = std::max(serial_, resume_state_.at("serial").get<int64_t>());
@@ -363,6 +377,21 @@ class job_runner {
                      {"steps_done", resume_state_.at("steps_done")},
                      {"rank", opt_.rank}}
                     .dump());
+  }
+
+  std::string first_trained_stage() const {
+    for (const auto& st : cfg_.at("job").at("stages").get<std::vector<std::string>>()) {
+      if (st == "baseline" || st == "stage1" || st == "stage2") return st;
+    }
+    return "stage1";
+  }
+
+  static bool logged_a_step(const std::string& metrics_path) {
+    std::ifstream in(metrics_path);
+    for (std::string line; std::getline(in, line);) {
+      if (line.find("\"event\":\"step\"") != std::string::npos) return true;
+    }
+    return false;
   }
 
   // A stage-2 checkpoint trained against another cache version than the stage-1 best on disk is unusable.
@@ -702,6 +731,8 @@ class job_runner {
   storage::dataset data_;
   model::item_text_table texts_;
   model::interaction_table table_;
+  std::string metrics_path_;
+  bool earlier_steps_logged_ = false;
   std::unique_ptr<metrics_log> log_;
   uint64_t seed_ = 0;
   bool chief_ = true;
