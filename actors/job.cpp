@@ -355,7 +355,7 @@ class job_runner {
       // as after a resume, so say so with a resume line that rolls back everything (steps_done 0 of the first
       // trained stage). Without it the metrics ledger would count those batches twice.
       if (opt_.resume == "auto" && earlier_steps_logged_) {
-        log_->write(json{{"event", "resume"}, {"checkpoint", nullptr}, {"model", first_trained_stage()},
+        log_->write(json{{"event", "resume"}, {"checkpoint", ""}, {"model", first_trained_stage()},
                          {"epoch", 0}, {"epoch_step", 0}, {"steps_done", 0}, {"rank", opt_.rank}}
                         .dump());
       }
