@@ -45,6 +45,12 @@ struct train_batch {
   int64_t seq_len = 0;
   std::vector<int32_t> items;      // [batch, seq_len + 1]
   std::vector<int32_t> negatives;  // one pool shared by every position of every sample
+  // Item source = cache (stage 2): the cached embeddings of this batch, looked up per batch from the embedding-cache
+  // shards with every id deduplicated. row_ids: the distinct nonzero ids of `items` and `negatives`, ascending;
+  // rows: row-major [row_ids.size() x hidden], row i the embedding of row_ids[i]. Empty: the trainer's own item
+  // matrix is used instead.
+  std::vector<int32_t> row_ids;
+  std::vector<float> rows;
 };
 
 // Users with at least two training items (one input, one target).
