@@ -1,6 +1,7 @@
 #include "messages/codec.hpp"
 
 #include <capnp/message.h>
+#include <capnp/orphan.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 
@@ -70,10 +71,23 @@ WireEnum enum_out(In v) {
 // ---------------------------------------------------------------------------------------------------------------
 // Shared pieces.
 
+// Large tensor data is not copied into the builder: the message references it as an external segment and
+// encode() copies it once, straight into the final buffer (setData would zero the space, then copy into it, and a
+// message outgrowing its first segment would be copied a second time by flattening).
+constexpr std::size_t by_reference_above = 4096;
+bool by_reference(const tensor& t) {
+  return t.data.size() >= by_reference_above && is_word_aligned(t.data.data());
+}
+
 void put(w::Tensor::Builder b, const tensor& t) {
   b.setDtype(enum_out<w::DType>(t.type));
   fill(b.initShape(static_cast<unsigned>(t.shape.size())), t.shape);
-  b.setData(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(t.data.data()), t.data.size()));
+  capnp::Data::Reader data(reinterpret_cast<const capnp::byte*>(t.data.data()), t.data.size());
+  if (by_reference(t)) {
+    b.adoptData(capnp::Orphanage::getForMessageContaining(b).referenceExternalData(data));
+  } else {
+    b.setData(data);
+  }
 }
 
 tensor get(w::Tensor::Reader r) {
@@ -437,7 +451,20 @@ template <class T>
 std::size_t list_words(const std::vector<T>& v) {
   return (v.size() * sizeof(T)) / 8 + 2;
 }
-std::size_t tensor_words(const tensor& t) { return t.data.size() / 8 + list_words(t.shape) + 4; }
+// Data passed by reference lives in its own segment; the pointer to it may need a two-word landing pad here.
+std::size_t tensor_words(const tensor& t) {
+  return (by_reference(t) ? 2 : t.data.size() / 8) + list_words(t.shape) + 4;
+}
+
+// The one tensor a body may carry (null for the others).
+const tensor* tensor_of(const body& content) {
+  switch (kind_of(content)) {
+    case body_kind::encode_result: return &std::get<encode_result>(content).embeddings;
+    case body_kind::cache_put: return &std::get<cache_put>(content).rows;
+    case body_kind::cache_rows: return &std::get<cache_rows>(content).rows;
+    default: return nullptr;
+  }
+}
 
 std::size_t body_words(const body& content) {
   constexpr std::size_t base = 32;
@@ -532,12 +559,44 @@ class scratch_builder : public capnp::MessageBuilder {
   std::vector<capnp::word*> blocks_;
 };
 
-// Owns the memory of an encoded message.
+// Owns the memory of an encoded message that fits its first segment.
 struct encoded {
   explicit encoded(std::size_t words) : builder(words) {}
   scratch_builder builder;
-  kj::Array<capnp::word> flat;  // only when the message outgrew its first segment
 };
+
+// The standard stream framing (segment table, then the segments) in one fresh buffer, every byte written once:
+// no zeroing first. `external` is tensor data referenced by the builder, whose segment is rounded up to whole
+// words: only its real bytes are read, the padding is written as zeros.
+buffer flatten(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments, const tensor* external) {
+  std::size_t table_words = segments.size() / 2 + 1;
+  std::size_t words = table_words;
+  for (const auto& s : segments) {
+    words += s.size();
+  }
+  std::shared_ptr<std::uint64_t[]> storage(new std::uint64_t[words]);  // uninitialised on purpose
+  auto* table = reinterpret_cast<std::uint32_t*>(storage.get());
+  table[0] = static_cast<std::uint32_t>(segments.size() - 1);
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    table[i + 1] = static_cast<std::uint32_t>(segments[i].size());
+  }
+  if (segments.size() % 2 == 0) {
+    table[segments.size() + 1] = 0;  // the table's padding
+  }
+  auto* out = reinterpret_cast<std::byte*>(storage.get() + table_words);
+  for (const auto& s : segments) {
+    std::size_t bytes = s.size() * sizeof(capnp::word);
+    std::size_t real = bytes;
+    if (external != nullptr && static_cast<const void*>(s.begin()) == external->data.data()) {
+      real = external->data.size();
+    }
+    std::memcpy(out, s.begin(), real);
+    std::memset(out + real, 0, bytes - real);
+    out += bytes;
+  }
+  return buffer::adopt(std::shared_ptr<const void>(storage, storage.get()), storage.get(),
+                        words * sizeof(capnp::word));
+}
 
 // Checks size and shape of the bytes before Cap'n Proto sees them.
 std::optional<failure> check_frame(const buffer& b, const limits& lim) {
@@ -657,10 +716,9 @@ buffer encode(const envelope& e) {
     std::size_t size = (segments[0].size() + 1) * sizeof(capnp::word);
     return buffer::adopt(std::shared_ptr<const void>(storage, front), front, size);
   }
-  storage->flat = capnp::messageToFlatArray(segments);
-  const void* data = storage->flat.begin();
-  std::size_t size = storage->flat.size() * sizeof(capnp::word);
-  return buffer::adopt(std::shared_ptr<const void>(storage, data), data, size);
+  // More than one segment (referenced tensor data, or the estimate was short): one copy into the final buffer;
+  // the builder and the scratch segments go away with `storage`.
+  return flatten(segments, tensor_of(e.content));
 }
 
 result<routing_info> read_header(const buffer& b, const limits& lim) {
