@@ -1,7 +1,10 @@
 // `hllm encode`: the embedding of every item of a prepared dataset, from a Hugging Face Llama checkpoint or a
 // trained HLLM checkpoint, written as X.npy (row i = dense item id i, row 0 zeros) and X.ids.txt (raw ids of rows
-// 1..n). A trained checkpoint is encoded by item-encoder actors through embedding-cache shards (the job's cache
-// fill, in this process); a Hugging Face checkpoint by a plain loop.
+// 1..n). Either model is encoded by item-encoder actors through embedding-cache shards (the job's cache fill,
+// actors/cache_fill.hpp, in this process): `--encoders` encoders each hold the frozen Item LLM (for --hf-model:
+// with `--pooling`, the `--seed` of its [ITEM] vector and `--bf16`), take work units of `--batch` item ids and put
+// the rows, tagged with the model's version (item_encoder_version_hex), into `--shards` shards; the matrix is read
+// back from the shards. The output does not depend on the number of encoders or shards.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -19,7 +22,6 @@
 #include "model/npy.hpp"
 #include "storage/dataset.hpp"
 #include "storage/error.hpp"
-#include "storage/random.hpp"
 
 namespace {
 
@@ -32,7 +34,7 @@ struct encode_options {
   bool bf16 = false;
   bool verify = true;
   uint64_t seed = 2020;
-  int encoders = 1;        // item encoder actors (--checkpoint)
+  int encoders = 1;        // item encoder actors sharing the work units
   int shards = 1;          // embedding-cache shard actors the rows go through
 };
 
@@ -46,46 +48,42 @@ void check_vocabulary(const storage::dataset& d, int64_t vocab, const std::strin
   }
 }
 
-torch::Tensor encode_hf(const storage::dataset& d, const encode_options& o) {
-  auto llm = model::load_hf_llama(o.hf_model);
-  check_vocabulary(d, llm->config().vocab_size, o.hf_model);
-  const auto pooling = o.pooling == "mean" ? model::item_pooling::mean : model::item_pooling::item_token;
-  model::item_llm item(llm->config(), d.info().max_text_tokens, pooling);
-  // A Hugging Face checkpoint has no [ITEM] vector: it gets the seeded N(0, 0.02) initialisation (docs/model.md).
-  item->init_random(stream_seed({o.seed, 1}));
-  item->model = item->replace_module("model", llm);
-  if (o.bf16) {
-    item->model->set_compute_dtype(torch::kBFloat16);
-  }
-  torch::NoGradGuard no_grad;
-  const auto texts = model::item_texts_of(d);
-  const int64_t n = d.num_items();
-  auto out = torch::zeros({n + 1, llm->config().hidden_size});
-  for (int64_t start = 1; start <= n; start += o.batch) {
-    std::vector<int32_t> ids;
-    for (int64_t i = start; i < std::min(start + o.batch, n + 1); ++i) {
-      ids.push_back(static_cast<int32_t>(i));
-    }
-    out.narrow(0, start, static_cast<int64_t>(ids.size())).copy_(item->encode(texts, ids));
-  }
-  return out;
-}
+struct encoded {
+  std::vector<float> matrix;  // [(num_items + 1) x dim], row 0 zeros
+  uint32_t dim = 0;
+  std::string version;        // the version tag of the rows
+  int64_t units = 0;
+};
 
-// A trained HLLM checkpoint is encoded by the job's actors: item encoders (each holding the frozen model) take
-// work units and put rows into embedding-cache shards, from which the matrix is read back, all in this process.
-std::vector<float> encode_checkpoint(const storage::dataset& d, const encode_options& o, uint32_t& dim) {
-  const auto cfg = model::read_checkpoint_config(o.checkpoint);
-  if (cfg.num_items != d.num_items()) {
-    throw error(errc::mismatch, o.checkpoint + ": trained for " + std::to_string(cfg.num_items) +
-                                    " items, the dataset " + d.dir() + " has " + std::to_string(d.num_items()));
+// Both kinds of model run on the job's actors, all in this process: item encoders (each holding its own copy of the
+// frozen Item LLM) take work units of `--batch` item ids and put their rows into embedding-cache shards, from which
+// the matrix is read back. Units are the same id ranges whatever the number of encoders and shards, so the bytes are
+// too.
+encoded encode_on_actors(const storage::dataset& d, const encode_options& o) {
+  item_encoder_options llm;  // the model every encoder holds
+  if (!o.checkpoint.empty()) {
+    const auto cfg = model::read_checkpoint_config(o.checkpoint);
+    if (cfg.num_items != d.num_items()) {
+      throw error(errc::mismatch, o.checkpoint + ": trained for " + std::to_string(cfg.num_items) +
+                                      " items, the dataset " + d.dir() + " has " + std::to_string(d.num_items()));
+    }
+    if (cfg.source == model::item_source::cache) {
+      throw error(errc::invalid_input, o.checkpoint + ": a stage-2 checkpoint holds no item encoder; encode with "
+                                                      "the stage-1 checkpoint instead");
+    }
+    if (cfg.source == model::item_source::text) {
+      check_vocabulary(d, cfg.item_llm.vocab_size, o.checkpoint);
+    }
+    llm.checkpoint_dir = o.checkpoint;
+  } else {
+    // Before any weight is loaded: a dataset tokenized for another model fails fast.
+    check_vocabulary(d, model::load_hf_config(o.hf_model + "/config.json").vocab_size, o.hf_model);
+    llm.hf_model_dir = o.hf_model;
+    llm.hf_pooling = o.pooling == "mean" ? model::item_pooling::mean : model::item_pooling::item_token;
+    llm.hf_seed = o.seed;
+    llm.hf_bf16 = o.bf16;
   }
-  if (cfg.source == model::item_source::cache) {
-    throw error(errc::invalid_input, o.checkpoint + ": a stage-2 checkpoint holds no item encoder; encode with "
-                                                    "the stage-1 checkpoint instead");
-  }
-  if (cfg.source == model::item_source::text) {
-    check_vocabulary(d, cfg.item_llm.vocab_size, o.checkpoint);
-  }
+  const std::string version = item_encoder_version_hex(llm);
   caf::actor_system_config caf_cfg;
   configure_actor_system(caf_cfg);
   caf::actor_system sys{caf_cfg};
@@ -102,7 +100,6 @@ std::vector<float> encode_checkpoint(const storage::dataset& d, const encode_opt
       caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
     }
   } stopper{actors, router};
-  const std::string version = checkpoint_version_hex(o.checkpoint);
   for (int i = 0; i < o.shards; ++i) {
     embedding_cache_shard_options so;
     so.name = "cache-shard-" + std::to_string(i);
@@ -114,10 +111,9 @@ std::vector<float> encode_checkpoint(const storage::dataset& d, const encode_opt
   cache_fill_options fo;
   fo.sender = "encode";
   for (int i = 0; i < o.encoders; ++i) {
-    item_encoder_options eo;
+    item_encoder_options eo = llm;
     eo.name = "encoder-" + std::to_string(i);
     eo.dataset_dir = d.dir();
-    eo.checkpoint_dir = o.checkpoint;
     eo.model_version = version;
     eo.cache_shards = static_cast<uint32_t>(o.shards);
     eo.threads = static_cast<uint32_t>(std::max(1, o.threads / o.encoders));
@@ -129,8 +125,11 @@ std::vector<float> encode_checkpoint(const storage::dataset& d, const encode_opt
   fo.num_items = d.num_items();
   fo.unit_items = o.batch;
   fo.version = version;
-  fill_cache(sys, router, fo);
-  return fetch_cache_matrix(sys, router, "encode", {}, o.shards, d.num_items(), version, dim);
+  encoded out;
+  out.units = fill_cache(sys, router, fo).units_total;
+  out.version = version;
+  out.matrix = fetch_cache_matrix(sys, router, "encode", {}, o.shards, d.num_items(), version, out.dim);
+  return out;
 }
 
 void write_ids(const storage::dataset& d, const std::string& path) {
@@ -168,13 +167,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"item", "mean"}))
       ->capture_default_str();
   app.add_option("--out", o.out, "output .npy path; raw ids go to <out without .npy>.ids.txt")->required();
-  app.add_option("--batch", o.batch, "items per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--batch", o.batch, "items per work unit (one forward pass)")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--threads", o.threads, "torch threads")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--seed", o.seed, "seed of the [ITEM] vector for --hf-model")->capture_default_str();
   app.add_flag("--bf16", o.bf16, "run the matmuls in bf16 (--hf-model)");
-  app.add_option("--encoders", o.encoders, "with --checkpoint: item encoder actors sharing the work")
+  app.add_option("--encoders", o.encoders, "item encoder actors sharing the work (each holds a copy of the model)")
       ->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--shards", o.shards, "with --checkpoint: embedding-cache shard actors the rows go through")
+  app.add_option("--shards", o.shards, "embedding-cache shard actors the rows go through")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_flag("!--no-verify", o.verify, "skip the dataset checksum verification");
   CLI11_PARSE(app, argc, argv);
@@ -186,22 +185,15 @@ int main(int argc, char** argv) {
     torch::set_num_threads(o.threads);
     const auto t0 = std::chrono::steady_clock::now();
     auto d = storage::dataset::open(o.data, o.verify);
-    int64_t dim = 0;
-    if (o.hf_model.empty()) {
-      uint32_t d32 = 0;
-      auto m = encode_checkpoint(d, o, d32);
-      dim = d32;
-      model::write_npy_f32(o.out, m.data(), d.num_items() + 1, dim);
-    } else {
-      auto x = encode_hf(d, o).contiguous();
-      dim = x.size(1);
-      model::write_npy_f32(o.out, x.data_ptr<float>(), x.size(0), x.size(1));
-    }
+    const auto e = encode_on_actors(d, o);
+    model::write_npy_f32(o.out, e.matrix.data(), d.num_items() + 1, e.dim);
     write_ids(d, ids_path(o.out));
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("hllm encode: %lld items x %lld -> %s in %.1f s (%.0f items/s)\n",
-                static_cast<long long>(d.num_items()), static_cast<long long>(dim), o.out.c_str(), s,
-                static_cast<double>(d.num_items()) / s);
+    std::printf("hllm encode: %lld items x %u -> %s in %.1f s (%.0f items/s; %lld units on %d encoders, %d cache "
+                "shards; rows version %s)\n",
+                static_cast<long long>(d.num_items()), e.dim, o.out.c_str(), s,
+                static_cast<double>(d.num_items()) / s, static_cast<long long>(e.units), o.encoders, o.shards,
+                e.version.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hllm encode: error: %s\n", e.what());
     return 1;

@@ -1,15 +1,19 @@
 // `hllm encode` end to end on the prepared_tiny fixture: the .npy it writes equals the in-process encoding, for a
-// Hugging Face checkpoint and for a trained HLLM checkpoint; mismatched vocabularies are refused.
+// Hugging Face checkpoint and for a trained HLLM checkpoint, both run on item-encoder actors and cache shards
+// (byte for byte whatever their number); mismatched vocabularies are refused; the version tag of a Hugging Face
+// model's rows changes with everything that changes the rows.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
+#include "actors/item_encoder.hpp"
 #include "model/hllm.hpp"
 #include "model/npy.hpp"
 #include "model/trainer.hpp"
 #include "storage/dataset.hpp"
+#include "storage/random.hpp"
 
 namespace hllm::model {
 namespace {
@@ -47,6 +51,39 @@ class encode_command : public ::testing::Test {
     auto got = torch::from_blob(m.data.data(), {m.rows, m.cols});
     EXPECT_EQ(got[0].abs().max().item<float>(), 0.f);  // row 0: padding
     EXPECT_LT((got - expected).abs().max().item<double>(), 1e-5);
+  }
+  std::string read_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), {}};
+  }
+  // The direct model encode `hllm encode --hf-model` stands for (docs/model.md): the Hugging Face Llama as an Item
+  // LLM whose [ITEM] vector is a fresh Item LLM's seeded initialisation, ids encoded in units of `unit` (the work
+  // units of the encoders: 1..unit, unit+1..2 unit, ...), row 0 zeros.
+  torch::Tensor direct_hf_encode(const storage::dataset& d, const std::string& hf, item_pooling pooling,
+                                 uint64_t seed, bool bf16, int64_t unit) {
+    auto llm = load_hf_llama(hf);
+    item_llm item(llm->config(), d.info().max_text_tokens, pooling);
+    item->init_random(stream_seed({seed, 1}));
+    item->model = item->replace_module("model", llm);
+    if (bf16) item->model->set_compute_dtype(torch::kBFloat16);
+    torch::NoGradGuard ng;
+    const auto texts = item_texts_of(d);
+    std::vector<torch::Tensor> parts{torch::zeros({1, llm->config().hidden_size})};
+    for (int64_t start = 1; start <= d.num_items(); start += unit) {
+      std::vector<int32_t> ids;
+      for (int64_t i = start; i < std::min(start + unit, d.num_items() + 1); ++i) ids.push_back(static_cast<int32_t>(i));
+      parts.push_back(item->encode(texts, ids).to(torch::kFloat32));
+    }
+    return torch::cat(parts).contiguous();
+  }
+  // The .npy's matrix equals `expected` bit for bit.
+  void expect_exact_matrix(const torch::Tensor& expected, const std::string& npy) {
+    auto m = read_npy_f32(npy);
+    ASSERT_EQ(m.rows, expected.size(0));
+    ASSERT_EQ(m.cols, expected.size(1));
+    auto got = torch::from_blob(m.data.data(), {m.rows, m.cols});
+    EXPECT_TRUE(torch::equal(got, expected)) << "largest difference "
+                                             << (got - expected).abs().max().item<double>();
   }
   std::string data_dir, dir;
 };
@@ -105,6 +142,96 @@ TEST_F(encode_command, trained_checkpoint_matches_the_trainers_item_matrix) {
   std::string ya{std::istreambuf_iterator<char>(a), {}}, zb{std::istreambuf_iterator<char>(b), {}};
   EXPECT_FALSE(ya.empty());
   EXPECT_TRUE(ya == zb) << "encoder/shard placement changed the embeddings";
+}
+
+// The Hugging Face path runs on the encoder actors too: its rows are exactly the direct model encode's, for either
+// pooling and in bf16, with one encoder and one shard as with several of each (also a last unit shorter than the
+// rest), and the log names the units, actors and the rows' version tag.
+TEST_F(encode_command, hf_checkpoint_on_encoder_actors_gives_exactly_the_direct_encode_rows) {
+  auto d = storage::dataset::open(data_dir);
+  auto cfg = tiny_default_config(d.info().vocab_size);
+  llama_model llm(cfg);
+  llm->init_random(11);
+  save_hf_llama(llm, dir + "/hf");
+  const std::string hf = dir + "/hf";
+  ASSERT_GT(d.num_items() % 37, 0) << "pick a unit size that leaves a short last unit";
+  struct variant {
+    std::string flags;
+    item_pooling pooling;
+    uint64_t seed;
+    bool bf16;
+  };
+  const std::vector<variant> variants = {{"--pooling item --seed 7", item_pooling::item_token, 7, false},
+                                         {"--pooling mean", item_pooling::mean, 2020, false},
+                                         {"--pooling item --seed 3 --bf16", item_pooling::item_token, 3, true}};
+  for (const auto& v : variants) {
+    SCOPED_TRACE(v.flags);
+    for (int64_t unit : {int64_t{40}, int64_t{37}}) {
+      auto expected = direct_hf_encode(d, hf, v.pooling, v.seed, v.bf16, unit);
+      const std::string base = "--hf-model " + hf + " " + v.flags + " --batch " + std::to_string(unit);
+      ASSERT_EQ(run(base + " --out " + dir + "/one.npy"), 0) << log();
+      expect_exact_matrix(expected, dir + "/one.npy");
+      ASSERT_EQ(run(base + " --encoders 2 --shards 3 --out " + dir + "/many.npy"), 0) << log();
+      expect_exact_matrix(expected, dir + "/many.npy");
+      const int64_t units = (d.num_items() + unit - 1) / unit;
+      item_encoder_options eo;
+      eo.hf_model_dir = hf;
+      eo.hf_pooling = v.pooling;
+      eo.hf_seed = v.seed;
+      eo.hf_bf16 = v.bf16;
+      const std::string summary = std::to_string(units) + " units on 2 encoders, 3 cache shards; rows version " +
+                                  item_encoder_version_hex(eo);
+      EXPECT_NE(log().find(summary), std::string::npos) << "expected '" << summary << "' in\n" << log();
+      EXPECT_EQ(read_bytes(dir + "/one.ids.txt"), read_bytes(dir + "/many.ids.txt"));
+    }
+  }
+  // The [ITEM] seed reaches the encoders: another seed gives other rows with item pooling.
+  ASSERT_EQ(run("--hf-model " + hf + " --pooling item --seed 8 --batch 40 --out " + dir + "/seed8.npy"), 0) << log();
+  ASSERT_EQ(run("--hf-model " + hf + " --pooling item --seed 7 --batch 40 --out " + dir + "/seed7.npy"), 0) << log();
+  EXPECT_NE(read_bytes(dir + "/seed7.npy"), read_bytes(dir + "/seed8.npy"));
+}
+
+// Rows are tagged with a hash of what made them: the same model and settings give the same tag, and the weights,
+// the config, the pooling, the [ITEM] seed (with item pooling; mean pooling never reads the vector) and the compute
+// dtype each give another.
+TEST_F(encode_command, hf_model_version_changes_with_everything_that_changes_the_rows) {
+  auto cfg = tiny_default_config(64);
+  llama_model a(cfg), b(cfg);
+  a->init_random(1);
+  b->init_random(2);
+  save_hf_llama(a, dir + "/a");
+  save_hf_llama(a, dir + "/a2");  // the same weights in another directory
+  save_hf_llama(b, dir + "/b");
+  auto eps = cfg;
+  eps.rms_norm_eps *= 10;
+  llama_model c(eps);
+  c->init_random(1);
+  save_hf_llama(c, dir + "/c");  // a's weights, another config
+  auto version = [&](const std::string& d, item_pooling p, uint64_t seed, bool bf16) {
+    item_encoder_options o;
+    o.hf_model_dir = dir + "/" + d;
+    o.hf_pooling = p;
+    o.hf_seed = seed;
+    o.hf_bf16 = bf16;
+    return item_encoder_version_hex(o);
+  };
+  const auto item = item_pooling::item_token, mean = item_pooling::mean;
+  const std::string v = version("a", item, 7, false);
+  EXPECT_EQ(v.size(), 16u);
+  EXPECT_EQ(v, version("a", item, 7, false));
+  EXPECT_EQ(v, version("a2", item, 7, false));
+  EXPECT_NE(v, version("b", item, 7, false));
+  EXPECT_NE(v, version("c", item, 7, false));
+  EXPECT_NE(v, version("a", item, 8, false));
+  EXPECT_NE(v, version("a", mean, 7, false));
+  EXPECT_NE(v, version("a", item, 7, true));
+  EXPECT_EQ(version("a", mean, 7, false), version("a", mean, 8, false));
+  // Exactly one model: both or neither is an error.
+  item_encoder_options both;
+  both.hf_model_dir = dir + "/a";
+  both.checkpoint_dir = dir + "/a";
+  EXPECT_THROW(item_encoder_version_hex(both), std::exception);
+  EXPECT_THROW(item_encoder_version_hex(item_encoder_options{}), std::exception);
 }
 
 TEST_F(encode_command, model_with_a_smaller_vocabulary_is_refused) {
