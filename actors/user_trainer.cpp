@@ -75,7 +75,7 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
       auto t0 = clock_type::now();
       model::step_metrics m;
       if (group != nullptr && group->world_size() > 1) {
-        m = net.compute_gradients(batch);
+        m = net.compute_gradients(batch, group);  // the negative pool is shared across the ranks
         group->average_gradients(net);
         net.apply_gradients(m);
       } else {

@@ -65,6 +65,33 @@ void process_group::average_gradients(trainer& t) {
   }
 }
 
+at::Tensor process_group::all_gather(const at::Tensor& local) {
+  if (impl_->opt.world_size == 1) return local.clone();
+  std::vector<torch::Tensor> in{local.contiguous()};
+  std::vector<std::vector<torch::Tensor>> out(1);
+  for (int r = 0; r < impl_->opt.world_size; ++r) out[0].push_back(torch::empty_like(in[0]));
+  try {
+    impl_->pg->allgather(out, in)->wait();
+  } catch (const std::exception& e) {
+    throw error(errc::io, std::string("negative pool all-gather failed (a rank died or timed out): ") + e.what());
+  }
+  return torch::cat(out[0], 0);
+}
+
+void process_group::all_reduce_sum(const at::Tensor& t) {
+  if (impl_->opt.world_size == 1) return;
+  if (!t.is_contiguous()) {
+    throw error(errc::invalid_input, "all_reduce_sum: the tensor must be contiguous (it is reduced in place)");
+  }
+  std::vector<torch::Tensor> bucket{t};
+  try {
+    impl_->pg->allreduce(bucket)->wait();
+  } catch (const std::exception& e) {
+    throw error(errc::io, std::string("negative pool gradient all-reduce failed (a rank died or timed out): ") +
+                              e.what());
+  }
+}
+
 double process_group::sum(double value) {
   if (impl_->opt.world_size == 1) return value;
   std::vector<torch::Tensor> t{torch::tensor({value}, torch::kFloat64)};

@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "model/negative_exchange.hpp"
+
 namespace hllm::model {
 
 class trainer;
@@ -20,19 +22,22 @@ struct process_group_options {
   std::string interface_host = "127.0.0.1";  // address Gloo binds on this host
 };
 
-class process_group {
+class process_group : public negative_exchange {
  public:
   // Rendezvous with every other rank; throws hllm::error(io) naming the store address on failure or timeout.
   explicit process_group(const process_group_options& o);
-  ~process_group();
+  ~process_group() override;
   process_group(const process_group&) = delete;
   process_group& operator=(const process_group&) = delete;
 
-  int rank() const;
-  int world_size() const;
+  int rank() const override;
+  int world_size() const override;
   // Averages the trainer's gradients over all ranks in place (one flattened all-reduce, fixed order, so every
   // rank applies bit-identical updates).
   void average_gradients(trainer& t);
+  // negative_exchange: the shared negative pool of the training step (Gloo all-gather and all-reduce).
+  at::Tensor all_gather(const at::Tensor& local) override;
+  void all_reduce_sum(const at::Tensor& t) override;
   // Sums `value` over ranks (e.g. a loss for logging).
   double sum(double value);
   void barrier();

@@ -10,6 +10,7 @@
 #include "model/batching.hpp"
 #include "model/hllm_config.hpp"
 #include "model/llama.hpp"
+#include "model/negative_exchange.hpp"
 
 namespace hllm::model {
 
@@ -71,23 +72,35 @@ class early_fusion_head_impl : public torch::nn::Module {
 TORCH_MODULE_IMPL(early_fusion_head, early_fusion_head_impl);
 
 struct loss_output {
-  torch::Tensor loss;  // lambda * nce + cls, or nce alone
+  // What to differentiate: lambda * nce + cls, or nce alone; with a shared pool, scaled so that the ranks' gradients
+  // averaged give the gradient of the global batch's mean loss (training_loss).
+  torch::Tensor loss;
+  double value = 0;  // this rank's lambda * nce + cls (or nce) over its own positions, for logging
   double nce = 0, cls = 0;
   double top1 = 0, top5 = 0, top10 = 0;
   int64_t positions = 0;
   int64_t items_encoded = 0;
   int64_t item_tokens = 0;
+  // Shared negative pool only (an exchange with world size > 1): the all-gathered negatives [P_total, H] as a leaf
+  // (requiring grad when the item source trains), this rank's own negatives [P_r, H] still attached to the item
+  // source, and the first row of those in `pool`. The caller runs the two-phase backward (trainer.cpp).
+  torch::Tensor pool, pool_local;
+  int64_t pool_offset = 0;
 };
 
 class recommender_impl : public torch::nn::Module {
  public:
-  // `cache` (source = cache only): fixed item embeddings [num_items + 1, H], row 0 the padding row.
+  // `cache` (source = cache only): fixed item embeddings [num_items + 1, H], row 0 the padding row. It may be left
+  // undefined: training then reads each batch's own rows (train_batch::rows), and evaluation needs set_item_cache.
   explicit recommender_impl(const hllm_config& c, torch::Tensor cache = {});
+  // Source = cache: the item matrix [num_items + 1, H] for evaluation (and for batches without rows).
+  void set_item_cache(torch::Tensor cache);
 
   // Embeddings of `ids` from the configured source; gradients flow into it (except the cache).
   torch::Tensor item_embeddings(const item_text_table& texts, const std::vector<int32_t>& ids);
-  // The training objective on one batch (REFERENCE.md: InfoNCE over a shared negative pool, plus heads).
-  loss_output training_loss(const train_batch& b, const item_text_table& texts);
+  // The training objective on one batch (REFERENCE.md: InfoNCE over a shared negative pool, plus heads). With an
+  // exchange of world size > 1 the pool is every rank's negatives (all-gathered; loss_output says how to backward).
+  loss_output training_loss(const train_batch& b, const item_text_table& texts, negative_exchange* exchange = nullptr);
   // Every item's embedding [num_items + 1, H] (row 0 zeros), in chunks without gradients.
   torch::Tensor item_matrix(const item_text_table& texts, int64_t chunk = 512);
   // The User LLM's last-position output for every query of `e`, reading rows of `items` (no gradients).
@@ -106,13 +119,21 @@ class recommender_impl : public torch::nn::Module {
 
  private:
   torch::Tensor cls_loss(const torch::Tensor& extra_out, const torch::Tensor& candidates);
+  // Embeddings of the batch's distinct ids `ids`: from the batch's cached rows when it carries them (source = cache).
+  torch::Tensor batch_item_embeddings(const train_batch& b, const item_text_table& texts,
+                                      const std::vector<int32_t>& ids);
   hllm_config config_;
   torch::Tensor cache_;
 };
 TORCH_MODULE_IMPL(recommender, recommender_impl);
 
+// Gradients of training_loss's output: loss.backward(); with a shared pool whose items train, the two-phase
+// backward: this rank's loss w.r.t. the whole pool (the head only), summed over the ranks with `exchange` (every
+// rank must call it), then one backward pass for the loss and this rank's slice into its own negatives.
+void backward_loss(const loss_output& out, negative_exchange* exchange);
+
 // A trained model from a checkpoint directory (trainer.hpp describes the layout): config.json + model.safetensors.
-// `cache` is needed only when the checkpoint's item source is the embedding cache.
+// `cache` is read only when the checkpoint's item source is the embedding cache (optional there too).
 recommender load_recommender(const std::string& dir, torch::Tensor cache = {});
 hllm_config read_checkpoint_config(const std::string& dir);
 

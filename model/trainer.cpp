@@ -27,16 +27,23 @@ tensor_blob blob_of(const std::string& name, const torch::Tensor& t) {
   return {name, st_dtype::f32, t.sizes().vec(), t.data_ptr(), static_cast<std::size_t>(t.numel()) * sizeof(float)};
 }
 
-torch::Tensor cache_tensor(const hllm_config& c, span<const float> cache) {
-  if (c.source != item_source::cache) {
-    return {};
-  }
+// A copy of an item matrix ((num_items + 1) x hidden floats) for a stage-2 model.
+torch::Tensor copy_cache(const hllm_config& c, span<const float> cache) {
   const int64_t h = c.user_llm.hidden_size;
   if (static_cast<int64_t>(cache.size()) != (c.num_items + 1) * h) {
     throw error(errc::mismatch, "trainer: the item cache holds " + std::to_string(cache.size()) +
-                                    " floats, expected (num_items + 1) * hidden");
+                                    " floats, expected (num_items + 1) * hidden = " +
+                                    std::to_string((c.num_items + 1) * h));
   }
   return torch::from_blob(const_cast<float*>(cache.data()), {c.num_items + 1, h}, torch::kFloat32).clone();
+}
+
+// Source = cache: the matrix when one is given; none is fine (batches carry their rows; set_item_cache later).
+torch::Tensor cache_tensor(const hllm_config& c, span<const float> cache) {
+  if (c.source != item_source::cache || cache.empty()) {
+    return {};
+  }
+  return copy_cache(c, cache);
 }
 
 }  // namespace
@@ -125,14 +132,14 @@ step_metrics trainer::step(const train_batch& b) {
   return m;
 }
 
-step_metrics trainer::compute_gradients(const train_batch& b) {
+step_metrics trainer::compute_gradients(const train_batch& b, negative_exchange* exchange) {
   auto& s = *impl_;
   s.started = std::chrono::steady_clock::now();
   for (auto& p : s.params) {
     p.mutable_grad() = torch::Tensor();
   }
-  auto out = s.net->training_loss(b, s.texts);
-  out.loss.backward();
+  auto out = s.net->training_loss(b, s.texts, exchange);
+  backward_loss(out, exchange);
   // Parameters this batch did not reach get zero gradients, so one rank alone and many ranks after an all-reduce
   // update exactly the same set of parameters.
   for (auto& p : s.params) {
@@ -142,7 +149,7 @@ step_metrics trainer::compute_gradients(const train_batch& b) {
   }
   step_metrics m;
   m.step = s.step;
-  m.loss = out.loss.item<double>();
+  m.loss = out.value;
   m.nce = out.nce;
   m.cls = out.cls;
   m.nce_top1_acc = out.top1;
@@ -184,6 +191,13 @@ int64_t trainer::hidden_size() const { return impl_->model_cfg.user_llm.hidden_s
 std::vector<float> trainer::item_matrix() {
   auto m = impl_->net->item_matrix(impl_->texts).contiguous();
   return {m.data_ptr<float>(), m.data_ptr<float>() + m.numel()};
+}
+
+void trainer::set_item_cache(span<const float> cache) {
+  if (impl_->model_cfg.source != item_source::cache) {
+    throw error(errc::invalid_input, "set_item_cache: only a stage-2 trainer (item source cache) reads an item matrix");
+  }
+  impl_->net->set_item_cache(copy_cache(impl_->model_cfg, cache));
 }
 
 std::vector<int64_t> trainer::ranks(const eval_set& e) {

@@ -15,6 +15,7 @@
 
 #include "model/batching.hpp"
 #include "model/hllm_config.hpp"
+#include "model/negative_exchange.hpp"
 #include "model/ranking.hpp"
 #include "model/safetensors.hpp"
 #include "storage/span.hpp"
@@ -42,7 +43,9 @@ struct step_metrics {
 class trainer {
  public:
   // `texts` must outlive the trainer when the source is text. `cache` ((num_items + 1) * hidden floats, row 0
-  // padding) is copied in when the source is cache.
+  // padding) is copied in when the source is cache; it may be empty there: training then reads each batch's own
+  // cached rows (train_batch::row_ids / rows; a batch without them is an error), and evaluation needs
+  // set_item_cache first.
   trainer(const hllm_config& model, const train_config& train, item_text_table texts,
           span<const float> cache = {});
   ~trainer();
@@ -52,7 +55,11 @@ class trainer {
   // compute_gradients + apply_gradients.
   step_metrics step(const train_batch& b);
   // The two halves, for data-parallel ranks: gradients, then (after the caller averaged them) the update.
-  step_metrics compute_gradients(const train_batch& b);
+  // With an exchange of world size > 1 the negative pool is every rank's negatives (all-gathered with gradients,
+  // REFERENCE.md) and the gradients are scaled so that, once averaged over the ranks (process_group::
+  // average_gradients), they are those of the mean loss of one process holding the global batch and pool. Every
+  // rank must call it for every step (it runs collectives). Metrics stay this rank's own.
+  step_metrics compute_gradients(const train_batch& b, negative_exchange* exchange = nullptr);
   void apply_gradients(step_metrics& m);
   // Gradient tensors of every trained parameter, in a fixed order (all-reduce them in place).
   std::vector<at::Tensor> gradients();
@@ -61,8 +68,12 @@ class trainer {
   const hllm_config& model_config() const;
   const train_config& training_config() const;
 
-  // Every item's embedding, row-major [(num_items + 1) x hidden], row 0 zeros.
+  // Every item's embedding, row-major [(num_items + 1) x hidden], row 0 zeros. Source = cache: the matrix given to
+  // the constructor or set_item_cache (an error without one).
   std::vector<float> item_matrix();
+  // Source = cache: copies in the item matrix ((num_items + 1) * hidden floats) that ranks() and item_matrix() read
+  // (and batches without cached rows); an error for any other source.
+  void set_item_cache(span<const float> cache);
   // Embeddings of `ids` from the configured item source, row-major [ids x hidden], without gradients (the item
   // encoders of the cache fill use this).
   std::vector<float> item_embeddings(const std::vector<int32_t>& ids);
@@ -71,13 +82,15 @@ class trainer {
   // ignored. The optimizer state and step stay as they are.
   void load_weights_from(const std::string& dir);
   int64_t hidden_size() const;
-  // 0-based rank of each query's target (metrics.hpp) with this model's item and user embeddings.
+  // 0-based rank of each query's target (metrics.hpp) with this model's item and user embeddings (source = cache:
+  // an error unless the trainer holds an item matrix).
   std::vector<int64_t> ranks(const eval_set& e);
 
   // Parameters ("model.<name>") and optimizer state ("optim.exp_avg.<name>", ...) as views into live memory.
   std::vector<tensor_blob> state_blobs() const;
   void save(const std::string& dir) const;
-  // Restores parameters, optimizer state and step; the configs come from DIR/config.json unless given.
+  // Restores parameters, optimizer state and step; the configs come from DIR/config.json. `cache` as in the
+  // constructor (may be empty for a stage-2 checkpoint).
   static trainer load(const std::string& dir, item_text_table texts, span<const float> cache = {});
 
  private:
