@@ -74,7 +74,7 @@ struct dp_job {
     matrix.assign(m.data_ptr<float>(), m.data_ptr<float>() + m.numel());
   }
 
-  // Rank r's batch of a step: uneven batch and pool sizes (7 users and 20 negatives, 10 users and 12 negatives),
+  // Rank r's batch of a step: uneven batch and pool sizes (7 users and 20 negatives, 10 users and 12 + 3 negatives),
   // so the scaling by global counts matters; rank 1's pool also holds rank 0's last targets, so the
   // false-negative mask must act across ranks.
   train_batch rank_batch(int rank, int64_t step) const {
