@@ -6,6 +6,8 @@
 #include <deque>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -19,18 +21,35 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
+// Failures a restarted receiver cures: no answer in time, nobody there yet, a connection being re-established.
+bool transient(msg::error_code c) {
+  return c == msg::error_code::timeout || c == msg::error_code::unknown_receiver ||
+         c == msg::error_code::overloaded || c == msg::error_code::unknown;
+}
+
+// One request and its reply body; transient failures are asked again for up to `retry_for` (a shard being
+// respawned), anything else throws hllm::error naming the receiver.
 msg::body ask(caf::scoped_actor& self, router_actor& router, const std::string& from, job_ref job,
-              const std::string& to, msg::body body) {
-  msg::body out = msg::error{msg::error_code::unknown, "no reply"};
-  self->request(router, caf::infinite, atom::request_v, make_request(from, to, std::move(body), job))
-      .receive(
-          [&](const msg::buffer& b) {
-            auto env = msg::decode(b);
-            if (env) out = env->content;
-          },
-          [&](const caf::error& e) { out = msg::error{msg::error_code::unknown, caf::to_string(e)}; });
-  if (auto* e = std::get_if<msg::error>(&out)) throw error(errc::io, to + ": " + e->message);
-  return out;
+              const std::string& to, const msg::body& body,
+              std::chrono::milliseconds retry_for = std::chrono::milliseconds(0)) {
+  const auto give_up = std::chrono::steady_clock::now() + retry_for;
+  while (true) {
+    msg::body out = msg::error{msg::error_code::unknown, "no reply"};
+    self->request(router, caf::infinite, atom::request_v, make_request(from, to, body, job))
+        .receive(
+            [&](const msg::buffer& b) {
+              auto env = msg::decode(b);
+              if (env) out = env->content;
+            },
+            [&](const caf::error& e) { out = msg::error{msg::error_code::unknown, caf::to_string(e)}; });
+    auto* e = std::get_if<msg::error>(&out);
+    if (e == nullptr) return out;
+    if (!transient(e->code) || std::chrono::steady_clock::now() >= give_up) {
+      throw error(errc::io, to + ": " + e->message);
+    }
+    spdlog::warn("cache: {} failed ({}); asking again", to, e->message);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
 }
 
 std::string shard_name(int i) { return "cache-shard-" + std::to_string(i); }
@@ -77,7 +96,8 @@ cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const 
   auto persist_and_record = [&] {
     if (o.ledger_path.empty()) return;
     for (int i = 0; i < o.shards; ++i) {
-      auto done = ask(self, router, o.sender, o.job, shard_name(i), msg::checkpoint_request{0, "", "cache fill"});
+      auto done = ask(self, router, o.sender, o.job, shard_name(i), msg::checkpoint_request{0, "", "cache fill"},
+                      o.retry_for);
       const auto& d = std::get<msg::checkpoint_done>(done);
       if (!d.ok && d.error != "nothing cached yet") {
         throw error(errc::io, "cache shard " + std::to_string(i) + " cannot persist: " + d.error);
@@ -108,33 +128,58 @@ cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const 
       busy[e] = true;
     }
   };
-  dispatch();
-  while (!flying.empty()) {
-    auto f = std::move(flying.front());
-    flying.pop_front();
-    std::string failure;
-    f.handle.receive(
-        [&](const msg::buffer& b) { failure = reply_failure(b); },
-        [&](const caf::error& e) { failure = caf::to_string(e); });
-    busy[f.encoder] = false;
-    if (failure.empty()) {
-      pending_units.push_back(f.unit);
-      ++result.units_encoded;
-      if (o.on_progress) o.on_progress(static_cast<std::int64_t>(done_units.size() + pending_units.size()));
-      if (static_cast<std::int64_t>(pending_units.size()) >= o.persist_every_units) persist_and_record();
-    } else {
-      spdlog::warn("cache: unit {} failed on {} ({}); re-queued", f.unit, o.encoders[f.encoder], failure);
-      todo.push_back(f.unit);
-    }
+  auto encode_all = [&] {
     dispatch();
-  }
-  persist_and_record();
-  // Every shard must hold every row of this version.
+    while (!flying.empty()) {
+      auto f = std::move(flying.front());
+      flying.pop_front();
+      std::string failure;
+      f.handle.receive(
+          [&](const msg::buffer& b) { failure = reply_failure(b); },
+          [&](const caf::error& e) { failure = caf::to_string(e); });
+      busy[f.encoder] = false;
+      if (failure.empty()) {
+        pending_units.push_back(f.unit);
+        ++result.units_encoded;
+        if (o.on_progress) o.on_progress(static_cast<std::int64_t>(done_units.size() + pending_units.size()));
+        if (static_cast<std::int64_t>(pending_units.size()) >= o.persist_every_units) persist_and_record();
+      } else {
+        spdlog::warn("cache: unit {} failed on {} ({}); re-queued", f.unit, o.encoders[f.encoder], failure);
+        todo.push_back(f.unit);
+      }
+      dispatch();
+    }
+    persist_and_record();
+  };
+  // Every shard must hold every row of this version. A shard restarted during the fill lost the rows it had not
+  // persisted (and the ledger may already name their units): the units of its missing rows are encoded again.
   std::uint64_t present = 0, expected = 0;
-  for (int i = 0; i < o.shards; ++i) {
-    auto c = std::get<msg::coverage>(ask(self, router, o.sender, o.job, shard_name(i), msg::coverage_request{o.version}));
-    present += c.rows_present;
-    expected += c.rows_expected;
+  for (int round = 0;; ++round) {
+    encode_all();
+    present = expected = 0;
+    std::set<std::int64_t> refill;
+    for (int i = 0; i < o.shards; ++i) {
+      auto c = std::get<msg::coverage>(
+          ask(self, router, o.sender, o.job, shard_name(i), msg::coverage_request{o.version}, o.retry_for));
+      present += c.rows_present;
+      expected += c.rows_expected;
+      if (c.rows_present == c.rows_expected || round >= 3) continue;
+      msg::cache_lookup l;
+      l.shard = static_cast<std::uint32_t>(i);
+      l.model_version = o.version;
+      for (std::int64_t id = i == 0 ? o.shards : i; id <= o.num_items; id += o.shards) {
+        l.item_ids.push_back(static_cast<std::int32_t>(id));
+      }
+      auto rows = std::get<msg::cache_rows>(ask(self, router, o.sender, o.job, shard_name(i), l, o.retry_for));
+      for (std::int32_t id : rows.missing_ids) refill.insert((id - 1) / o.unit_items);
+    }
+    if (present == expected || refill.empty()) break;
+    spdlog::warn("cache: shards miss {} of {} rows (a shard restarted during the fill); encoding {} units again",
+                 expected - present, expected, refill.size());
+    done_units.erase(std::remove_if(done_units.begin(), done_units.end(),
+                                    [&](std::int64_t u) { return refill.count(u) != 0; }),
+                     done_units.end());
+    todo.assign(refill.begin(), refill.end());
   }
   if (present != expected) {
     throw error(errc::mismatch, "cache fill: shards hold " + std::to_string(present) + " of " +

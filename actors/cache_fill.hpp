@@ -29,6 +29,9 @@ struct cache_fill_options {
   std::string ledger_path;             // empty: no ledger and no persisting (an in-memory fill)
   std::int64_t persist_every_units = 8;
   std::chrono::milliseconds unit_timeout{std::chrono::minutes(10)};
+  // Shard requests failing transiently (timeout, receiver not there) are asked again for this long: a shard in a
+  // worker process being respawned. 0: fail at once.
+  std::chrono::milliseconds retry_for{0};
   std::function<void(std::int64_t units_done)> on_progress;  // optional
 };
 

@@ -8,6 +8,9 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <pthread.h>
+#include <unistd.h>
+#include <signal.h>
 #include <sstream>
 #include <thread>
 #include <spdlog/spdlog.h>
@@ -23,6 +26,7 @@
 #include "actors/router.hpp"
 #include "actors/step_feed.hpp"
 #include "actors/user_trainer.hpp"
+#include "actors/worker_pool.hpp"
 #include "launch/job_checkpoint.hpp"
 #include "messages/codec.hpp"
 #include "model/batching.hpp"
@@ -114,6 +118,8 @@ class job_runner {
     n_encoders_ = p.at("encoders").get<int>();
     n_shards_ = p.at("cache_shards").get<int>();
     spread_ = p.at("spread").get<bool>();
+    n_workers_ = p.at("workers").get<int>();
+    if (n_workers_ < 0) throw error(errc::invalid_input, "config: placement.workers must be >= 0");
     if (n_loaders_ < 1 || n_samplers_ < 1 || n_encoders_ < 1 || n_shards_ < 1) {
       throw error(errc::invalid_input, "config: placement needs at least one loader, sampler, encoder and shard");
     }
@@ -138,12 +144,14 @@ class job_runner {
                    opt_.master_port);
       group_ = std::make_unique<model::process_group>(po);
     }
+    job_.epoch = next_job_epoch();
     caf_cfg_ = std::make_unique<caf::actor_system_config>();
     configure_actor_system(*caf_cfg_);
     sys_ = std::make_unique<caf::actor_system>(*caf_cfg_);
   }
 
   ~job_runner() {
+    pool_.reset();  // stops the worker processes while the router still runs
     if (monitor_) monitor_->stop();
     // The actor system waits for every actor at destruction: stop them all first.
     for (auto& a : actors_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
@@ -166,6 +174,10 @@ class job_runner {
     if (wants("test") && chief_) phase("test", [&] { test(); });
     // Rank 0 hosts actors the others use: nobody leaves before everybody is done.
     barrier();
+    if (pool_) {
+      log_->write(json{{"event", "workers"}, {"respawns", pool_->total_respawns()}}.dump());
+      pool_.reset();
+    }
     if (chief_) write_results();
     spdlog::info("job finished in {:.1f}s; outputs in {}", since(t0), opt_.out_dir);
     return 0;
@@ -206,55 +218,97 @@ class job_runner {
     if (coordinator_board_) coordinator_board_->set_counter(std::string("phase.") + name + ".started", 1);
     spdlog::info("== {} ==", name);
     f();
+    if (pool_ && !pool_->failure().empty()) throw error(errc::io, pool_->failure());
     double s = since(t0);
     log_->write(json{{"event", "phase"}, {"phase", name}, {"seconds", s}}.dump());
     if (coordinator_board_) coordinator_board_->set_counter(std::string("phase.") + name + ".ms", static_cast<int64_t>(s * 1000));
     spdlog::info("== {} done in {:.1f}s ==", name, s);
   }
 
+  // The incarnation of this job directory: 0 for the first run, one more for every start after it (a resume, a
+  // restart after a failure). Every envelope carries it; routers drop envelopes of another epoch, so messages of a
+  // previous incarnation (a late reply, a worker left over) never reach this one.
+  uint32_t next_job_epoch() {
+    std::string v;
+    if (chief_) {
+      const std::string path = opt_.out_dir + "/job_epoch";
+      uint32_t e = 0;
+      if (fs::exists(path)) {
+        try {
+          e = static_cast<uint32_t>(std::stoul(storage::read_text_file(path)));
+        } catch (const std::exception&) {
+          throw error(errc::format, "'" + path + "' does not hold a job epoch (a number); remove it to start at 0");
+        }
+        ++e;
+      }
+      std::string text = std::to_string(e) + "\n";
+      storage::write_file_durably(path + ".tmp", text.data(), text.size());
+      fs::rename(path + ".tmp", path);
+      v = std::to_string(e);
+      if (group_) group_->publish("job_epoch", v);
+    } else {
+      v = group_->lookup("job_epoch");
+    }
+    spdlog::info("rank {}: job epoch {}", opt_.rank, v);
+    return static_cast<uint32_t>(std::stoul(v));
+  }
+
   void start_actors() {
     router_config rc;
     rc.job_id = job_.id;
-    // One process: every actor is local. Several: each router binds a port and publishes it in the store.
-    rc.bind = group_ ? std::vector<std::string>{"tcp://" + opt_.host + ":*"} : std::vector<std::string>{};
+    rc.job_epoch = job_.epoch;
+    // One process without workers: every actor is local. Otherwise each router binds a port; ranks publish theirs
+    // in the store.
+    const bool bound = group_ || n_workers_ > 0;
+    rc.bind = bound ? std::vector<std::string>{"tcp://" + opt_.host + ":*"} : std::vector<std::string>{};
     router_ = spawn_router(*sys_, rc);
-    if (group_) {
+    if (bound) {
       caf::scoped_actor self{*sys_};
       std::vector<std::string> mine;
       self->request(router_, caf::infinite, atom::endpoints_v).receive(
           [&](const std::vector<std::string>& e) { mine = e; }, [](const caf::error&) {});
       if (mine.empty()) throw error(errc::io, "router has no bound endpoint");
-      group_->publish("router/" + std::to_string(opt_.rank), mine.front());
-      for (int r = 0; r < opt_.world_size; ++r) endpoints_.push_back(group_->lookup("router/" + std::to_string(r)));
+      if (group_) {
+        group_->publish("router/" + std::to_string(opt_.rank), mine.front());
+        for (int r = 0; r < opt_.world_size; ++r) endpoints_.push_back(group_->lookup("router/" + std::to_string(r)));
+      } else {
+        endpoints_.push_back(mine.front());
+      }
+    }
+    if (group_) {
       for (int r = 0; r < opt_.world_size; ++r) route_remote("trainer-" + std::to_string(r), r);
       route_remote("coordinator", 0);
     }
-    for (int i = 0; i < n_loaders_; ++i) {
-      loaders_.push_back("loader-" + std::to_string(i));
-      place(loaders_.back(), i, [&] {
-        data_loader_options lo{loaders_.back(), opt_.data_dir, seed_};
-        lo.verify_dataset = false;  // verified once by this process (data_)
-        return spawn_data_loader(*sys_, router_, lo);
-      });
+    for (int i = 0; i < n_loaders_; ++i) loaders_.push_back("loader-" + std::to_string(i));
+    for (int i = 0; i < n_samplers_; ++i) samplers_.push_back("sampler-" + std::to_string(i));
+    if (n_workers_ > 0) {
+      start_workers();
+    } else {
+      for (int i = 0; i < n_loaders_; ++i) {
+        place(loaders_[i], i, [&] {
+          data_loader_options lo{loaders_[i], opt_.data_dir, seed_};
+          lo.verify_dataset = false;  // verified once by this process (data_)
+          return spawn_data_loader(*sys_, router_, lo);
+        });
+      }
+      for (int i = 0; i < n_samplers_; ++i) {
+        place(samplers_[i], i, [&] {
+          negative_sampler_options no{samplers_[i], opt_.data_dir, seed_};
+          no.verify_dataset = false;
+          return spawn_negative_sampler(*sys_, router_, no);
+        });
+      }
+      for (int i = 0; i < n_shards_; ++i) {
+        embedding_cache_shard_options so;
+        so.name = "cache-shard-" + std::to_string(i);
+        so.shard = static_cast<uint32_t>(i);
+        so.shard_count = static_cast<uint32_t>(n_shards_);
+        so.num_items = data_.num_items();
+        so.directory = opt_.out_dir + "/cache";
+        place(so.name, i, [&] { return spawn_embedding_cache_shard(*sys_, router_, so); });
+      }
+      for (int i = 0; i < n_encoders_; ++i) route_remote("encoder-" + std::to_string(i), home(i));
     }
-    for (int i = 0; i < n_samplers_; ++i) {
-      samplers_.push_back("sampler-" + std::to_string(i));
-      place(samplers_.back(), i, [&] {
-        negative_sampler_options no{samplers_.back(), opt_.data_dir, seed_};
-        no.verify_dataset = false;
-        return spawn_negative_sampler(*sys_, router_, no);
-      });
-    }
-    for (int i = 0; i < n_shards_; ++i) {
-      embedding_cache_shard_options so;
-      so.name = "cache-shard-" + std::to_string(i);
-      so.shard = static_cast<uint32_t>(i);
-      so.shard_count = static_cast<uint32_t>(n_shards_);
-      so.num_items = data_.num_items();
-      so.directory = opt_.out_dir + "/cache";
-      place(so.name, i, [&] { return spawn_embedding_cache_shard(*sys_, router_, so); });
-    }
-    for (int i = 0; i < n_encoders_; ++i) route_remote("encoder-" + std::to_string(i), home(i));
     trainer_board_ = std::make_shared<status_board>("trainer-" + std::to_string(opt_.rank), "user_trainer");
     spawn_addressable(*sys_, router_, "trainer-" + std::to_string(opt_.rank), trainer_board_);
     if (chief_) {
@@ -265,7 +319,114 @@ class job_runner {
     start_monitor();
     barrier();  // every rank's actors are up before anybody sends them work
     spdlog::info("rank {}: actors up ({} loaders, {} samplers, {} cache shards in the job; placement {})", opt_.rank,
-                 n_loaders_, n_samplers_, n_shards_, spread_ ? "spread over ranks" : "all on rank 0");
+                 n_loaders_, n_samplers_, n_shards_,
+                 n_workers_ > 0 ? std::to_string(n_workers_) + " worker processes"
+                                : spread_ ? "spread over ranks" : "all on rank 0");
+  }
+
+  void route_to(const std::string& name, const std::string& endpoint) {
+    caf::scoped_actor self{*sys_};
+    self->request(router_, caf::infinite, atom::route_v, name, endpoint, std::string())
+        .receive([](bool) {}, [&](const caf::error& e) {
+          throw error(errc::io, "cannot route " + name + ": " + caf::to_string(e));
+        });
+  }
+
+  // ---- worker processes (placement.workers > 0; actors/worker_pool.hpp) ----
+
+  // Where others connect to a port of rank 0's host.
+  std::string connect_host() const {
+    if (opt_.host != "0.0.0.0") return opt_.host;
+    return opt_.master_addr == "localhost" ? "127.0.0.1" : opt_.master_addr;
+  }
+
+  // Loaders, samplers and cache shards in placement.workers processes on rank 0's host (actor i of a kind on
+  // worker i % workers), started and watched by rank 0; every rank routes their names to the workers' endpoints,
+  // which stay the same when a worker is started again.
+  void start_workers() {
+    std::vector<std::vector<std::string>> hosted(static_cast<std::size_t>(n_workers_));
+    for (int i = 0; i < n_loaders_; ++i) hosted[i % n_workers_].push_back(loaders_[i]);
+    for (int i = 0; i < n_samplers_; ++i) hosted[i % n_workers_].push_back(samplers_[i]);
+    for (int i = 0; i < n_shards_; ++i) hosted[i % n_workers_].push_back("cache-shard-" + std::to_string(i));
+    // The encoders' processes start only for the cache fill, but their ports are chosen now: replies travel by
+    // address, so the shards must know where the encoders are from the start.
+    for (int i = 0; i < n_encoders_; ++i) hosted.push_back({"encoder-" + std::to_string(i)});
+    const int processes = n_workers_ + n_encoders_;
+    json ports;
+    if (chief_) {
+      for (int w = 0; w < processes; ++w) ports.push_back(free_tcp_port());
+      if (group_) group_->publish("worker_ports", ports.dump());
+    } else {
+      ports = json::parse(group_->lookup("worker_ports"));
+    }
+    for (int w = 0; w < processes; ++w) {
+      std::string ep = "tcp://" + connect_host() + ":" + std::to_string(ports[w].get<int>());
+      for (const auto& a : hosted[w]) {
+        route_to(a, ep);
+        worker_endpoint_[a] = ep;
+      }
+    }
+    if (!chief_) return;
+    pool_ = std::make_unique<worker_pool>(*sys_, router_, pool_options());
+    for (int w = 0; w < n_workers_; ++w) {
+      workers_.push_back("worker-" + std::to_string(w));
+      pool_->start(worker_spec_of(workers_.back(), ports[w].get<int>(), hosted[w], json::object()));
+    }
+    for (int i = 0; i < n_encoders_; ++i) encoder_ports_.push_back(ports[n_workers_ + i].get<int>());
+  }
+
+  worker_pool_options pool_options() {
+    const json& p = cfg_.at("placement");
+    worker_pool_options po;
+    po.sender = "coordinator";
+    po.job = job_;
+    po.heartbeat_interval = std::chrono::milliseconds(p.at("heartbeat_ms").get<int64_t>());
+    po.heartbeat_timeout = std::chrono::milliseconds(p.at("heartbeat_timeout_ms").get<int64_t>());
+    po.max_respawns = p.at("max_respawns").get<int>();
+    po.on_respawn = [this](const worker_spec& w, int n, const std::string& why) {
+      log_->write(json{{"event", "respawn"}, {"worker", w.name}, {"actors", w.actors}, {"respawns", n},
+                       {"reason", why}}.dump());
+      if (coordinator_board_) coordinator_board_->set_counter("workers.respawns", pool_ ? pool_->total_respawns() : n);
+    };
+    return po;
+  }
+
+  // Writes OUT/workers/NAME.json (what the worker hosts, its endpoint and routes) and the command that runs it.
+  worker_spec worker_spec_of(const std::string& name, int port, const std::vector<std::string>& actors,
+                             const json& extra) {
+    if (opt_.worker_executable.empty()) {
+      throw error(errc::invalid_input, "placement.workers > 0 needs the hllm-train executable (job_options)");
+    }
+    json routes = json::object();
+    for (int r = 0; r < opt_.world_size; ++r) routes["trainer-" + std::to_string(r)] = endpoints_.at(r);
+    routes["coordinator"] = endpoints_.at(0);
+    routes["monitor"] = endpoints_.at(0);
+    for (const auto& [a, ep] : worker_endpoint_) {
+      if (std::find(actors.begin(), actors.end(), a) == actors.end()) routes[a] = ep;
+    }
+    json spec{{"name", name},
+              {"bind", "tcp://" + opt_.host + ":" + std::to_string(port)},
+              {"job_id", job_.id},
+              {"job_epoch", job_.epoch},
+              {"data", opt_.data_dir},
+              {"out", opt_.out_dir},
+              {"seed", seed_},
+              {"cache_shards", n_shards_},
+              {"threads", threads_},
+              {"actors", actors},
+              {"routes", routes}};
+    spec.update(extra);
+    const std::string dir = opt_.out_dir + "/workers";
+    fs::create_directories(dir);
+    std::string text = spec.dump(1) + "\n";
+    storage::write_file_durably(dir + "/" + name + ".json", text.data(), text.size());
+    worker_spec w;
+    w.name = name;
+    w.endpoint = "tcp://" + connect_host() + ":" + std::to_string(port);
+    w.actors = actors;
+    w.command = {opt_.worker_executable, "--worker", dir + "/" + name + ".json"};
+    w.log_file = dir + "/" + name + ".log";
+    return w;
   }
 
   // Rank 0 watches every actor of the job and keeps `status.json` current (docs/operations.md).
@@ -278,6 +439,7 @@ class job_runner {
     for (int r = 0; r < opt_.world_size; ++r) mo.targets.push_back("trainer-" + std::to_string(r));
     for (auto* v : {&loaders_, &samplers_}) mo.targets.insert(mo.targets.end(), v->begin(), v->end());
     for (int i = 0; i < n_shards_; ++i) mo.targets.push_back("cache-shard-" + std::to_string(i));
+    for (const auto& w : workers_) mo.targets.push_back(worker_router_name(w));
     monitor_ = std::make_unique<monitor_service>(*sys_, router_, mo);
   }
 
@@ -596,6 +758,10 @@ class job_runner {
   void cache_fill() {
     std::string ckpt = stage1_checkpoint();
     version_ = checkpoint_version_hex(ckpt);
+    if (n_workers_ > 0) {
+      cache_fill_in_workers(ckpt);
+      return;
+    }
     std::vector<addressable_actor> local_encoders;
     for (int i = 0; i < n_encoders_; ++i) {
       if (home(i) != opt_.rank) continue;
@@ -624,6 +790,33 @@ class job_runner {
     for (std::size_t e = 0; e < local_encoders.size(); ++e) self->send_exit(local_encoders[e], caf::exit_reason::user_shutdown);
   }
 
+  // With worker processes, each item encoder runs in a process of its own for the fill (watched and respawned like
+  // the other workers; a unit lost with it is re-queued), then stops: the frozen Item LLM is not needed any more.
+  void cache_fill_in_workers(const std::string& ckpt) {
+    if (chief_) {
+      std::vector<std::string> names;
+      for (int i = 0; i < n_encoders_; ++i) {
+        std::string encoder = "encoder-" + std::to_string(i);
+        names.push_back("worker-" + encoder);
+        pool_->start(worker_spec_of(names.back(), encoder_ports_.at(static_cast<std::size_t>(i)), {encoder},
+                                    json{{"checkpoint", ckpt}, {"version", version_}}));
+        if (monitor_) {
+          monitor_->core().add_target(encoder);
+          monitor_->core().add_target(worker_router_name(names.back()));
+        }
+      }
+      dispatch_cache_fill();
+      for (int i = 0; i < n_encoders_; ++i) {
+        pool_->stop(names[i]);
+        if (monitor_) {
+          monitor_->core().remove_target("encoder-" + std::to_string(i));
+          monitor_->core().remove_target(worker_router_name(names[i]));
+        }
+      }
+    }
+    barrier();  // the fill is complete
+  }
+
   void dispatch_cache_fill() {
     cache_fill_options fo;
     fo.job = job_;
@@ -634,6 +827,10 @@ class job_runner {
     fo.version = version_;
     fo.ledger_path = opt_.out_dir + "/cache/ledger.json";
     fo.persist_every_units = cfg_.at("cache").at("persist_every_units").get<int64_t>();
+    fo.unit_timeout = std::chrono::seconds(cfg_.at("cache").at("unit_timeout_s").get<int64_t>());
+    // A cache shard being respawned misses a few requests: ask again for as long as a respawn may take.
+    if (pool_) fo.retry_for = std::chrono::milliseconds(cfg_.at("placement").at("heartbeat_timeout_ms").get<int64_t>()) +
+                              std::chrono::seconds(60);
     fo.on_progress = [this](int64_t done) {
       if (coordinator_board_) coordinator_board_->set_counter("cache.units_done", done);
     };
@@ -738,6 +935,11 @@ class job_runner {
   bool chief_ = true;
   int threads_ = 1;
   bool spread_ = false;
+  int n_workers_ = 0;
+  std::unique_ptr<worker_pool> pool_;              // rank 0 with placement.workers > 0
+  std::vector<std::string> workers_;               // names of the long-lived workers (rank 0)
+  std::map<std::string, std::string> worker_endpoint_;  // actor hosted by a worker -> its router's endpoint
+  std::vector<int> encoder_ports_;                 // of the encoders' processes (started for the cache fill)
   std::unique_ptr<model::process_group> group_;
   std::unique_ptr<monitor_service> monitor_;
   std::shared_ptr<status_board> trainer_board_, coordinator_board_;
@@ -791,6 +993,89 @@ model::hllm_config job_model_config(const json& cfg, const storage::dataset& dat
 int run_job(const job_options& o) {
   job_runner r(o);
   return r.run();
+}
+
+int run_worker(const std::string& spec_path) {
+  json s;
+  try {
+    s = json::parse(storage::read_text_file(spec_path));
+  } catch (const std::exception& e) {
+    throw error(errc::format, "worker spec '" + spec_path + "': " + e.what());
+  }
+  const std::string name = s.at("name").get<std::string>();
+  spdlog::set_pattern("[%H:%M:%S " + name + "] %v");
+  // SIGTERM ends the worker; blocked before any thread starts so that only sigwait below receives it.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  const std::string data_dir = s.at("data").get<std::string>();
+  auto data = storage::dataset::open(data_dir);  // verified once for every actor of this process
+  const job_ref job{s.at("job_id").get<uint64_t>(), s.at("job_epoch").get<uint32_t>()};
+  caf::actor_system_config cfg;
+  configure_actor_system(cfg);
+  caf::actor_system sys{cfg};
+  router_config rc;
+  rc.name = worker_router_name(name);
+  rc.job_id = job.id;
+  rc.job_epoch = job.epoch;
+  rc.bind = {s.at("bind").get<std::string>()};
+  auto router = spawn_router(sys, rc);
+  std::vector<addressable_actor> actors;
+  {
+    caf::scoped_actor self{sys};
+    for (const auto& [to, ep] : s.at("routes").items()) {
+      self->request(router, caf::infinite, atom::route_v, to, ep.get<std::string>(), std::string())
+          .receive([](bool) {}, [&](const caf::error& e) {
+            throw error(errc::io, "cannot route " + to + ": " + caf::to_string(e));
+          });
+    }
+  }
+  const uint64_t seed = s.at("seed").get<uint64_t>();
+  const auto shards = s.at("cache_shards").get<uint32_t>();
+  auto suffix = [](const std::string& a) { return static_cast<uint32_t>(std::stoul(a.substr(a.rfind('-') + 1))); };
+  for (const auto& j : s.at("actors")) {
+    const std::string a = j.get<std::string>();
+    if (a.rfind("loader-", 0) == 0) {
+      data_loader_options lo{a, data_dir, seed};
+      lo.verify_dataset = false;
+      actors.push_back(spawn_data_loader(sys, router, lo));
+    } else if (a.rfind("sampler-", 0) == 0) {
+      negative_sampler_options no{a, data_dir, seed};
+      no.verify_dataset = false;
+      actors.push_back(spawn_negative_sampler(sys, router, no));
+    } else if (a.rfind("cache-shard-", 0) == 0) {
+      embedding_cache_shard_options so;
+      so.name = a;
+      so.shard = suffix(a);
+      so.shard_count = shards;
+      so.num_items = data.num_items();
+      so.directory = s.at("out").get<std::string>() + "/cache";
+      actors.push_back(spawn_embedding_cache_shard(sys, router, so));
+    } else if (a.rfind("encoder-", 0) == 0) {
+      item_encoder_options eo;
+      eo.name = a;
+      eo.dataset_dir = data_dir;
+      eo.checkpoint_dir = s.at("checkpoint").get<std::string>();
+      eo.model_version = s.at("version").get<std::string>();
+      eo.cache_shards = shards;
+      eo.job = job;
+      eo.threads = s.at("threads").get<uint32_t>();
+      eo.verify_dataset = false;
+      actors.push_back(spawn_item_encoder(sys, router, eo));
+    } else {
+      throw error(errc::invalid_input, "worker spec '" + spec_path + "': no actor kind named like '" + a + "'");
+    }
+  }
+  spdlog::info("up (pid {}, {}, job epoch {}): {} actors", static_cast<long>(::getpid()), rc.bind.front(), job.epoch,
+               actors.size());
+  int sig = 0;
+  sigwait(&stop, &sig);
+  spdlog::info("stopping (signal {})", sig);
+  for (auto& a : actors) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+  return 0;
 }
 
 }  // namespace hllm

@@ -37,9 +37,15 @@ struct job_options {
   // "never": start from scratch; "auto": continue from the newest valid checkpoint of out_dir/checkpoints (none:
   // start from scratch); otherwise the checkpoint directory to continue from (it must be valid).
   std::string resume = "never";
+  // The `hllm-train` executable that worker processes run (placement.workers > 0): `hllm-train --worker SPEC`.
+  std::string worker_executable;
 };
 
 // Runs the job; returns 0 on success. Throws hllm::error on what cannot go on (bad config, missing data).
 int run_job(const job_options& o);
+
+// A worker process (`hllm-train --worker SPEC`): hosts the loaders, samplers, cache shards or item encoders named
+// in the JSON spec the coordinator wrote, behind its own router bound to the spec's endpoint, until SIGTERM.
+int run_worker(const std::string& spec_path);
 
 }  // namespace hllm

@@ -93,10 +93,11 @@ int main(int argc, char** argv) {
   bool print_config = false;
   std::string resume = "never";
   int max_restarts = 0;
+  std::string worker_spec;
   CLI::App app{"hllm train: run a training job (stage 1, cache fill, stage 2, evaluation) on a prepared dataset",
                "hllm train"};
   app.add_option("--config", config_path, "job config (TOML); default: the embedded default job");
-  app.add_option("--data", data_dir, "prepared dataset directory (hllm prepare)")->required();
+  app.add_option("--data", data_dir, "prepared dataset directory (hllm prepare)");
   app.add_option("--out", out_dir, "job directory: checkpoints, cache, metrics.jsonl, results")->capture_default_str();
   app.add_option("--set", sets, "override a config value: section.key=value (repeatable)");
   app.add_option("--world", world, "trainer processes to start on this host (data-parallel ranks; under torchrun "
@@ -112,7 +113,22 @@ int main(int argc, char** argv) {
                  "many times (like torchrun's --max-restarts)")
       ->capture_default_str();
   app.add_flag("--print-config", print_config, "print the effective config as TOML and exit");
+  app.add_option("--worker", worker_spec,
+                 "run as a worker process of a job (placement.workers > 0): host the actors named in this spec "
+                 "file, which rank 0 writes and runs this with; not for direct use");
   CLI11_PARSE(app, argc, argv);
+  if (!worker_spec.empty()) {
+    try {
+      return hllm::run_worker(worker_spec);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "hllm train --worker %s: error: %s\n", worker_spec.c_str(), e.what());
+      return 1;
+    }
+  }
+  if (data_dir.empty() && !print_config) {
+    std::fprintf(stderr, "hllm train: --data is required (a prepared dataset directory, see hllm prepare)\n");
+    return 2;
+  }
   std::vector<pid_t> children;
   const bool launcher = env("RANK") == nullptr && env("SLURM_PROCID") == nullptr;
   int rc = 1;
@@ -128,6 +144,7 @@ int main(int argc, char** argv) {
     o.data_dir = data_dir;
     o.out_dir = out_dir;
     o.resume = resume;
+    o.worker_executable = std::filesystem::read_symlink("/proc/self/exe").string();
     if (const char* r = env("RANK") ? env("RANK") : env("SLURM_PROCID")) {
       o.rank = std::atoi(r);
       const char* w = env("WORLD_SIZE") ? env("WORLD_SIZE") : env("SLURM_NTASKS");

@@ -1,0 +1,324 @@
+#include "actors/worker_pool.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <caf/all.hpp>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "messages/codec.hpp"
+#include "storage/error.hpp"
+
+namespace hllm {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// In the child between fork and exec only async-signal-safe calls: everything is prepared before the fork.
+pid_t start_process(const worker_spec& s) {
+  std::vector<char*> argv;
+  for (const auto& a : s.command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  int log_fd = -1;
+  if (!s.log_file.empty()) {
+    log_fd = ::open(s.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd < 0) throw error(errc::io, "worker " + s.name + ": cannot open its log '" + s.log_file + "'");
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    if (log_fd >= 0) ::close(log_fd);
+    throw error(errc::io, "worker " + s.name + ": fork failed");
+  }
+  if (pid == 0) {
+    // A worker never outlives the process that supervises it.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (log_fd >= 0) {
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+    }
+    // Sockets and files of the supervising process (its router's listening socket among them) stay there.
+#ifdef SYS_close_range
+    if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
+#endif
+      for (int fd = 3; fd < 65536; ++fd) ::close(fd);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  if (log_fd >= 0) ::close(log_fd);
+  return pid;
+}
+
+std::string describe_exit(int status) {
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "stopped";
+}
+
+}  // namespace
+
+std::string worker_router_name(const std::string& worker) { return "router@" + worker; }
+
+std::uint16_t free_tcp_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!ok) throw error(errc::io, "cannot find a free TCP port on 127.0.0.1");
+  return ntohs(a.sin_port);
+}
+
+struct worker_pool::impl {
+  impl(caf::actor_system& s, router_actor r, worker_pool_options o) : sys(s), router(std::move(r)), opt(std::move(o)) {}
+
+  struct worker {
+    worker_spec spec;
+    pid_t pid = 0;
+    int respawns = 0;
+    clock_type::time_point last_ok;
+  };
+
+  caf::actor_system& sys;
+  router_actor router;
+  worker_pool_options opt;
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, worker> workers;
+  std::string failure;
+  int total_respawns = 0;  // of every worker, stopped ones too
+  bool stopping = false;
+  std::thread watcher;
+
+  // One status request to a worker's router; true when it answered in time.
+  bool ping(caf::scoped_actor& self, const std::string& name, std::chrono::milliseconds timeout) {
+    bool ok = false;
+    self->request(router, caf::infinite, atom::request_v,
+                  make_request(opt.sender, worker_router_name(name), msg::status_request{}, opt.job, timeout))
+        .receive([&](const msg::buffer& b) { ok = reply_failure(b).empty(); }, [](const caf::error&) {});
+    return ok;
+  }
+
+  // Starts the process and waits until its router answers; throws when it exits or stays silent.
+  pid_t launch(const worker_spec& s) {
+    pid_t pid = start_process(s);
+    caf::scoped_actor self{sys};
+    auto deadline = clock_type::now() + opt.start_timeout;
+    while (true) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        throw error(errc::io, "worker " + s.name + " " + describe_exit(status) + " while starting" +
+                                  (s.log_file.empty() ? std::string() : " (its log: " + s.log_file + ")"));
+      }
+      if (ping(self, s.name, std::chrono::milliseconds(2000))) return pid;
+      if (clock_type::now() > deadline) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        throw error(errc::io, "worker " + s.name + " did not answer within " +
+                                  std::to_string(opt.start_timeout.count()) + " ms of its start" +
+                                  (s.log_file.empty() ? std::string() : " (its log: " + s.log_file + ")"));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+
+  static void terminate(pid_t pid) {
+    if (pid <= 0) return;
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    for (int i = 0; i < 40; ++i) {
+      if (::waitpid(pid, &status, WNOHANG) == pid) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+
+  // The worker is gone (reaped): start it again, unless it used up its respawns.
+  void respawn(const std::string& name, const std::string& why) {
+    worker_spec spec;
+    int n = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = workers.find(name);
+      if (it == workers.end()) return;
+      it->second.pid = 0;
+      n = ++it->second.respawns;
+      ++total_respawns;
+      spec = it->second.spec;
+      if (n > opt.max_respawns) {
+        failure = "worker " + name + " (" + why + ") needed more than " + std::to_string(opt.max_respawns) +
+                  " respawns";
+        spdlog::error("{}; giving up on it", failure);
+        workers.erase(it);
+        return;
+      }
+    }
+    spdlog::warn("worker {} ({}) {}: starting it again (respawn {} of at most {})", name,
+                 fmt_join(spec.actors), why, n, opt.max_respawns);
+    pid_t pid = 0;
+    try {
+      pid = launch(spec);
+    } catch (const std::exception& e) {
+      spdlog::error("worker {}: {}", name, e.what());
+      // Counted as a respawn; the next round tries again.
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = workers.find(name);
+      if (it != workers.end()) it->second.last_ok = clock_type::now();
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = workers.find(name);
+      if (it == workers.end() || stopping) {
+        terminate(pid);
+        return;
+      }
+      it->second.pid = pid;
+      it->second.last_ok = clock_type::now();
+    }
+    spdlog::info("worker {} is back (pid {})", name, pid);
+    if (opt.on_respawn) opt.on_respawn(spec, n, why);
+  }
+
+  static std::string fmt_join(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+    return out;
+  }
+
+  void watch() {
+    caf::scoped_actor self{sys};
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait_for(lock, opt.heartbeat_interval, [&] { return stopping; });
+        if (stopping) return;
+      }
+      std::vector<std::pair<std::string, pid_t>> live;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        for (const auto& [name, w] : workers) live.emplace_back(name, w.pid);
+      }
+      for (const auto& [name, pid] : live) {
+        int status = 0;
+        if (pid <= 0) {
+          respawn(name, "is down");  // an earlier respawn failed
+        } else if (::waitpid(pid, &status, WNOHANG) == pid) {
+          respawn(name, describe_exit(status));
+        } else if (ping(self, name, opt.heartbeat_timeout)) {
+          std::lock_guard<std::mutex> lock(mu);
+          auto it = workers.find(name);
+          if (it != workers.end()) it->second.last_ok = clock_type::now();
+        } else {
+          clock_type::time_point last;
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            auto it = workers.find(name);
+            if (it == workers.end()) continue;
+            last = it->second.last_ok;
+          }
+          auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - last);
+          if (silent < opt.heartbeat_timeout) continue;
+          ::kill(pid, SIGKILL);
+          ::waitpid(pid, &status, 0);
+          respawn(name, "answered no heartbeat for " + std::to_string(silent.count()) + " ms (killed)");
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        if (stopping) return;
+      }
+    }
+  }
+};
+
+worker_pool::worker_pool(caf::actor_system& sys, router_actor router, worker_pool_options o)
+    : impl_(std::make_unique<impl>(sys, std::move(router), std::move(o))) {
+  impl_->watcher = std::thread([this] { impl_->watch(); });
+}
+
+worker_pool::~worker_pool() {
+  stop_all();
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->watcher.joinable()) impl_->watcher.join();
+}
+
+void worker_pool::start(const worker_spec& spec) {
+  if (spec.command.empty()) throw error(errc::invalid_input, "worker " + spec.name + ": no command");
+  {
+    caf::scoped_actor self{impl_->sys};
+    self->request(impl_->router, caf::infinite, atom::route_v, worker_router_name(spec.name), spec.endpoint,
+                  std::string())
+        .receive([](bool) {}, [&](const caf::error& e) {
+          throw error(errc::io, "cannot route worker " + spec.name + ": " + caf::to_string(e));
+        });
+  }
+  pid_t pid = impl_->launch(spec);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto& w = impl_->workers[spec.name];
+  w.spec = spec;
+  w.pid = pid;
+  w.last_ok = clock_type::now();
+  spdlog::info("worker {} up (pid {}, {}): {}", spec.name, pid, spec.endpoint, impl::fmt_join(spec.actors));
+}
+
+void worker_pool::stop(const std::string& name) {
+  pid_t pid = 0;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    auto it = impl_->workers.find(name);
+    if (it == impl_->workers.end()) return;
+    pid = it->second.pid;
+    impl_->workers.erase(it);
+  }
+  impl::terminate(pid);
+}
+
+void worker_pool::stop_all() {
+  std::vector<std::string> names;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (const auto& [name, w] : impl_->workers) names.push_back(name);
+  }
+  for (const auto& n : names) stop(n);
+}
+
+int worker_pool::respawns(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto it = impl_->workers.find(name);
+  return it == impl_->workers.end() ? 0 : it->second.respawns;
+}
+
+int worker_pool::total_respawns() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->total_respawns;
+}
+
+int worker_pool::pid_of(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto it = impl_->workers.find(name);
+  return it == impl_->workers.end() ? 0 : it->second.pid;
+}
+
+std::string worker_pool::failure() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->failure;
+}
+
+}  // namespace hllm
