@@ -7,8 +7,8 @@
 // ipc/tcp the two actors sit behind two routers (one per simulated process, each with its own ZeroMQ context).
 // Raw path: a DEALER thread and a ROUTER thread exchanging [payload] / [ack] frames.
 //
-// Usage: router_bench [--quick] [--repeat N] [--decode] [--size 1k|1m] [inproc|ipc|tcp ...]   (prints a markdown table;
-// docs/benchmarks.md keeps one)
+// Usage: router_bench [--quick] [--repeat N] [--decode] [--size 1k|1m] [--only router|raw] [inproc|ipc|tcp ...]
+// (prints a markdown table; docs/benchmarks.md keeps one)
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
@@ -258,12 +258,13 @@ void print(const std::vector<row>& rows) {
 
 }  // namespace
 
-// Usage: router_bench [--quick] [--repeat N] [--decode] [--size 1k|1m] [inproc|ipc|tcp ...]
+// Usage: router_bench [--quick] [--repeat N] [--decode] [--size 1k|1m] [--only router|raw] [inproc|ipc|tcp ...]
 // Every case runs a warm-up of each path, then N repeats of (router, raw), alternating which goes first; the
 // table shows medians, the ratio column the median and range of the per-repeat ratios.
 int main(int argc, char** argv) {
   bool quick = false;
   int repeats = 5;
+  std::string only;  // "router" or "raw": run one path alone (for a profiler), print msg/s per repeat, no table
   std::vector<std::size_t> sizes = {1024, std::size_t{1} << 20};
   std::vector<std::string> transports;
   for (int i = 1; i < argc; ++i) {
@@ -274,6 +275,8 @@ int main(int argc, char** argv) {
     } else if (std::strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
       ++i;
       sizes = {std::strcmp(argv[i], "1m") == 0 ? std::size_t{1} << 20 : std::size_t{1024}};
+    } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+      only = argv[++i];
     } else if (std::strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
       repeats = std::max(1, std::atoi(argv[++i]));
     } else {
@@ -316,6 +319,14 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s %zu: warm-up failed\n", transport.c_str(), payload);
         return 1;
       }
+      if (!only.empty()) {
+        for (int i = 0; i < repeats; ++i) {
+          double s = only == "raw" ? raw_zeromq(transport, p) : through_router(sys, transport, p);
+          std::printf("%s %s %zu bytes: %.0f msg/s\n", only.c_str(), transport.c_str(), payload,
+                      s > 0 ? p.count / s : 0.0);
+        }
+        continue;
+      }
       row r{transport == "inproc" ? "in-process (raw: inproc)" : transport, payload, p.count, {}, {}, {}};
       for (int i = 0; i < repeats; ++i) {
         double router_s = 0;
@@ -340,7 +351,9 @@ int main(int argc, char** argv) {
       rows.push_back(std::move(r));
     }
   }
-  print(rows);
+  if (!rows.empty()) {
+    print(rows);
+  }
   if (rows.size() == 6) {
     std::vector<double> x;
     for (std::size_t i = 0; i < rows[0].router_s.size(); ++i) {
