@@ -415,6 +415,19 @@ bool too_many_abandoned(router_pointer self, const std::string& dest) {
   return it != st.abandoned.end() && it->second >= st.cfg.max_abandoned;
 }
 
+// Why a request to `dest` is refused with `overloaded` right now; empty when it may go.
+std::string no_credit(router_pointer self, const std::string& dest) {
+  auto& st = self->state;
+  if (st.in_flight[dest] >= st.window(dest)) {
+    return "no credit: " + std::to_string(st.window(dest)) + " requests to " + dest + " in flight";
+  }
+  if (too_many_abandoned(self, dest)) {
+    return "no credit: " + dest + " still holds " + std::to_string(st.cfg.max_abandoned) +
+           " requests that timed out unanswered";
+  }
+  return {};
+}
+
 // Delivers a request to a local actor; `on_reply` gets its reply envelope or an error envelope.
 void request_local(router_pointer self, const std::string& name, const addressable_actor& handle,
                    const msg::buffer& b, const msg::header& head, std::function<void(msg::buffer)> on_reply) {
@@ -444,11 +457,9 @@ void start_request(router_pointer self, const msg::buffer& b, const msg::routing
     rp.deliver(error_envelope(info.head, msg::error_code::unknown_receiver, "no route to '" + dest + "'"));
     return;
   }
-  if (st.in_flight[dest] >= st.window(dest) || too_many_abandoned(self, dest)) {
+  if (auto why = no_credit(self, dest); !why.empty()) {
     st.count(stat::overloaded);
-    rp.deliver(error_envelope(info.head, msg::error_code::overloaded,
-                              "no credit: " + std::to_string(st.window(dest)) + " requests to " + dest +
-                                  " in flight"));
+    rp.deliver(error_envelope(info.head, msg::error_code::overloaded, why));
     return;
   }
   if (auto* local = std::get_if<local_route>(&it->second)) {
@@ -501,9 +512,9 @@ void serve_remote(router_pointer self, const msg::buffer& b, const msg::routing_
     reply_error(self, info.head, msg::error_code::unknown_receiver, "no actor '" + dest + "' in this process");
     return;
   }
-  if (st.in_flight[dest] >= st.window(dest) || too_many_abandoned(self, dest)) {
+  if (auto why = no_credit(self, dest); !why.empty()) {
     st.count(stat::overloaded);
-    reply_error(self, info.head, msg::error_code::overloaded, dest + " has no credit left");
+    reply_error(self, info.head, msg::error_code::overloaded, why);
     return;
   }
   request_local(self, dest, std::get<local_route>(it->second).handle, b, info.head,

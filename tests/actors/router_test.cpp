@@ -44,6 +44,27 @@ addressable_actor::behavior_type silent_service(addressable_actor::pointer self)
   };
 }
 
+// Holds every request unanswered until it gets a one-way message, then answers all it holds with an ack.
+addressable_actor::behavior_type holding_service(addressable_actor::pointer self) {
+  struct held {
+    caf::typed_response_promise<msg::buffer> promise;
+    msg::header head;
+  };
+  auto holding = std::make_shared<std::vector<held>>();
+  return {
+      [self, holding](atom::deliver, const msg::buffer& b) {
+        holding->push_back({self->make_response_promise<msg::buffer>(), msg::read_header(b)->head});
+        return holding->back().promise;
+      },
+      [holding](atom::post, const msg::buffer&) {
+        for (auto& h : *holding) {
+          h.promise.deliver(hllm::make_reply(h.head, msg::ack{"late"}));
+        }
+        holding->clear();
+      },
+  };
+}
+
 std::string run_client(router_fixture& f, const router_actor& r, client_plan plan) {
   auto client = f.keep(f.sys().spawn(batch_client, r, plan));
   std::string result = "client did not finish";
@@ -138,6 +159,48 @@ TEST_F(router_test, credit_window_refuses_requests_beyond_it_until_granted) {
   auto fourth = ask(r, req());
   EXPECT_EQ(error_of(fourth), msg::error_code::timeout);
   EXPECT_GE(counter(local_status(r), "overloaded"), 1);
+}
+
+TEST_F(router_test, receiver_holding_max_abandoned_timed_out_requests_gets_no_more_until_it_answers) {
+  auto rc = local_only();
+  rc.max_abandoned = 2;
+  rc.default_window = 64;  // far from full: the refusal below is the abandoned limit's
+  auto r = router(rc);
+  auto holder = keep(sys().spawn(holding_service));
+  enroll(r, "holder", holder);
+  enroll(r, "service", keep(sys().spawn(batch_service, std::string("service"))));
+  auto req = [&] { return make_request("client", "holder", msg::status_request{}, {}, milliseconds(100)); };
+
+  // Two requests time out; the receiver still holds both (the router keeps a handler for each).
+  EXPECT_EQ(error_of(ask(r, req())), msg::error_code::timeout);
+  EXPECT_EQ(error_of(ask(r, req())), msg::error_code::timeout);
+  auto before = local_status(r);
+  EXPECT_EQ(before.in_flight, 0u) << "timed-out requests gave their credit back";
+  EXPECT_EQ(counter(before, "delivered_local"), 2);
+
+  // The third is refused at once and never delivered.
+  auto third = ask(r, req());
+  ASSERT_EQ(error_of(third), msg::error_code::overloaded);
+  EXPECT_EQ(third.head.receiver, "client");
+  EXPECT_NE(std::get<msg::error>(third.content).message.find("timed out"), std::string::npos)
+      << std::get<msg::error>(third.content).message;
+
+  // Per receiver: another actor is still served, and the router answers status by its address.
+  EXPECT_FALSE(is_error(ask(r, make_request("client", "service", msg::status_request{}, {}))));
+  auto s = status_of(r, "router");
+  EXPECT_EQ(s.name, "router");
+  EXPECT_EQ(counter(s, "timeouts"), 2);
+  EXPECT_EQ(counter(s, "overloaded"), 1);
+  EXPECT_EQ(counter(s, "delivered_local"), 3);  // two to the holder, one to the service
+
+  // The receiver answers what it held (late: orphan replies); from then on it gets requests again.
+  self()->send(holder, atom::post_v, msg::buffer{});
+  for (int i = 0; i < 500 && counter(local_status(r), "orphan_replies") < 2; ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_EQ(counter(local_status(r), "orphan_replies"), 2);
+  EXPECT_EQ(error_of(ask(r, req())), msg::error_code::timeout) << "delivered again (and held), not refused";
+  EXPECT_EQ(counter(local_status(r), "overloaded"), 1);
 }
 
 TEST_F(router_test, envelopes_of_another_job_epoch_are_fenced_out) {
