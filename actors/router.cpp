@@ -209,6 +209,7 @@ struct router_state {
       auto& c = io->counters();
       s.counters.push_back({"frames_in", static_cast<std::int64_t>(c.frames_in.load())});
       s.counters.push_back({"bytes_in", static_cast<std::int64_t>(c.bytes_in.load())});
+      s.counters.push_back({"frames_shared", static_cast<std::int64_t>(c.frames_shared.load())});
       s.counters.push_back({"bad_frames", static_cast<std::int64_t>(c.bad_frames.load())});
       s.counters.push_back({"oversized_frames", static_cast<std::int64_t>(c.oversized_frames.load())});
       s.counters.push_back({"auth_granted", static_cast<std::int64_t>(c.auth_granted.load())});

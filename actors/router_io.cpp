@@ -14,10 +14,13 @@ namespace hllm::detail {
 namespace {
 
 // A received frame as an aligned buffer: large aligned frames are shared as they are (zero copy), everything
-// else is copied into fresh aligned memory (ZeroMQ gives no alignment guarantee).
-msg::buffer to_buffer(zmq::message_t&& frame) {
+// else is copied into fresh aligned memory (ZeroMQ gives no alignment guarantee). libzmq 4.3 receives a frame
+// larger than its 8 KiB read buffer into its own malloc'd block, 8-byte aligned: the kernel's copy into it is the
+// only copy. Smaller frames sit at any offset of the read buffer and are copied (cheap at that size).
+msg::buffer to_buffer(zmq::message_t&& frame, std::atomic<std::uint64_t>& shared) {
   constexpr std::size_t share_above = 4096;
   if (frame.size() >= share_above && msg::is_word_aligned(frame.data())) {
+    shared.fetch_add(1, std::memory_order_relaxed);
     auto holder = std::make_shared<zmq::message_t>(std::move(frame));
     const void* data = holder->data();
     return msg::buffer::adopt(std::shared_ptr<const void>(holder, data), data, holder->size());
@@ -168,7 +171,7 @@ void router_io::drain_inbound() {
     counters_.frames_in.fetch_add(1, std::memory_order_relaxed);
     counters_.bytes_in.fetch_add(size, std::memory_order_relaxed);
     counters_.queued.fetch_add(1, std::memory_order_relaxed);
-    deliver_(to_buffer(std::move(parts[0])));
+    deliver_(to_buffer(std::move(parts[0]), counters_.frames_shared));
   }
 }
 

@@ -29,6 +29,7 @@ namespace hllm::detail {
 struct io_counters {
   std::atomic<std::uint64_t> frames_in{0};
   std::atomic<std::uint64_t> bytes_in{0};
+  std::atomic<std::uint64_t> frames_shared{0};     // handed on without a copy (large and already aligned)
   std::atomic<std::uint64_t> bad_frames{0};        // not exactly [identity][payload]
   std::atomic<std::uint64_t> oversized_frames{0};
   std::atomic<std::uint64_t> auth_granted{0};

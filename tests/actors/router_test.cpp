@@ -203,6 +203,37 @@ TEST_F(router_test, receiver_holding_max_abandoned_timed_out_requests_gets_no_mo
   EXPECT_EQ(counter(local_status(r), "overloaded"), 1);
 }
 
+// Answers every request with an ack.
+addressable_actor::behavior_type ack_service(addressable_actor::pointer) {
+  return {
+      [](atom::deliver, const msg::buffer& b) { return hllm::make_reply(msg::read_header(b)->head, msg::ack{"ok"}); },
+      [](atom::post, const msg::buffer&) {},
+  };
+}
+
+TEST_F(router_test, large_frame_from_the_network_reaches_the_receiver_without_a_copy) {
+  // The receiving side's only copy of a large message is the kernel's, into ZeroMQ's block: the router shares
+  // that block (status counter frames_shared) instead of copying it into aligned memory.
+  auto a = router(on_tcp("router/a"));
+  auto b = router(on_tcp("router/b"));
+  route(a, "sink", endpoints(b).at(0));
+  route(b, "client", endpoints(a).at(0));
+  enroll(b, "sink", keep(sys().spawn(ack_service)));
+  msg::cache_put put;
+  put.rows.type = msg::dtype::u8;
+  put.rows.shape = {1 << 20};
+  put.rows.data.assign(std::size_t{1} << 20, std::byte{7});
+  auto reply = ask(a, make_request("client", "sink", put, {}, milliseconds(10000)));
+  ASSERT_TRUE(std::holds_alternative<msg::ack>(reply.content)) << msg::to_string(msg::kind_of(reply.content));
+  auto at_b = local_status(b);
+  EXPECT_EQ(counter(at_b, "frames_in"), 1);
+  EXPECT_GT(counter(at_b, "bytes_in"), 1 << 20);
+  EXPECT_EQ(counter(at_b, "frames_shared"), 1);
+  auto at_a = local_status(a);
+  EXPECT_EQ(counter(at_a, "frames_in"), 1);
+  EXPECT_EQ(counter(at_a, "frames_shared"), 0) << "the small ack is copied into aligned memory";
+}
+
 TEST_F(router_test, envelopes_of_another_job_epoch_are_fenced_out) {
   auto rc = local_only();
   rc.job_id = 9;
