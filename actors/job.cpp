@@ -1068,11 +1068,18 @@ int run_worker(const std::string& spec_path) {
       throw error(errc::invalid_input, "worker spec '" + spec_path + "': no actor kind named like '" + a + "'");
     }
   }
+  // OUT/workers/NAME.pid names the live incarnation (operators and the crash tests kill it by this).
+  const std::string pid_file = s.at("out").get<std::string>() + "/workers/" + name + ".pid";
+  std::string pid_text = std::to_string(::getpid()) + "\n";
+  storage::write_file_durably(pid_file + ".tmp", pid_text.data(), pid_text.size());
+  fs::rename(pid_file + ".tmp", pid_file);
   spdlog::info("up (pid {}, {}, job epoch {}): {} actors", static_cast<long>(::getpid()), rc.bind.front(), job.epoch,
                actors.size());
   int sig = 0;
   sigwait(&stop, &sig);
   spdlog::info("stopping (signal {})", sig);
+  std::error_code ec;
+  fs::remove(pid_file, ec);
   for (auto& a : actors) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
   return 0;

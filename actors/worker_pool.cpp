@@ -269,13 +269,32 @@ void worker_pool::start(const worker_spec& spec) {
           throw error(errc::io, "cannot route worker " + spec.name + ": " + caf::to_string(e));
         });
   }
-  pid_t pid = impl_->launch(spec);
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  auto& w = impl_->workers[spec.name];
-  w.spec = spec;
-  w.pid = pid;
-  w.last_ok = clock_type::now();
+  // A worker that dies while starting (killed, out of memory) is started again like one that dies later.
+  pid_t pid = 0;
+  int attempt = 0;
+  std::string why;
+  for (;; ++attempt) {
+    try {
+      pid = impl_->launch(spec);
+      break;
+    } catch (const std::exception& e) {
+      if (attempt >= impl_->opt.max_respawns) throw;
+      why = e.what();
+      spdlog::warn("worker {}: {}; starting it again (respawn {} of at most {})", spec.name, why, attempt + 1,
+                   impl_->opt.max_respawns);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    auto& w = impl_->workers[spec.name];
+    w.spec = spec;
+    w.pid = pid;
+    w.respawns = attempt;
+    w.last_ok = clock_type::now();
+    impl_->total_respawns += attempt;
+  }
   spdlog::info("worker {} up (pid {}, {}): {}", spec.name, pid, spec.endpoint, impl::fmt_join(spec.actors));
+  if (attempt > 0 && impl_->opt.on_respawn) impl_->opt.on_respawn(spec, attempt, why);
 }
 
 void worker_pool::stop(const std::string& name) {

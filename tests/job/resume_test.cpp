@@ -454,3 +454,82 @@ TEST(job, repeated_random_kills_of_either_rank_end_with_the_same_digest) {
   EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
   expect_same_ledger(tmp / "ref", tmp / "job", resume_lines(tmp / "job"), 0);
 }
+
+namespace {
+
+// The pid of a worker process's live incarnation (OUT/workers/NAME.pid), 0 when there is none.
+pid_t worker_pid(const std::string& job, const std::string& worker) {
+  std::ifstream in(job + "/workers/" + worker + ".pid");
+  long pid = 0;
+  in >> pid;
+  return static_cast<pid_t>(pid);
+}
+
+// Waits until `ready()` or the job (child `pid`) ends; false when it ended.
+template <class F>
+bool wait_for(pid_t pid, F&& ready, int* status) {
+  while (!ready()) {
+    if (::waitpid(pid, status, WNOHANG) == pid) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST(job, killed_and_hung_worker_processes_are_respawned_and_the_job_ends_with_the_same_digest) {
+  // placement.workers = 2: loaders, the sampler and the cache shards live in two worker processes, the encoder in a
+  // third during the cache fill. Worker 0 is killed (SIGKILL) in stage 1, worker 1 hangs (SIGSTOP: only the
+  // heartbeats notice), the encoder's process is killed during the fill, worker 0 again in stage 2. Rank 0
+  // respawns each; the trainer re-issues what was lost and the job ends as if nothing happened.
+  test::temp_dir tmp;
+  const std::string workers = " --set placement.workers=2 --set placement.encoders=1 --set placement.loaders=2"
+                              " --set train.request_timeout_ms=3000 --set cache.unit_timeout_s=5"
+                              " --set placement.heartbeat_ms=500 --set placement.heartbeat_timeout_ms=3000";
+  ASSERT_EQ(train(tmp / "ref", tmp / "ref.log", workers), 0) << test::read_bytes(tmp / "ref.log");
+  int stage1_lines = 0;
+  for (const auto& l : metrics(tmp / "ref")) stage1_lines += l.value("model", "") == "stage1" && l.value("event", "") == "step";
+  std::string cmd = "exec " + bin() + " train --out " + tmp / "job" + job_args(workers) + " > " + tmp / "job.log" +
+                    " 2>&1";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const std::string job = tmp / "job";
+  int status = 0;
+  int kills = 0;
+  ASSERT_TRUE(wait_for(pid, [&] { return step_lines(job) >= 4; }, &status)) << "the job ended early";
+  ASSERT_GT(worker_pid(job, "worker-0"), 0);
+  ::kill(worker_pid(job, "worker-0"), SIGKILL);
+  ++kills;
+  ASSERT_TRUE(wait_for(pid, [&] { return step_lines(job) >= 14; }, &status)) << "the job ended early";
+  ASSERT_GT(worker_pid(job, "worker-1"), 0);
+  ::kill(worker_pid(job, "worker-1"), SIGSTOP);
+  ++kills;
+  // The encoder's process exists only during the cache fill: kill it as soon as it is up.
+  if (wait_for(pid, [&] { return worker_pid(job, "worker-encoder-0") > 0; }, &status)) {
+    ::kill(worker_pid(job, "worker-encoder-0"), SIGKILL);
+    ++kills;
+    if (wait_for(pid, [&] { return step_lines(job) >= stage1_lines + 3; }, &status)) {
+      ::kill(worker_pid(job, "worker-0"), SIGKILL);
+      ++kills;
+      ::waitpid(pid, &status, 0);
+    }
+  }
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << test::read_bytes(tmp / "job.log");
+  std::printf("%d worker kills survived\n", kills);
+  EXPECT_EQ(kills, 4);
+  std::string log = test::read_bytes(tmp / "job.log");
+  EXPECT_NE(log.find("answered no heartbeat"), std::string::npos) << "the hung worker was not noticed";
+  int respawns = 0, restarts = 0;
+  for (const auto& l : metrics(job)) {
+    respawns += l.value("event", "") == "respawn";
+    if (l.value("event", "") == "workers") restarts = l.at("respawns").get<int>();
+  }
+  // The encoder may have finished its units before the kill reached it (then it is not respawned).
+  EXPECT_GE(respawns, 3);
+  EXPECT_EQ(restarts, respawns);
+  EXPECT_EQ(digest(tmp / "ref"), digest(job));
+  expect_same_ledger(tmp / "ref", job, 0);
+}
