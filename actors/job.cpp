@@ -457,6 +457,11 @@ class job_runner {
     f.negatives = spec.negatives;
     f.window = cfg_.at("train").at("window").get<uint32_t>();
     f.timeout = std::chrono::milliseconds(cfg_.at("train").at("request_timeout_ms").get<int64_t>());
+    if (spec.stage == 2) {
+      // Stage 2 reads item embeddings per batch from the cache shards (deduplicated ids, one step ahead).
+      f.cache_shards = static_cast<uint32_t>(n_shards_);
+      f.cache_version = version_;
+    }
     return f;
   }
 
@@ -693,6 +698,12 @@ class job_runner {
       spdlog::info("{}: {} steps, {:.0f} samples/s in this trainer, best epoch {} (validation N@200 {:.2f}), retries {}",
                    spec.name, out.steps, out.samples_per_second, out.best_epoch + 1, out.best_ndcg200,
                    feed.counters().retries);
+      const auto& c = feed.counters();
+      if (c.lookups > 0) {
+        spdlog::info("{}: {} cache lookups for {} distinct ids of {} in the batches ({:.1f}x fewer rows moved)",
+                     spec.name, c.lookups, c.ids_looked_up, c.ids_in_steps,
+                     static_cast<double>(c.ids_in_steps) / static_cast<double>(std::max<uint64_t>(c.ids_looked_up, 1)));
+      }
     }
     speeds_[spec.name] = out.samples_per_second;
     return out;
@@ -859,15 +870,23 @@ class job_runner {
       stage2_dir_ = opt_.out_dir + "/stage2/best";
       return;
     }
-    auto matrix = cache_matrix();
-    span<const float> cache(matrix.data(), matrix.size());
+    if (version_.empty()) version_ = checkpoint_version_hex(stage1_checkpoint());
+    // Training reads each batch's rows from the shards (the step feed); only rank 0 validates, against the whole
+    // cached matrix.
+    auto with_matrix = [&](model::trainer& net) {
+      if (!chief_) return;
+      auto matrix = cache_matrix();
+      net.set_item_cache(span<const float>(matrix.data(), matrix.size()));
+    };
     if (start == stage_start::resume) {
-      auto net = model::trainer::load(resume_dir_ + "/trainer", texts_, cache);
+      auto net = model::trainer::load(resume_dir_ + "/trainer", texts_);
+      with_matrix(net);
       auto from = resumed_progress();
       stage2_dir_ = train(net, spec, &from).best_dir;
     } else {
-      model::trainer net(job_model_config(cfg_, data_, model::item_source::cache), spec.train, texts_, cache);
+      model::trainer net(job_model_config(cfg_, data_, model::item_source::cache), spec.train, texts_);
       net.load_weights_from(stage1_checkpoint());  // stage 2 continues the stage-1 User LLM
+      with_matrix(net);
       stage2_dir_ = train(net, spec).best_dir;
     }
   }

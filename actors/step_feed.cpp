@@ -1,8 +1,12 @@
 #include "actors/step_feed.hpp"
 
 #include <caf/all.hpp>
+#include <algorithm>
+#include <cstring>
 #include <deque>
+#include <optional>
 #include <spdlog/spdlog.h>
+#include <thread>
 
 #include "messages/codec.hpp"
 #include "storage/error.hpp"
@@ -33,6 +37,11 @@ struct step_feed::impl {
   struct pending_step {
     std::uint64_t step;
     outstanding batch, negatives;
+    std::optional<msg::batch> got_batch;  // the replies, once received
+    std::optional<msg::negatives> got_negatives;
+    std::vector<std::int32_t> row_ids;    // stage 2: distinct ids, ascending
+    std::vector<std::vector<std::int32_t>> shard_ids;  // row_ids split by owning shard
+    std::vector<std::optional<outstanding>> lookups;  // one per shard (none without ids); empty until sent
   };
   std::deque<pending_step> pending;
   step_feed_counters counters;
@@ -59,6 +68,112 @@ struct step_feed::impl {
     ++counters.requests;
     return {self->request(router, caf::infinite, atom::request_v, make_request(opt.name, to, r, opt.job, opt.timeout)),
             attempt};
+  }
+
+  outstanding ask_rows(std::uint32_t shard, const std::vector<std::int32_t>& ids, int attempt) {
+    msg::cache_lookup l;
+    l.shard = shard;
+    l.model_version = opt.cache_version;
+    l.item_ids = ids;
+    ++counters.requests;
+    ++counters.lookups;
+    return {self->request(router, caf::infinite, atom::request_v,
+                          make_request(opt.name, "cache-shard-" + std::to_string(shard), l, opt.job, opt.timeout)),
+            attempt};
+  }
+
+  // The batch and negatives of a pending step, received (in order of arrival they may already be here).
+  void resolve(pending_step& p) {
+    if (!p.got_batch) p.got_batch = await<msg::batch>(std::move(p.batch), p.step, true);
+    if (!p.got_negatives) p.got_negatives = await<msg::negatives>(std::move(p.negatives), p.step, false);
+  }
+
+  // Stage 2: the step's distinct ids, asked of their shards (once).
+  void send_lookups(pending_step& p) {
+    if (opt.cache_shards == 0 || !p.lookups.empty()) return;
+    resolve(p);
+    const auto& items = p.got_batch->item_ids;
+    const auto& negs = p.got_negatives->item_ids;
+    p.row_ids.reserve(items.size() + negs.size());
+    for (auto* v : {&items, &negs}) {
+      for (std::int32_t id : *v) {
+        if (id > 0) p.row_ids.push_back(id);
+      }
+    }
+    counters.ids_in_steps += items.size() + negs.size();
+    std::sort(p.row_ids.begin(), p.row_ids.end());
+    p.row_ids.erase(std::unique(p.row_ids.begin(), p.row_ids.end()), p.row_ids.end());
+    counters.ids_looked_up += p.row_ids.size();
+    p.shard_ids.assign(opt.cache_shards, {});
+    for (std::int32_t id : p.row_ids) p.shard_ids[static_cast<std::uint32_t>(id) % opt.cache_shards].push_back(id);
+    for (std::uint32_t s = 0; s < opt.cache_shards; ++s) {
+      p.lookups.emplace_back();
+      if (!p.shard_ids[s].empty()) p.lookups.back().emplace(ask_rows(s, p.shard_ids[s], 0));
+    }
+  }
+
+  // The rows of a step from its lookups, in row_ids order; a failed lookup is asked again of the same shard.
+  void collect_rows(pending_step& p, model::train_batch& out) {
+    std::size_t dim = 0;
+    for (std::uint32_t s = 0; s < opt.cache_shards; ++s) {
+      if (p.shard_ids[s].empty()) continue;
+      outstanding o = std::move(*p.lookups[s]);
+      while (true) {
+        std::string failure;
+        bool refused = false;  // by the shard itself (another version): asking again cannot help
+        std::optional<msg::cache_rows> rows;
+        o.handle.receive(
+            [&](const msg::buffer& b) {
+              auto env = msg::decode(b);
+              if (!env) {
+                failure = env.error().what;
+              } else if (auto* r = std::get_if<msg::cache_rows>(&env->content)) {
+                rows = std::move(*r);
+              } else if (auto* e = std::get_if<msg::error>(&env->content)) {
+                failure = std::string(msg::to_string(e->code)) + ": " + e->message;
+                refused = e->code == msg::error_code::rejected;
+              } else {
+                failure = std::string("unexpected reply ") + msg::to_string(msg::kind_of(env->content));
+              }
+            },
+            [&](const caf::error& e) { failure = caf::to_string(e); });
+        if (refused) {
+          throw error(errc::mismatch, opt.name + ": step " + std::to_string(p.step) + ": " + failure);
+        }
+        if (rows) {
+          if (!rows->missing_ids.empty() || rows->item_ids != p.shard_ids[s] || rows->rows.shape.size() != 2) {
+            throw error(errc::mismatch, opt.name + ": step " + std::to_string(p.step) + ": cache-shard-" +
+                                            std::to_string(s) + " misses " +
+                                            std::to_string(rows->missing_ids.size()) + " of " +
+                                            std::to_string(p.shard_ids[s].size()) + " rows of version " +
+                                            opt.cache_version + " (run the cache stage)");
+          }
+          const auto d = static_cast<std::size_t>(rows->rows.shape[1]);
+          if (dim == 0) {
+            dim = d;
+            out.rows.assign(p.row_ids.size() * dim, 0.0f);
+          } else if (d != dim) {
+            throw error(errc::mismatch, opt.name + ": cache shards disagree on the row width");
+          }
+          const auto* src = reinterpret_cast<const float*>(rows->rows.data.data());
+          for (std::size_t k = 0; k < rows->item_ids.size(); ++k) {
+            auto at = std::lower_bound(p.row_ids.begin(), p.row_ids.end(), rows->item_ids[k]) - p.row_ids.begin();
+            std::memcpy(out.rows.data() + static_cast<std::size_t>(at) * dim, src + k * dim, dim * sizeof(float));
+          }
+          break;
+        }
+        if (o.attempt + 1 >= opt.attempts) {
+          throw error(errc::io, opt.name + ": step " + std::to_string(p.step) + " of epoch " + std::to_string(epoch) +
+                                    ": cache-shard-" + std::to_string(s) + " did not answer after " +
+                                    std::to_string(opt.attempts) + " attempts; last failure: " + failure);
+        }
+        ++counters.retries;
+        spdlog::warn("{}: step {}: cache-shard-{} failed ({}), asking again", opt.name, p.step, s, failure);
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        o = ask_rows(s, p.shard_ids[s], o.attempt + 1);
+      }
+    }
+    out.row_ids = std::move(p.row_ids);
   }
 
   void fill_window() {
@@ -117,8 +232,11 @@ step_feed::~step_feed() = default;
 void step_feed::start_epoch(std::uint32_t epoch, std::uint64_t first_step, std::uint64_t end_step) {
   // Replies still outstanding from an earlier epoch are received and dropped.
   for (auto& p : impl_->pending) {
-    p.batch.handle.receive([](const msg::buffer&) {}, [](const caf::error&) {});
-    p.negatives.handle.receive([](const msg::buffer&) {}, [](const caf::error&) {});
+    if (!p.got_batch) p.batch.handle.receive([](const msg::buffer&) {}, [](const caf::error&) {});
+    if (!p.got_negatives) p.negatives.handle.receive([](const msg::buffer&) {}, [](const caf::error&) {});
+    for (auto& l : p.lookups) {
+      if (l) l->handle.receive([](const msg::buffer&) {}, [](const caf::error&) {});
+    }
   }
   impl_->pending.clear();
   impl_->epoch = epoch;
@@ -130,12 +248,17 @@ void step_feed::start_epoch(std::uint32_t epoch, std::uint64_t first_step, std::
 model::train_batch step_feed::next() {
   auto& s = *impl_;
   if (s.pending.empty()) throw error(errc::invalid_input, s.opt.name + ": no step left in this epoch");
+  s.resolve(s.pending.front());
+  s.send_lookups(s.pending.front());
+  // One step ahead: the next step's lookups travel while the trainer computes this one.
+  if (s.pending.size() > 1) s.send_lookups(s.pending[1]);
   auto p = std::move(s.pending.front());
   s.pending.pop_front();
-  auto b = s.await<msg::batch>(std::move(p.batch), p.step, true);
-  auto n = s.await<msg::negatives>(std::move(p.negatives), p.step, false);
-  s.fill_window();
+  auto b = std::move(*p.got_batch);
+  auto n = std::move(*p.got_negatives);
   model::train_batch out;
+  if (s.opt.cache_shards > 0) s.collect_rows(p, out);
+  s.fill_window();
   out.batch = static_cast<int64_t>(b.user_ids.size());
   out.seq_len = static_cast<int64_t>(s.opt.max_length);
   out.items = std::move(b.item_ids);

@@ -3,6 +3,10 @@
 // samplers through the router with a bounded number of steps in flight (the credit window), and handed out
 // strictly in step order whatever order the replies arrive in. A late, failed or unknown loader or sampler is
 // retried on the next one; since their answers are pure functions of the step, the result does not change.
+// Stage 2 (cache_shards > 0): every distinct id of a step's batch and negatives is looked up once in the
+// embedding-cache shard that owns it (`cache-shard-<id % cache_shards>`), one step ahead of the trainer, and the
+// rows travel with the batch (model::train_batch::row_ids/rows). A failed lookup is asked again of the same shard
+// (a shard process being respawned); rows missing from a shard are an error.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -33,10 +37,15 @@ struct step_feed_options {
   std::uint32_t window = 4;           // steps in flight
   std::chrono::milliseconds timeout{30000};
   int attempts = 6;                   // per request, across loaders/samplers
+  std::uint32_t cache_shards = 0;     // > 0: look every step's rows up in this many cache shards (stage 2)
+  std::string cache_version;          // the Item-LLM version the rows must have
 };
 
 struct step_feed_counters {
   std::uint64_t requests = 0, retries = 0, steps = 0;
+  std::uint64_t lookups = 0;       // cache lookup requests (one per shard per step)
+  std::uint64_t ids_looked_up = 0;  // distinct ids asked for (each once per step)
+  std::uint64_t ids_in_steps = 0;   // ids in the batches and negatives before deduplication
 };
 
 class step_feed {
