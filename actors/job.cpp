@@ -36,6 +36,7 @@
 #include "storage/dataset.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
+#include "storage/net.hpp"
 
 namespace hllm {
 namespace {
@@ -354,7 +355,7 @@ class job_runner {
     const int processes = n_workers_ + n_encoders_;
     json ports;
     if (chief_) {
-      for (int w = 0; w < processes; ++w) ports.push_back(free_tcp_port());
+      for (int w = 0; w < processes; ++w) ports.push_back(storage::free_tcp_port());
       if (group_) group_->publish("worker_ports", ports.dump());
     } else {
       ports = json::parse(group_->lookup("worker_ports"));

@@ -1,10 +1,8 @@
 #include "actors/worker_pool.hpp"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,19 +66,6 @@ std::string describe_exit(int status) {
 }  // namespace
 
 std::string worker_router_name(const std::string& worker) { return "router@" + worker; }
-
-std::uint16_t free_tcp_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-            ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-  if (fd >= 0) ::close(fd);
-  if (!ok) throw error(errc::io, "cannot find a free TCP port on 127.0.0.1");
-  return ntohs(a.sin_port);
-}
 
 struct worker_pool::impl {
   impl(caf::actor_system& s, router_actor r, worker_pool_options o) : sys(s), router(std::move(r)), opt(std::move(o)) {}

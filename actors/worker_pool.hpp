@@ -72,7 +72,4 @@ class worker_pool {
   std::unique_ptr<impl> impl_;
 };
 
-// A free TCP port on 127.0.0.1 (the kernel picks it; it can be taken by someone else before it is bound).
-std::uint16_t free_tcp_port();
-
 }  // namespace hllm

@@ -3,10 +3,8 @@
 // Processes: `--world N` starts N trainer ranks on this host (this process is rank 0 and starts the others, like
 // torchrun's standalone mode). Under torchrun or Slurm the launcher starts every rank itself: RANK/WORLD_SIZE/
 // MASTER_ADDR/MASTER_PORT (or SLURM_PROCID/SLURM_NTASKS) are read from the environment.
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,27 +18,13 @@
 #include "launch/job_config.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
+#include "storage/net.hpp"
 
 namespace {
 
 const char* env(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? v : nullptr;
-}
-
-// A free TCP port on 127.0.0.1 for the rendezvous store (the kernel picks it).
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    throw hllm::error(hllm::errc::io, "cannot find a free port for the process group");
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 // Starts ranks 1..world-1 as children running the same command; they die with this process.
@@ -161,7 +145,7 @@ int main(int argc, char** argv) {
     } else if (world > 1) {
       o.world_size = world;
       o.local_ranks = world;
-      o.master_port = free_port();
+      o.master_port = hllm::storage::free_tcp_port();
       children = start_local_ranks(argc, argv, world, o.master_port);
     } else if (world < 1) {
       throw hllm::error(hllm::errc::invalid_input, "--world must be at least 1");

@@ -43,6 +43,16 @@ step_feed_options feed_opts(std::vector<std::string> loaders) {
   return o;
 }
 
+// The next step fails with an hllm::error whose message holds `text`.
+void expect_next_fails(step_feed& feed, const std::string& text) {
+  try {
+    feed.next();
+    FAIL() << "no error";
+  } catch (const hllm::error& e) {
+    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 
 TEST(step_feed, serves_steps_in_order_whatever_order_replies_arrive_in) {
@@ -79,12 +89,7 @@ TEST(step_feed, gives_up_with_a_clear_error_when_no_loader_answers) {
   o.attempts = 2;
   step_feed feed(*env.sys, env.router, o);
   feed.start_epoch(0, 0, 2);
-  try {
-    feed.next();
-    FAIL() << "no error";
-  } catch (const hllm::error& e) {
-    EXPECT_NE(std::string(e.what()).find("no loader answered after 2 attempts"), std::string::npos) << e.what();
-  }
+  expect_next_fails(feed, "no loader answered after 2 attempts");
 }
 
 namespace {
@@ -176,11 +181,6 @@ TEST(step_feed, stage2_lookups_against_another_cache_version_fail_at_once) {
   o.cache_version = "v0";
   step_feed feed(*env.sys, env.router, o);
   feed.start_epoch(0, 0, 2);
-  try {
-    feed.next();
-    FAIL() << "no error";
-  } catch (const hllm::error& e) {
-    EXPECT_NE(std::string(e.what()).find("lookup for version 'v0'"), std::string::npos) << e.what();
-  }
+  expect_next_fails(feed, "lookup for version 'v0'");
   EXPECT_EQ(feed.counters().retries, 0u);
 }

@@ -4,8 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,24 +20,11 @@
 #include "model/hllm.hpp"
 #include "model/trainer.hpp"
 #include "storage/error.hpp"
+#include "storage/net.hpp"
 #include "synthetic.hpp"
 
 namespace hllm::model {
 namespace {
-
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    throw error(errc::io, "no free port");
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // The distinct nonzero ids of the batch's items and negatives with their rows of `matrix`: what the step feed
 // looks up from the cache shards in stage 2.
@@ -121,7 +106,7 @@ struct two_rank_result {
 // average_gradients, apply_gradients, for `steps` steps.
 two_rank_result run_two_ranks(const dp_job& job, bool shared_pool, int steps = 1) {
   two_rank_result out;
-  const auto port = free_port();
+  const auto port = storage::free_tcp_port();
   auto rank_main = [&](int rank) {
     process_group_options o;
     o.master_port = port;
@@ -259,7 +244,7 @@ TEST(data_parallel, float64_shared_pool_gradients_equal_one_process_to_1e10) {
     backward_loss(one->training_loss(job.global_batch(0), job.data.texts.view()), nullptr);
     const auto want = parameter_gradients(one);
     gradient_set got[2];
-    const auto port = free_port();
+    const auto port = storage::free_tcp_port();
     auto rank_main = [&](int rank) {
       process_group_options o;
       o.master_port = port;
