@@ -146,8 +146,32 @@ void job_config::throw_type_error(const std::string& path, const nlohmann::json&
   throw error(errc::invalid_input, "config: key '" + path + "' has the wrong type (" + v.type_name() + ")");
 }
 
+const std::vector<std::string>& job_config::operational_keys() {
+  // Where actors live and how long to wait do not change a single parameter (the determinism tests pin placement
+  // and credit windows), nor when checkpoints are written or which stages this run executes.
+  static const std::vector<std::string> keys{"placement",
+                                             "job.stages",
+                                             "train.window",
+                                             "train.request_timeout_ms",
+                                             "train.collective_timeout_s",
+                                             "train.checkpoint_every_steps",
+                                             "train.keep_checkpoints",
+                                             "cache.unit_timeout_s",
+                                             "cache.persist_every_units"};
+  return keys;
+}
+
 uint64_t job_config::hash() const {
-  std::string canonical = tree_.dump();  // nlohmann objects keep keys sorted: a canonical form
+  nlohmann::json t = tree_;
+  for (const auto& k : operational_keys()) {
+    auto dot = k.find('.');
+    if (dot == std::string::npos) {
+      t.erase(k);
+    } else if (t.contains(k.substr(0, dot)) && t[k.substr(0, dot)].is_object()) {
+      t[k.substr(0, dot)].erase(k.substr(dot + 1));
+    }
+  }
+  std::string canonical = t.dump();  // nlohmann objects keep keys sorted: a canonical form
   return storage::hash_bytes(canonical.data(), canonical.size());
 }
 

@@ -37,8 +37,12 @@ class job_config {
   const nlohmann::json& at(const std::string& path) const;
   bool has(const std::string& path) const;
 
-  // XXH3-64 of the canonical JSON form (sorted keys): identifies the job for checkpoints.
+  // XXH3-64 of the canonical JSON form (sorted keys) without the operational keys: identifies the job for
+  // checkpoints (a checkpoint of another hash is foreign) and fences its messages (the job id).
   uint64_t hash() const;
+  // Keys (a table or table.key) that change how a job runs but not what it computes: left out of the hash, so a
+  // resume may change them (more workers, longer timeouts, another checkpoint interval, more stages).
+  static const std::vector<std::string>& operational_keys();
   std::string to_toml() const;
 
  private:

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "launch/default_job.hpp"
 #include "launch/job_config.hpp"
 #include "storage/error.hpp"
 
@@ -63,7 +64,7 @@ TEST(job_config, typos_wrong_types_and_bad_syntax_are_errors_naming_the_key) {
   EXPECT_NE(e.find("bad.toml:2"), std::string::npos) << e;
 }
 
-TEST(job_config, hash_changes_with_any_value_and_ignores_key_order) {
+TEST(job_config, hash_changes_with_a_value_and_ignores_key_order) {
   auto a = job_config::from_toml(sample, "a");
   auto b = job_config::from_toml("[train]\nbf16 = false\nbatch_size = 64\nlr = 0.001\n[job]\nstages = [\"stage1\", "
                                  "\"stage2\"]\nseed = 2020\n",
@@ -71,6 +72,21 @@ TEST(job_config, hash_changes_with_any_value_and_ignores_key_order) {
   EXPECT_EQ(a.hash(), b.hash());
   b.set("job.seed=2021");
   EXPECT_NE(a.hash(), b.hash());
+}
+
+TEST(job_config, hash_ignores_the_operational_keys_only) {
+  auto base = job_config::load("", {}, hllm::launch::default_job_toml);
+  for (const char* op : {"placement.workers=3", "placement.loaders=5", "placement.spread=true", "train.window=9",
+                         "train.request_timeout_ms=1", "train.checkpoint_every_steps=7", "job.stages=[\"stage1\"]",
+                         "cache.unit_timeout_s=1"}) {
+    auto c = job_config::load("", {op}, hllm::launch::default_job_toml);
+    EXPECT_EQ(c.hash(), base.hash()) << op;
+  }
+  for (const char* result : {"stage1.lr=0.5", "model.hidden_size=32", "job.threads=1", "eval.max_history=3",
+                             "stage2.epochs=1", "baseline.negatives=3"}) {
+    auto c = job_config::load("", {result}, hllm::launch::default_job_toml);
+    EXPECT_NE(c.hash(), base.hash()) << result;
+  }
 }
 
 TEST(job_config, toml_output_reads_back_to_the_same_tree) {
