@@ -13,6 +13,7 @@
 #include "actors/addressable.hpp"
 #include "messages/codec.hpp"
 #include "storage/error.hpp"
+#include "storage/file_io.hpp"
 
 namespace hllm {
 namespace {
@@ -181,7 +182,9 @@ json monitor::snapshot_json() const {
   self["interval_ms"] = opt_.interval.count();
   self["timeout_ms"] = opt_.timeout.count();
   self["history"] = opt_.history;
-  return json{{"written_at_unix_ms", unix_ms_now()}, {"monitor", self}, {"actors", actors}};
+  // The job id (config hash) and epoch (incarnation of the job directory) every polled actor was asked under.
+  return json{{"written_at_unix_ms", unix_ms_now()}, {"job_id", storage::hash_hex(opt_.job.id)},
+              {"job_epoch", opt_.job.epoch}, {"monitor", self}, {"actors", actors}};
 }
 
 void monitor::write_status_file() {

@@ -12,6 +12,7 @@
 #include "launch/job_config.hpp"
 #include "model/trainer.hpp"
 #include "storage/dataset.hpp"
+#include "storage/file_io.hpp"
 
 using namespace hllm;
 using nlohmann::json;
@@ -34,8 +35,9 @@ launch::job_config tiny_config(std::vector<std::string> extra = {}) {
   return launch::job_config::load("", sets, launch::default_job_toml);
 }
 
-int run(const launch::job_config& c, const std::string& out) {
+int run(const launch::job_config& c, const std::string& out, const std::string& resume = "never") {
   job_options o;
+  o.resume = resume;
   o.config = c.tree();
   o.config_hash = c.hash();
   o.data_dir = tiny();
@@ -74,6 +76,16 @@ TEST(job, tiny_job_runs_every_stage_and_writes_the_results_table) {
   auto ledger = json::parse(test::read_bytes(tmp / "job/cache/ledger.json"));
   auto ds = storage::dataset::open(tiny());
   EXPECT_EQ(static_cast<int64_t>(ledger.at("done").size()), (ds.num_items() + 49) / 50);
+  // The first incarnation of the job directory is epoch 0; a second start (it resumes the finished job and only
+  // evaluates) is epoch 1, and the status file says under which epoch the actors answered.
+  EXPECT_EQ(test::read_bytes(tmp / "job/job_epoch"), "0\n");
+  EXPECT_EQ(json::parse(test::read_bytes(tmp / "job/status.json")).at("job_epoch").get<int>(), 0);
+  ASSERT_EQ(run(tiny_config(), tmp / "job", "auto"), 0);
+  EXPECT_EQ(test::read_bytes(tmp / "job/job_epoch"), "1\n");
+  auto status = json::parse(test::read_bytes(tmp / "job/status.json"));
+  EXPECT_EQ(status.at("job_epoch").get<int>(), 1);
+  EXPECT_EQ(status.at("job_id").get<std::string>(), storage::hash_hex(tiny_config().hash()));
+  EXPECT_EQ(test::read_bytes(tmp / "job/results.md"), md) << "the resumed job evaluated the same checkpoints";
 }
 
 TEST(job, parameters_are_identical_whatever_the_number_and_order_of_loaders_samplers_and_shards) {
