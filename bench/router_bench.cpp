@@ -294,7 +294,8 @@ int main(int argc, char** argv) {
   if (const char* policy = std::getenv("HLLM_CAF_POLICY")) {
     cfg.set("scheduler.policy", caf::atom_from_string(policy));
   }
-  // Scheduler experiments: HLLM_CAF_SET="work-stealing.moderate-poll-attempts=0;..." (integer values).
+  // Scheduler experiments: HLLM_CAF_SET="work-stealing.moderate-poll-attempts=0;..." (integers; a value ending in
+  // "us" is a duration, e.g. work-stealing.moderate-sleep-duration=200us).
   if (const char* sets = std::getenv("HLLM_CAF_SET")) {
     std::string all = sets;
     std::size_t pos = 0;
@@ -303,7 +304,12 @@ int main(int argc, char** argv) {
       if (end == std::string::npos) end = all.size();
       auto kv = all.substr(pos, end - pos);
       auto eq = kv.find('=');
-      cfg.set(kv.substr(0, eq), static_cast<std::size_t>(std::stoul(kv.substr(eq + 1))));
+      auto value = kv.substr(eq + 1);
+      if (value.size() > 2 && value.compare(value.size() - 2, 2, "us") == 0) {
+        cfg.set(kv.substr(0, eq), caf::timespan{std::chrono::microseconds(std::stol(value))});
+      } else {
+        cfg.set(kv.substr(0, eq), static_cast<std::size_t>(std::stoul(value)));
+      }
       pos = end + 1;
     }
   }

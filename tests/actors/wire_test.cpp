@@ -77,6 +77,26 @@ TEST_F(wire_test, capnp_tool_decodes_a_frame_captured_from_the_wire) {
   EXPECT_NE(text.find("receiver = \"sink\""), std::string::npos) << text;
   EXPECT_NE(text.find("itemIds = [11, 12, 13]"), std::string::npos) << text;
   EXPECT_NE(text.find("step = 345"), std::string::npos) << text;
+
+  // A large tensor is encoded by reference into a multi-segment message (codec.cpp): still plain Cap'n Proto.
+  msg::cache_put put;
+  put.shard = 3;
+  put.model_version = "ckpt-7";
+  put.item_ids = {5};
+  put.rows.type = msg::dtype::u8;
+  put.rows.shape = {4100};
+  put.rows.data.assign(4100, std::byte{'A'});
+  tell(r, make_oneway("cache/3", "sink", put, {}));
+  ASSERT_TRUE(sink.recv(id));
+  ASSERT_TRUE(sink.recv(frame));
+  ASSERT_GT(reinterpret_cast<const std::uint32_t*>(frame.data())[0], 0u) << "expected more than one segment";
+  std::ofstream(file, std::ios::binary | std::ios::trunc)
+      .write(static_cast<const char*>(frame.data()), static_cast<std::streamsize>(frame.size()));
+  text = run_command("capnp decode " + std::string(HLLM_ENVELOPE_SCHEMA_FILE) + " Envelope < " + file.string() +
+                     " 2>&1");
+  EXPECT_NE(text.find("modelVersion = \"ckpt-7\""), std::string::npos) << text.substr(0, 2000);
+  EXPECT_NE(text.find("shape = [4100]"), std::string::npos) << text.substr(0, 2000);
+  EXPECT_NE(text.find("data = \"" + std::string(4100, 'A') + "\""), std::string::npos) << text.substr(0, 2000);
 }
 
 class curve_test : public router_fixture {
