@@ -35,6 +35,8 @@ struct step_feed::impl {
   std::uint32_t epoch = 0;
   std::uint64_t next_request = 0, end = 0;
   struct pending_step {
+    pending_step(std::uint64_t s, outstanding b, outstanding n)
+        : step(s), batch(std::move(b)), negatives(std::move(n)) {}
     std::uint64_t step;
     outstanding batch, negatives;
     std::optional<msg::batch> got_batch;  // the replies, once received
@@ -178,7 +180,7 @@ struct step_feed::impl {
 
   void fill_window() {
     while (next_request < end && pending.size() < opt.window) {
-      pending.push_back({next_request, ask_batch(next_request, 0), ask_negatives(next_request, 0)});
+      pending.emplace_back(next_request, ask_batch(next_request, 0), ask_negatives(next_request, 0));
       ++next_request;
     }
   }
@@ -252,19 +254,20 @@ model::train_batch step_feed::next() {
   s.send_lookups(s.pending.front());
   // One step ahead: the next step's lookups travel while the trainer computes this one.
   if (s.pending.size() > 1) s.send_lookups(s.pending[1]);
-  auto p = std::move(s.pending.front());
-  s.pending.pop_front();
-  auto b = std::move(*p.got_batch);
-  auto n = std::move(*p.got_negatives);
+  auto& p = s.pending.front();
+  msg::batch b = std::move(*p.got_batch);
+  msg::negatives n = std::move(*p.got_negatives);
   model::train_batch out;
   if (s.opt.cache_shards > 0) s.collect_rows(p, out);
+  const std::uint64_t step = p.step;
+  s.pending.pop_front();
   s.fill_window();
   out.batch = static_cast<int64_t>(b.user_ids.size());
   out.seq_len = static_cast<int64_t>(s.opt.max_length);
   out.items = std::move(b.item_ids);
   out.negatives = std::move(n.item_ids);
   if (static_cast<int64_t>(out.items.size()) != out.batch * (out.seq_len + 1)) {
-    throw error(errc::format, s.opt.name + ": step " + std::to_string(p.step) + ": batch has " +
+    throw error(errc::format, s.opt.name + ": step " + std::to_string(step) + ": batch has " +
                                   std::to_string(out.items.size()) + " ids, expected " +
                                   std::to_string(out.batch * (out.seq_len + 1)));
   }
