@@ -128,7 +128,10 @@ int main(int argc, char** argv) {
     o.data_dir = data_dir;
     o.out_dir = out_dir;
     o.resume = resume;
-    o.worker_executable = std::filesystem::read_symlink("/proc/self/exe").string();
+    // Workers run this very executable: "/proc/self/exe" (which the forked child execs) stays valid when the file
+    // is replaced or deleted while the job runs (a rebuild, an upgrade), where its resolved path would then name
+    // another build or nothing ("... (deleted)": every respawn failed with exit status 127).
+    o.worker_executable = "/proc/self/exe";
     if (const char* r = env("RANK") ? env("RANK") : env("SLURM_PROCID")) {
       o.rank = std::atoi(r);
       const char* w = env("WORLD_SIZE") ? env("WORLD_SIZE") : env("SLURM_NTASKS");
