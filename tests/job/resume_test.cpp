@@ -10,14 +10,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <random>
 #include <thread>
-#include <tuple>
 
 #include <nlohmann/json.hpp>
 
 #include "../storage/test_util.hpp"
+#include "job_check.hpp"
 
 using namespace hllm;
 using nlohmann::json;
@@ -32,15 +31,9 @@ std::string tiny() {
 
 std::string bin() { return std::string(HLLM_BIN_DIR) + "/hllm"; }
 
-// Two stage-1 epochs and one stage-2 epoch (about 54 steps), a checkpoint every 5 steps.
+// The tiny job (two stage-1 epochs and one stage-2 epoch, about 54 steps, a checkpoint every 5 steps) and EXTRA.
 std::string job_args(const std::string& extra = "") {
-  return " --data " + tiny() +
-         " --set 'job.stages=[\"stage1\", \"cache\", \"stage2\"]' --set stage1.epochs=2 --set stage1.batch_size=32"
-         " --set stage1.seq_len=6 --set stage1.negatives=64 --set stage2.epochs=1 --set stage2.batch_size=32"
-         " --set stage2.seq_len=8 --set stage2.negatives=64 --set model.hidden_size=32"
-         " --set model.intermediate_size=64 --set model.item_layers=1 --set model.user_layers=1"
-         " --set cache.unit_items=50 --set train.checkpoint_every_steps=5" +
-         extra;
+  return " --data " + tiny() + test::shell_sets(test::tiny_job_sets()) + extra;
 }
 
 // Runs `hllm train` to its end; its output goes to LOG.
@@ -50,92 +43,16 @@ int train(const std::string& out, const std::string& log, const std::string& ext
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-std::string run_output(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
 // The last line of `hllm checkpoint digest PATH`.
-std::string digest(const std::string& path) {
-  std::string out = run_output(bin() + " checkpoint digest " + path + " 2>&1");
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  auto nl = out.rfind('\n');
-  return nl == std::string::npos ? out : out.substr(nl + 1);
-}
+std::string digest(const std::string& path) { return test::digest(bin(), path); }
 
-// metrics.jsonl of rank 0, metrics.rank-R.jsonl of the others.
-std::vector<json> metrics(const std::string& job, int rank = 0) {
-  std::vector<json> lines;
-  std::ifstream in(job + (rank == 0 ? std::string("/metrics.jsonl") : "/metrics.rank-" + std::to_string(rank) + ".jsonl"));
-  for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
-  return lines;
-}
-
-int step_lines(const std::string& job) {
-  std::ifstream in(job + "/metrics.jsonl");
-  int n = 0;
-  for (std::string line; std::getline(in, line);) n += line.find("\"event\":\"step\"") != std::string::npos;
-  return n;
-}
-
-using batch_key = std::tuple<std::string, int64_t, int64_t, int64_t>;  // model, epoch, epoch step, rank
-const std::vector<std::string> plan{"stage1", "stage2"};
-
-int plan_index(const std::string& model) {
-  return static_cast<int>(std::find(plan.begin(), plan.end(), model) - plan.begin());
-}
-
-// The sample ledger of a job directory from its metrics.jsonl: every trained batch with its loss. A "resume" line
-// rolls back what was trained after the checkpoint it names (those lines belong to the killed run: the model state
-// they produced was lost); every batch must then be trained exactly once. `duplicates` counts batches trained twice
-// without a rollback in between.
-std::map<batch_key, double> ledger(const std::string& job, int* duplicates, int* resumes, int rank = 0) {
-  std::map<batch_key, double> out;
-  std::map<batch_key, int64_t> global_step;
-  *duplicates = 0;
-  *resumes = 0;
-  for (const auto& l : metrics(job, rank)) {
-    std::string ev = l.value("event", "");
-    if (ev == "resume") {
-      ++*resumes;
-      int stage = plan_index(l.at("model").get<std::string>());
-      int64_t done = l.at("steps_done").get<int64_t>();
-      for (auto it = out.begin(); it != out.end();) {
-        int s = plan_index(std::get<0>(it->first));
-        bool rolled_back = s > stage || (s == stage && global_step[it->first] >= done);
-        it = rolled_back ? out.erase(it) : std::next(it);
-      }
-    } else if (ev == "step") {
-      batch_key k{l.at("model").get<std::string>(), l.at("epoch").get<int64_t>(), l.at("epoch_step").get<int64_t>(),
-                  l.at("rank").get<int64_t>()};
-      *duplicates += out.count(k) != 0;
-      out[k] = l.at("loss").get<double>();
-      global_step[k] = l.at("step").get<int64_t>();
-    }
-  }
-  return out;
-}
+using test::metrics;
+using test::run_output;
+using test::step_lines;
 
 void expect_same_ledger(const std::string& reference, const std::string& resumed, int expected_resumes,
                         int rank = 0) {
-  int dup = 0, res = 0;
-  auto a = ledger(reference, &dup, &res, rank);
-  EXPECT_EQ(dup, 0);
-  EXPECT_EQ(res, 0);
-  auto b = ledger(resumed, &dup, &res, rank);
-  EXPECT_EQ(dup, 0) << "a batch was trained twice after a resume";
-  EXPECT_EQ(res, expected_resumes);
-  ASSERT_EQ(a.size(), b.size()) << "a batch was skipped or added";
-  for (const auto& [k, loss] : a) {
-    auto it = b.find(k);
-    ASSERT_NE(it, b.end()) << std::get<0>(k) << " epoch " << std::get<1>(k) << " step " << std::get<2>(k);
-    EXPECT_EQ(it->second, loss) << std::get<0>(k) << " epoch " << std::get<1>(k) << " step " << std::get<2>(k);
-  }
+  EXPECT_EQ(test::ledger_differences(reference, resumed, expected_resumes, rank), "");
 }
 
 // Starts `hllm train` as a child, waits until its metrics hold `steps` step lines, kills it with SIGKILL.
@@ -388,16 +305,6 @@ TEST(job, a_new_run_in_an_old_job_directory_keeps_its_own_checkpoints) {
   EXPECT_TRUE(fs::is_directory(tmp / "job/checkpoints/stage2-e0-s7"));
 }
 
-namespace {
-
-int resume_lines(const std::string& job) {
-  int n = 0;
-  for (const auto& l : metrics(job)) n += l.value("event", "") == "resume";
-  return n;
-}
-
-}  // namespace
-
 TEST(job, repeated_random_kills_of_either_rank_end_with_the_same_digest) {
   // A small crash test: a two-rank job with --max-restarts is killed again and again at random steps, either rank 0
   // (the whole job dies; it is started again with --resume auto) or rank 1 (the launcher restarts the ranks).
@@ -452,7 +359,7 @@ TEST(job, repeated_random_kills_of_either_rank_end_with_the_same_digest) {
   std::printf("%d kills survived\n", kills);
   EXPECT_GT(kills, 0);
   EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
-  expect_same_ledger(tmp / "ref", tmp / "job", resume_lines(tmp / "job"), 0);
+  expect_same_ledger(tmp / "ref", tmp / "job", test::event_lines(tmp / "job", "resume"), 0);
 }
 
 namespace {
@@ -483,9 +390,7 @@ TEST(job, killed_and_hung_worker_processes_are_respawned_and_the_job_ends_with_t
   // heartbeats notice), the encoder's process is killed during the fill, worker 0 again in stage 2. Rank 0
   // respawns each; the trainer re-issues what was lost and the job ends as if nothing happened.
   test::temp_dir tmp;
-  const std::string workers = " --set placement.workers=2 --set placement.encoders=1 --set placement.loaders=2"
-                              " --set train.request_timeout_ms=3000 --set cache.unit_timeout_s=5"
-                              " --set placement.heartbeat_ms=500 --set placement.heartbeat_timeout_ms=3000";
+  const std::string workers = test::shell_sets(test::worker_job_sets());
   ASSERT_EQ(train(tmp / "ref", tmp / "ref.log", workers), 0) << test::read_bytes(tmp / "ref.log");
   int stage1_lines = 0;
   for (const auto& l : metrics(tmp / "ref")) stage1_lines += l.value("model", "") == "stage1" && l.value("event", "") == "step";
