@@ -603,15 +603,24 @@ lookup_rate lookups(caf::actor_system& sys, router_actor router, const std::stri
   return out;
 }
 
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
 // (d): one `hllm train` run, stage 1 only, one epoch.
 struct scaling_run {
   int world = 1;
   double rank_sps = 0;  // results.json trainer_samples_per_second.stage1 (rank 0: steps x batch / step time)
   double wall_s = 0;    // the whole child: start, data, training, validation, checkpoint
+  double median_step_s = 0;  // of rank 0's steps (metrics.jsonl "seconds": compute, collectives, update)
+  std::uint32_t batch = 0;
   double total_sps() const { return rank_sps * world; }
+  // Robust to bursts of load from other work on the machine: world x batch / median step time.
+  double median_total_sps() const { return median_step_s > 0 ? world * batch / median_step_s : 0; }
 };
 
-scaling_run train_child(const std::string& data, const std::string& out, int world) {
+scaling_run train_child(const std::string& data, const std::string& out, int world, std::uint32_t batch) {
   std::filesystem::remove_all(out);
   std::filesystem::create_directories(out);
   auto r = run_logged({bin_dir() + "/hllm", "train", "--data", data, "--out", out, "--world", std::to_string(world),
@@ -626,6 +635,14 @@ scaling_run train_child(const std::string& data, const std::string& out, int wor
   s.world = world;
   s.rank_sps = j.at("trainer_samples_per_second").at("stage1").get<double>();
   s.wall_s = r.seconds;
+  s.batch = batch;
+  std::ifstream metrics(out + "/metrics.jsonl");
+  std::vector<double> steps;
+  for (std::string line; std::getline(metrics, line);) {
+    auto m = json::parse(line, nullptr, false);
+    if (m.is_object() && m.value("event", "") == "step") steps.push_back(m.at("seconds").get<double>());
+  }
+  s.median_step_s = median_of(steps);
   return s;
 }
 
@@ -635,11 +652,6 @@ std::string fmt_num(const char* f, double v) {
   return buf;
 }
 
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -647,13 +659,20 @@ int main(int argc, char** argv) {
     std::string data, work = "bench-out/job";
     double budget = 30;
     int scaling_users = 2560, scaling_rounds = 2;
+    std::string only;  // comma-separated parts to run (for profiling one path); empty: all
     for (int i = 1; i + 1 < argc; i += 2) {
       if (std::strcmp(argv[i], "--data") == 0) data = argv[i + 1];
       if (std::strcmp(argv[i], "--work") == 0) work = argv[i + 1];
       if (std::strcmp(argv[i], "--seconds") == 0) budget = std::stod(argv[i + 1]);
       if (std::strcmp(argv[i], "--scaling-users") == 0) scaling_users = std::stoi(argv[i + 1]);
       if (std::strcmp(argv[i], "--scaling-rounds") == 0) scaling_rounds = std::stoi(argv[i + 1]);
+      if (std::strcmp(argv[i], "--only") == 0) only = "," + std::string(argv[i + 1]) + ",";
     }
+    // Parts: stage1, stage2, quiet, worker1, worker2, cost, lookups, scaling (the default set), and worker2quiet
+    // (stage 2 with a worker process and this process's CAF workers without moderate polling; only when named).
+    auto named = [&](const char* part) { return only.find("," + std::string(part) + ",") != std::string::npos; };
+    auto want = [&](const char* part) { return only.empty() || named(part); };
+    if (!want("scaling")) scaling_rounds = 0;
     auto t_all = clock_type::now();
     // stdout is the table: whatever else writes to fd 1 (library logs, child processes) goes to stderr.
     std::fflush(stdout);
@@ -703,43 +722,63 @@ int main(int argc, char** argv) {
     if (text_net.hidden_size() != matrix.hidden) throw error(errc::mismatch, "hidden size");
     // Stage 2 as the job trains it: a cache trainer without an item matrix, reading each batch's rows.
     model::trainer cache_net(job_model_config(job, dataset, model::item_source::cache), s2.train, texts);
-    efficiency e1, e2, e2q, e1w, e2w;
+    efficiency e1, e2, e2q, e1w, e2w, e2wq;
     int worker_pid = 0;
-    {
+    if (want("stage1") || want("stage2")) {
       actor_setup actors(so);
-      std::fprintf(stderr, "(a) stage 1 pipeline efficiency, in-process ...\n");
-      e1 = pipeline_efficiency(actors, job, text_net, maker, s1, matrix, window, 2, budget, "in-process");
-      std::fprintf(stderr, "(a) stage 2 pipeline efficiency, in-process ...\n");
-      e2 = pipeline_efficiency(actors, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "in-process");
+      if (want("stage1")) {
+        std::fprintf(stderr, "(a) stage 1 pipeline efficiency, in-process ...\n");
+        e1 = pipeline_efficiency(actors, job, text_net, maker, s1, matrix, window, 2, budget, "in-process");
+      }
+      if (want("stage2")) {
+        std::fprintf(stderr, "(a) stage 2 pipeline efficiency, in-process ...\n");
+        e2 = pipeline_efficiency(actors, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "in-process");
+      }
     }
-    {
+    if (want("quiet")) {
       setup_options q = so;
       q.quiet = true;
       actor_setup quiet(q);
       std::fprintf(stderr, "(a) stage 2 pipeline efficiency, in-process, CAF moderate polling off ...\n");
       e2q = pipeline_efficiency(quiet, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "quiet");
     }
-    {
+    if (want("worker1") || want("worker2")) {
       setup_options w = so;
       w.worker_dir = work + "/worker";
       actor_setup remote(w);
       worker_pid = remote.worker_pid;
-      std::fprintf(stderr, "(a) worker process %d up; stage 1 pipeline efficiency, worker process ...\n", worker_pid);
-      e1w = pipeline_efficiency(remote, job, text_net, maker, s1, matrix, window, 2, budget, "worker");
-      std::fprintf(stderr, "(a) stage 2 pipeline efficiency, worker process ...\n");
-      e2w = pipeline_efficiency(remote, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "worker");
+      std::fprintf(stderr, "(a) worker process %d up\n", worker_pid);
+      if (want("worker1")) {
+        std::fprintf(stderr, "(a) stage 1 pipeline efficiency, worker process ...\n");
+        e1w = pipeline_efficiency(remote, job, text_net, maker, s1, matrix, window, 2, budget, "worker");
+      }
+      if (want("worker2")) {
+        std::fprintf(stderr, "(a) stage 2 pipeline efficiency, worker process ...\n");
+        e2w = pipeline_efficiency(remote, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "worker");
+      }
+    }
+    if (named("worker2quiet")) {
+      setup_options w = so;
+      w.worker_dir = work + "/worker";
+      w.quiet = true;
+      actor_setup remote(w);
+      std::fprintf(stderr, "(a) stage 2 pipeline efficiency, worker process, CAF moderate polling off here ...\n");
+      e2wq = pipeline_efficiency(remote, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "worker-quiet");
     }
     // (b) stage 2 vs stage 1 at stage 1's sequence length.
     model::trainer cache_net_short(job_model_config(job, dataset, model::item_source::cache), s2.train, texts);
-    std::fprintf(stderr, "(b) stage 2 vs stage 1 ...\n");
-    auto cost = stage_cost(text_net, cache_net_short, maker, s1, matrix, budget * 0.4);
+    per_sample cost;
+    if (want("cost")) {
+      std::fprintf(stderr, "(b) stage 2 vs stage 1 ...\n");
+      cost = stage_cost(text_net, cache_net_short, maker, s1, matrix, budget * 0.4);
+    }
 
     // (c) cache lookups: one shard of 100k items (Pixel1M-sized catalogue), dim = the model's hidden size.
     const std::int64_t items = 100000;
     const auto dim = static_cast<std::uint32_t>(matrix.hidden);
     const std::uint32_t ids = 1024, in_flight = 8;
     lookup_rate local, tcp;
-    {
+    if (want("lookups")) {
       caf::actor_system_config cfg;
       configure_actor_system(cfg);
       caf::actor_system sys{cfg};
@@ -777,9 +816,10 @@ int main(int argc, char** argv) {
       for (int k = 0; k < 2; ++k) {
         int world = (k == 0) == (round % 2 == 0) ? 1 : 2;
         std::fprintf(stderr, "(d) hllm train --world %d, round %d ...\n", world, round);
-        auto r = train_child(scaling_data, work + "/scaling-runs/w" + std::to_string(world), world);
-        std::fprintf(stderr, "  world %d: %.1f samples/s per rank, %.1f in all, %.1f s wall (load %s)\n", world,
-                     r.rank_sps, r.total_sps(), r.wall_s, load_average().c_str());
+        auto r = train_child(scaling_data, work + "/scaling-runs/w" + std::to_string(world), world, s1.batch);
+        std::fprintf(stderr, "  world %d: %.1f samples/s per rank, %.1f in all (median step %.3f s: %.1f in all), %.1f s "
+                     "wall (load %s)\n", world, r.rank_sps, r.total_sps(), r.median_step_s, r.median_total_sps(),
+                     r.wall_s, load_average().c_str());
         (world == 1 ? w1 : w2).push_back(r);
       }
     }
@@ -788,6 +828,7 @@ int main(int argc, char** argv) {
     auto yes = [](bool b) { return b ? "yes" : "no"; };
     std::fprintf(out, "| measurement | result | target | met |\n|---|---|---|---|\n");
     auto eff_row = [&](const char* what, const stage_shape& s, const efficiency& e, double target) {
+      if (e.steps_each == 0) return;
       auto [lo, hi] = std::minmax_element(e.round_ratios.begin(), e.round_ratios.end());
       std::string extra;
       if (e.ids_per_row > 0) extra = fmt_num("; %.1f ids per row looked up", e.ids_per_row);
@@ -807,37 +848,46 @@ int main(int argc, char** argv) {
             0.8);
     eff_row("stage 2 (cache rows looked up per step), loaders, sampler and cache shards in a worker process (tcp "
             "loopback)", s2, e2w, 0.8);
+    eff_row("stage 2 (cache rows looked up per step), loaders, sampler and cache shards in a worker process (tcp "
+            "loopback), this process's CAF workers without moderate polling (the worker's with it)", s2, e2wq, 0.8);
     double speedup = cost.stage2_ms > 0 ? cost.stage1_ms / cost.stage2_ms : 0;
-    std::fprintf(out, "| stage 2 vs stage 1 time per sample, both seq %u, batch %u, pre-built batches (stage 2: cached "
+    if (cost.steps1 > 0) std::fprintf(out, "| stage 2 vs stage 1 time per sample, both seq %u, batch %u, pre-built batches (stage 2: cached "
                 "rows in the batch) | %.1fx (%.3f vs %.3f ms/sample; %lld and %lld steps) | >= 5x | %s |\n",
                 s1.seq_len, s1.batch, speedup, cost.stage1_ms, cost.stage2_ms, static_cast<long long>(cost.steps1),
                 static_cast<long long>(cost.steps2), yes(speedup >= 5));
-    std::fprintf(out, "| cache lookup, one shard, in-process router (%u ids/request, %u in flight, dim %u) | %s rows/s "
+    if (local.requests > 0) std::fprintf(out, "| cache lookup, one shard, in-process router (%u ids/request, %u in flight, dim %u) | %s rows/s "
                 "(%.0f MB/s, %lld requests) | - | - |\n",
                 ids, in_flight, dim, fmt_num("%.2e", local.rows_per_s).c_str(), local.mb_per_s,
                 static_cast<long long>(local.requests));
-    std::fprintf(out, "| cache lookup, one shard, tcp loopback (two routers in one process) | %s rows/s (%.0f MB/s, %lld "
+    if (tcp.requests > 0) std::fprintf(out, "| cache lookup, one shard, tcp loopback (two routers in one process) | %s rows/s (%.0f MB/s, %lld "
                 "requests) | - | - |\n",
                 fmt_num("%.2e", tcp.rows_per_s).c_str(), tcp.mb_per_s, static_cast<long long>(tcp.requests));
     if (!w1.empty() && !w2.empty()) {
-      auto list = [](const std::vector<scaling_run>& v) {
+      auto list = [](const std::vector<scaling_run>& v, bool median) {
         std::string out;
-        for (const auto& r : v) out += (out.empty() ? "" : ", ") + fmt_num("%.0f", r.total_sps());
+        for (const auto& r : v) out += (out.empty() ? "" : ", ") + fmt_num("%.0f", median ? r.median_total_sps() : r.total_sps());
         return out;
       };
-      std::vector<double> t1, t2, ratios;
+      std::vector<double> t1, t2, m1, m2, ratios, mratios;
       for (std::size_t k = 0; k < w1.size(); ++k) {
         t1.push_back(w1[k].total_sps());
         t2.push_back(w2[k].total_sps());
-        ratios.push_back(w2[k].total_sps() / w1[k].total_sps());
+        m1.push_back(w1[k].median_total_sps());
+        m2.push_back(w2[k].median_total_sps());
+        ratios.push_back(t2.back() / t1.back());
+        mratios.push_back(m2.back() / m1.back());
       }
-      std::string rs;
+      std::string rs, ms;
       for (double r : ratios) rs += (rs.empty() ? "" : ", ") + fmt_num("%.2f", r);
+      for (double r : mratios) ms += (ms.empty() ? "" : ", ") + fmt_num("%.2f", r);
       std::fprintf(out, "| scaling, 1 -> 2 trainer ranks: `hllm train --world N`, stage 1, 1 epoch, batch %u per rank, "
-                  "job.threads 0 (%lld steps at world 1, %lld per rank at world 2) | %.2fx (median samples/s in all: %.0f at world "
-                  "1 [%s], %.0f at world 2 [%s]; per-round ratios %s) | - | - |\n",
-                  s1.batch, static_cast<long long>(scaling_steps), static_cast<long long>(scaling_steps / 2),
-                  median_of(ratios), median_of(t1), list(w1).c_str(), median_of(t2), list(w2).c_str(), rs.c_str());
+                  "job.threads 0 (%lld steps at world 1, %lld per rank at world 2), %zu runs each | %.2fx (samples/s "
+                  "in all, results.json x world: %.0f at world 1 [%s], %.0f at world 2 [%s]; per-round ratios %s). "
+                  "From the median step time: %.2fx (%.0f [%s] vs %.0f [%s]; per round %s) | - | - |\n",
+                  s1.batch, static_cast<long long>(scaling_steps), static_cast<long long>(scaling_steps / 2), w1.size(),
+                  median_of(ratios), median_of(t1), list(w1, false).c_str(), median_of(t2), list(w2, false).c_str(),
+                  rs.c_str(), median_of(mratios), median_of(m1), list(w1, true).c_str(), median_of(m2),
+                  list(w2, true).c_str(), ms.c_str());
     }
     std::time_t now = std::time(nullptr);
     char date[32];
