@@ -365,12 +365,12 @@ bool harness::run_cycle(int cycle) {
   int last_progress = 0;
   auto last_change = clock_type::now();
   auto last_kill = clock_type::time_point{};
-  std::string last_kill_name = "the start";
-  // A pause of progress that ends now: remembered with the kill it followed.
+  std::string pause_cause;  // the first kill since the last progress
+  // A pause of progress that ends now: remembered with the first kill in it.
   auto pause_ends = [&] {
     double pause = seconds_since(last_change);
-    std::string after = last_kill >= last_change ? last_kill_name + " (cycle " + std::to_string(cycle) + ")"
-                                                 : "no kill (cycle " + std::to_string(cycle) + ")";
+    std::string after = (last_kill >= last_change ? pause_cause : std::string("no kill")) + " (cycle " +
+                        std::to_string(cycle) + ")";
     if (pause > t_.longest_pause) {
       t_.longest_pause = pause;
       t_.longest_pause_after = after;
@@ -440,13 +440,13 @@ bool harness::run_cycle(int cycle) {
       if (p.k == want) of_kind.push_back(p);
     }
     // None of that kind: wait a little for one. The encoder's process lives only during the cache fill (under a
-    // second here), so it is waited for until stage 2 trains in this job (up to a minute) and then killed a random
+    // second here), so it is waited for until stage 2 trains in this job (up to 20 s) and then killed a random
     // part of half a second after it shows up.
     if (want == kind::encoder) {
       if (of_kind.empty()) {
         encoder_seen = clock_type::time_point{};
         bool fill_ahead = hllm::test::metrics_lines_with(out, "\"model\":\"stage2\"") == 0;
-        if (fill_ahead && seconds_since(last_event) < next.gap + 60) {
+        if (fill_ahead && seconds_since(last_event) < next.gap + 20) {
           std::this_thread::sleep_for(std::chrono::milliseconds(10));
           continue;
         }
@@ -487,9 +487,9 @@ bool harness::run_cycle(int cycle) {
     ++t_.kills[{kind_name(target.k), signame}];
     log("cycle " + std::to_string(cycle) + " kill " + std::to_string(kills) + ": " + signame + " " + target.name +
         " (pid " + std::to_string(target.pid) + ") at step line " + std::to_string(at_step));
+    if (last_kill < last_change) pause_cause = signame + " " + target.name;
     last_event = clock_type::now();
     last_kill = last_event;
-    last_kill_name = signame + " " + target.name;
     encoder_seen = clock_type::time_point{};
     next = draw();
   }
@@ -527,9 +527,12 @@ bool harness::verify_cycle(const std::string& out, const std::string& log_path, 
       // The reason without the time stamp and the numbers that differ between runs.
       std::string reason = last_error.empty() ? "(no error line)" : last_error;
       if (reason.size() > 2 && reason[0] == '[') reason = reason.substr(reason.find(']') + 2);
-      for (char& c : reason) {
-        if (c >= '0' && c <= '9') c = '#';
+      std::string masked;
+      for (char c : reason) {
+        bool digit = c >= '0' && c <= '9';
+        if (!digit || masked.empty() || masked.back() != '#') masked += digit ? '#' : c;
       }
+      reason = masked;
       ++t_.restart_reasons[reason.substr(0, 160)];
       last_error.clear();
     }
