@@ -32,6 +32,8 @@
 #include <caf/send.hpp>
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -286,6 +288,9 @@ struct setup_options {
   // started and watched by a worker_pool, as actors/job.cpp does with placement.workers = 1); its router and this
   // process's router on tcp loopback. Empty: in this process, one router without endpoints (the one-process job).
   std::string worker_dir;
+  // With worker_dir: run the worker as `job_bench --serve-worker SPEC` (the same actors and spec as
+  // `hllm-train --worker`, its CAF workers without moderate polling too) instead of hllm-train. Diagnostic only.
+  bool quiet_worker = false;
 };
 
 struct actor_setup {
@@ -368,6 +373,7 @@ struct actor_setup {
     w.endpoint = ep;
     w.actors = hosted;
     w.command = {bin_dir() + "/hllm-train", "--worker", spec_path};
+    if (o.quiet_worker) w.command = {bin_dir() + "/job_bench", "--serve-worker", spec_path};
     w.log_file = dir + "/workers/worker-0.log";
     worker_pool_options po;
     po.sender = "coordinator";
@@ -652,9 +658,68 @@ std::string fmt_num(const char* f, double v) {
   return buf;
 }
 
+// `job_bench --serve-worker SPEC`: what run_worker (actors/job.cpp) does for loaders, samplers and cache shards,
+// with CAF's moderate polling off. Ends on SIGTERM (worker_pool::stop).
+int serve_worker(const std::string& spec_path) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  std::ifstream in(spec_path);
+  json s = json::parse(in);
+  const std::string data = s.at("data").get<std::string>();
+  const auto seed = s.at("seed").get<std::uint64_t>();
+  const auto shards = s.at("cache_shards").get<std::uint32_t>();
+  auto dataset = storage::dataset::open(data);
+  caf::actor_system_config cfg;
+  configure_actor_system(cfg);
+  cfg.set("work-stealing.moderate-poll-attempts", 0);
+  caf::actor_system sys{cfg};
+  router_config rc;
+  rc.name = worker_router_name(s.at("name").get<std::string>());
+  rc.bind = {s.at("bind").get<std::string>()};
+  auto router = spawn_router(sys, rc);
+  std::vector<addressable_actor> actors;
+  {
+    caf::scoped_actor self{sys};
+    for (const auto& [to, ep] : s.at("routes").items()) route(self, router, to, ep.get<std::string>());
+  }
+  for (const auto& j : s.at("actors")) {
+    const std::string a = j.get<std::string>();
+    if (a.rfind("loader-", 0) == 0) {
+      actors.push_back(spawn_data_loader(sys, router, {a, data, seed}));
+    } else if (a.rfind("sampler-", 0) == 0) {
+      actors.push_back(spawn_negative_sampler(sys, router, {a, data, seed}));
+    } else if (a.rfind("cache-shard-", 0) == 0) {
+      embedding_cache_shard_options so;
+      so.name = a;
+      so.shard = static_cast<std::uint32_t>(std::stoul(a.substr(a.rfind('-') + 1)));
+      so.shard_count = shards;
+      so.num_items = dataset.num_items();
+      actors.push_back(spawn_embedding_cache_shard(sys, router, so));
+    } else {
+      throw error(errc::invalid_input, "serve-worker: no actor kind named like '" + a + "'");
+    }
+  }
+  int sig = 0;
+  sigwait(&stop, &sig);
+  for (auto& a : actors) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::strcmp(argv[1], "--serve-worker") == 0) {
+    try {
+      return serve_worker(argv[2]);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "job_bench --serve-worker: %s\n", e.what());
+      return 1;
+    }
+  }
   try {
     std::string data, work = "bench-out/job";
     double budget = 30;
@@ -668,8 +733,9 @@ int main(int argc, char** argv) {
       if (std::strcmp(argv[i], "--scaling-rounds") == 0) scaling_rounds = std::stoi(argv[i + 1]);
       if (std::strcmp(argv[i], "--only") == 0) only = "," + std::string(argv[i + 1]) + ",";
     }
-    // Parts: stage1, stage2, quiet, worker1, worker2, cost, lookups, scaling (the default set), and worker2quiet
-    // (stage 2 with a worker process and this process's CAF workers without moderate polling; only when named).
+    // Parts: stage1, stage2, quiet, worker1, worker2, cost, lookups, scaling (the default set); only when named:
+    // worker2quiet (stage 2 with a worker process, this process's CAF workers without moderate polling) and
+    // worker2allquiet (the same with the worker's too: `job_bench --serve-worker` in place of hllm-train).
     auto named = [&](const char* part) { return only.find("," + std::string(part) + ",") != std::string::npos; };
     auto want = [&](const char* part) { return only.empty() || named(part); };
     if (!want("scaling")) scaling_rounds = 0;
@@ -722,7 +788,7 @@ int main(int argc, char** argv) {
     if (text_net.hidden_size() != matrix.hidden) throw error(errc::mismatch, "hidden size");
     // Stage 2 as the job trains it: a cache trainer without an item matrix, reading each batch's rows.
     model::trainer cache_net(job_model_config(job, dataset, model::item_source::cache), s2.train, texts);
-    efficiency e1, e2, e2q, e1w, e2w, e2wq;
+    efficiency e1, e2, e2q, e1w, e2w, e2wq, e2waq;
     int worker_pid = 0;
     if (want("stage1") || want("stage2")) {
       actor_setup actors(so);
@@ -757,13 +823,16 @@ int main(int argc, char** argv) {
         e2w = pipeline_efficiency(remote, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "worker");
       }
     }
-    if (named("worker2quiet")) {
+    for (const char* part : {"worker2quiet", "worker2allquiet"}) {
+      if (!named(part)) continue;
       setup_options w = so;
       w.worker_dir = work + "/worker";
       w.quiet = true;
+      w.quiet_worker = std::strcmp(part, "worker2allquiet") == 0;
       actor_setup remote(w);
-      std::fprintf(stderr, "(a) stage 2 pipeline efficiency, worker process, CAF moderate polling off here ...\n");
-      e2wq = pipeline_efficiency(remote, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "worker-quiet");
+      std::fprintf(stderr, "(a) stage 2 pipeline efficiency, worker process, %s ...\n", part);
+      (w.quiet_worker ? e2waq : e2wq) =
+          pipeline_efficiency(remote, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, part);
     }
     // (b) stage 2 vs stage 1 at stage 1's sequence length.
     model::trainer cache_net_short(job_model_config(job, dataset, model::item_source::cache), s2.train, texts);
@@ -850,6 +919,9 @@ int main(int argc, char** argv) {
             "loopback)", s2, e2w, 0.8);
     eff_row("stage 2 (cache rows looked up per step), loaders, sampler and cache shards in a worker process (tcp "
             "loopback), this process's CAF workers without moderate polling (the worker's with it)", s2, e2wq, 0.8);
+    eff_row("stage 2 (cache rows looked up per step), loaders, sampler and cache shards in a worker process (tcp "
+            "loopback), CAF workers of both processes without moderate polling (worker: job_bench --serve-worker)",
+            s2, e2waq, 0.8);
     double speedup = cost.stage2_ms > 0 ? cost.stage1_ms / cost.stage2_ms : 0;
     if (cost.steps1 > 0) std::fprintf(out, "| stage 2 vs stage 1 time per sample, both seq %u, batch %u, pre-built batches (stage 2: cached "
                 "rows in the batch) | %.1fx (%.3f vs %.3f ms/sample; %lld and %lld steps) | >= 5x | %s |\n",
