@@ -19,12 +19,15 @@
 //     alternating; total samples/s = the trainer's samples/s (results.json) times the world size.
 // Model: the embedded default job config ([model], [stage1], [stage2]; model config built as actors/job.cpp does).
 //
-// usage: job_bench [--data DIR] [--work DIR] [--seconds S] [--scaling-users N] [--scaling-rounds R]
+// usage: job_bench [--data DIR] [--work DIR] [--seconds S] [--scaling-users N] [--scaling-rounds R] [--only PARTS]
 //   --data: a prepared dataset; default: `hllm synth` + `hllm prepare --train-tokenizer 2000 --max-text-tokens 32`
 //   into WORK/prepared (default WORK: bench-out/job), run as child processes (sentencepiece never loads here).
 //   --seconds: time budget of the stage-1 efficiency measurement (default 30); the others take shares of it.
 //   --scaling-users: users of the scaling dataset (default 2560: 40 steps at world 1); --scaling-rounds: world 1
 //   and world 2 runs each (default 2; 0 skips the scaling).
+//   --only PARTS: comma-separated parts to run (stage1, stage2, quiet, worker1, worker2, cost, lookups, scaling;
+//   diagnostics only when named: worker2quiet, worker2allquiet). `job_bench --serve-worker SPEC` is the worker
+//   process of worker2allquiet (the actors of `hllm-train --worker SPEC`, CAF's moderate polling off).
 // Prints a Markdown table (docs/benchmarks.md, section "Actor job pipeline").
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
