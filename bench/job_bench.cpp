@@ -25,9 +25,9 @@
 //   --seconds: time budget of the stage-1 efficiency measurement (default 30); the others take shares of it.
 //   --scaling-users: users of the scaling dataset (default 2560: 40 steps at world 1); --scaling-rounds: world 1
 //   and world 2 runs each (default 2; 0 skips the scaling).
-//   --only PARTS: comma-separated parts to run (stage1, stage2, quiet, worker1, worker2, cost, lookups, scaling;
-//   diagnostics only when named: worker2quiet, worker2allquiet). `job_bench --serve-worker SPEC` is the worker
-//   process of worker2allquiet (the actors of `hllm-train --worker SPEC`, CAF's moderate polling off).
+//   --only PARTS: comma-separated parts to run (stage1, stage2, polling, worker1, worker2, cost, lookups, scaling).
+// CAF is configured as in the job's processes (configure_job_actor_system: idle workers do not poll), except in the
+// `polling` part, which measures stage 2 with CAF's default polling for comparison.
 // Prints a Markdown table (docs/benchmarks.md, section "Actor job pipeline").
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -283,17 +283,13 @@ struct setup_options {
   int loaders = 2, samplers = 1;
   std::uint32_t shards = 2;        // cache shards (cache-shard-<i>, ids i mod shards), filled from `matrix`
   const item_matrix* matrix = nullptr;
-  // quiet: idle CAF workers skip the moderate polling phase (500 sleeps of 50 us, i.e. ~20k wake-ups/s per worker
-  // for ~30 ms after every message) and wait on their condition variable after the short aggressive spin. A
-  // candidate setting for configure_actor_system, measured next to the default (this process only).
-  bool quiet = false;
+  // CAF's default scheduler (idle workers poll: 500 sleeps of 50 us, i.e. ~20k wake-ups/s per worker for ~30 ms
+  // after every message) instead of the job's (configure_job_actor_system: no moderate polling). Comparison only.
+  bool caf_default_polling = false;
   // Non-empty: loaders, samplers and shards in one worker process (`hllm-train --worker DIR/workers/worker-0.json`,
   // started and watched by a worker_pool, as actors/job.cpp does with placement.workers = 1); its router and this
   // process's router on tcp loopback. Empty: in this process, one router without endpoints (the one-process job).
   std::string worker_dir;
-  // With worker_dir: run the worker as `job_bench --serve-worker SPEC` (the same actors and spec as
-  // `hllm-train --worker`, its CAF workers without moderate polling too) instead of hllm-train. Diagnostic only.
-  bool quiet_worker = false;
 };
 
 struct actor_setup {
@@ -307,8 +303,8 @@ struct actor_setup {
   int worker_pid = 0;
 
   explicit actor_setup(const setup_options& o) : shards(o.shards) {
-    configure_actor_system(cfg);
-    if (o.quiet) cfg.set("work-stealing.moderate-poll-attempts", 0);
+    if (o.caf_default_polling) configure_actor_system(cfg);
+    else configure_job_actor_system(cfg);
     sys = std::make_unique<caf::actor_system>(cfg);
     router_config rc;
     if (o.worker_dir.empty()) rc.bind = {};  // one process, as the single-process job
@@ -376,7 +372,6 @@ struct actor_setup {
     w.endpoint = ep;
     w.actors = hosted;
     w.command = {bin_dir() + "/hllm-train", "--worker", spec_path};
-    if (o.quiet_worker) w.command = {bin_dir() + "/job_bench", "--serve-worker", spec_path};
     w.log_file = dir + "/workers/worker-0.log";
     worker_pool_options po;
     po.sender = "coordinator";
@@ -661,68 +656,9 @@ std::string fmt_num(const char* f, double v) {
   return buf;
 }
 
-// `job_bench --serve-worker SPEC`: what run_worker (actors/job.cpp) does for loaders, samplers and cache shards,
-// with CAF's moderate polling off. Ends on SIGTERM (worker_pool::stop).
-int serve_worker(const std::string& spec_path) {
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-  std::ifstream in(spec_path);
-  json s = json::parse(in);
-  const std::string data = s.at("data").get<std::string>();
-  const auto seed = s.at("seed").get<std::uint64_t>();
-  const auto shards = s.at("cache_shards").get<std::uint32_t>();
-  auto dataset = storage::dataset::open(data);
-  caf::actor_system_config cfg;
-  configure_actor_system(cfg);
-  cfg.set("work-stealing.moderate-poll-attempts", 0);
-  caf::actor_system sys{cfg};
-  router_config rc;
-  rc.name = worker_router_name(s.at("name").get<std::string>());
-  rc.bind = {s.at("bind").get<std::string>()};
-  auto router = spawn_router(sys, rc);
-  std::vector<addressable_actor> actors;
-  {
-    caf::scoped_actor self{sys};
-    for (const auto& [to, ep] : s.at("routes").items()) route(self, router, to, ep.get<std::string>());
-  }
-  for (const auto& j : s.at("actors")) {
-    const std::string a = j.get<std::string>();
-    if (a.rfind("loader-", 0) == 0) {
-      actors.push_back(spawn_data_loader(sys, router, {a, data, seed}));
-    } else if (a.rfind("sampler-", 0) == 0) {
-      actors.push_back(spawn_negative_sampler(sys, router, {a, data, seed}));
-    } else if (a.rfind("cache-shard-", 0) == 0) {
-      embedding_cache_shard_options so;
-      so.name = a;
-      so.shard = static_cast<std::uint32_t>(std::stoul(a.substr(a.rfind('-') + 1)));
-      so.shard_count = shards;
-      so.num_items = dataset.num_items();
-      actors.push_back(spawn_embedding_cache_shard(sys, router, so));
-    } else {
-      throw error(errc::invalid_input, "serve-worker: no actor kind named like '" + a + "'");
-    }
-  }
-  int sig = 0;
-  sigwait(&stop, &sig);
-  for (auto& a : actors) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 3 && std::strcmp(argv[1], "--serve-worker") == 0) {
-    try {
-      return serve_worker(argv[2]);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "job_bench --serve-worker: %s\n", e.what());
-      return 1;
-    }
-  }
   try {
     std::string data, work = "bench-out/job";
     double budget = 30;
@@ -736,9 +672,7 @@ int main(int argc, char** argv) {
       if (std::strcmp(argv[i], "--scaling-rounds") == 0) scaling_rounds = std::stoi(argv[i + 1]);
       if (std::strcmp(argv[i], "--only") == 0) only = "," + std::string(argv[i + 1]) + ",";
     }
-    // Parts: stage1, stage2, quiet, worker1, worker2, cost, lookups, scaling (the default set); only when named:
-    // worker2quiet (stage 2 with a worker process, this process's CAF workers without moderate polling) and
-    // worker2allquiet (the same with the worker's too: `job_bench --serve-worker` in place of hllm-train).
+    // Parts: stage1, stage2, polling, worker1, worker2, cost, lookups, scaling.
     auto named = [&](const char* part) { return only.find("," + std::string(part) + ",") != std::string::npos; };
     auto want = [&](const char* part) { return only.empty() || named(part); };
     if (!want("scaling")) scaling_rounds = 0;
@@ -791,7 +725,7 @@ int main(int argc, char** argv) {
     if (text_net.hidden_size() != matrix.hidden) throw error(errc::mismatch, "hidden size");
     // Stage 2 as the job trains it: a cache trainer without an item matrix, reading each batch's rows.
     model::trainer cache_net(job_model_config(job, dataset, model::item_source::cache), s2.train, texts);
-    efficiency e1, e2, e2q, e1w, e2w, e2wq, e2waq;
+    efficiency e1, e2, e2q, e1w, e2w;
     int worker_pid = 0;
     if (want("stage1") || want("stage2")) {
       actor_setup actors(so);
@@ -804,12 +738,12 @@ int main(int argc, char** argv) {
         e2 = pipeline_efficiency(actors, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "in-process");
       }
     }
-    if (want("quiet")) {
+    if (want("polling")) {
       setup_options q = so;
-      q.quiet = true;
-      actor_setup quiet(q);
-      std::fprintf(stderr, "(a) stage 2 pipeline efficiency, in-process, CAF moderate polling off ...\n");
-      e2q = pipeline_efficiency(quiet, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "quiet");
+      q.caf_default_polling = true;
+      actor_setup polling(q);
+      std::fprintf(stderr, "(a) stage 2 pipeline efficiency, in-process, CAF's default polling ...\n");
+      e2q = pipeline_efficiency(polling, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "polling");
     }
     if (want("worker1") || want("worker2")) {
       setup_options w = so;
@@ -825,17 +759,6 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "(a) stage 2 pipeline efficiency, worker process ...\n");
         e2w = pipeline_efficiency(remote, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "worker");
       }
-    }
-    for (const char* part : {"worker2quiet", "worker2allquiet"}) {
-      if (!named(part)) continue;
-      setup_options w = so;
-      w.worker_dir = work + "/worker";
-      w.quiet = true;
-      w.quiet_worker = std::strcmp(part, "worker2allquiet") == 0;
-      actor_setup remote(w);
-      std::fprintf(stderr, "(a) stage 2 pipeline efficiency, worker process, %s ...\n", part);
-      (w.quiet_worker ? e2waq : e2wq) =
-          pipeline_efficiency(remote, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, part);
     }
     // (b) stage 2 vs stage 1 at stage 1's sequence length.
     model::trainer cache_net_short(job_model_config(job, dataset, model::item_source::cache), s2.train, texts);
@@ -914,17 +837,12 @@ int main(int argc, char** argv) {
     };
     eff_row("stage 1 (text items), one process", s1, e1, 0.9);
     eff_row("stage 2 (cache rows looked up per step), one process", s2, e2, 0.9);
-    eff_row("stage 2 (cache rows looked up per step), one process, CAF workers without moderate polling (candidate "
-            "setting)", s2, e2q, 0.9);
+    eff_row("stage 2 (cache rows looked up per step), one process, CAF's default polling (comparison: the job turns "
+            "it off)", s2, e2q, 0.9);
     eff_row("stage 1 (text items), loaders, sampler and cache shards in a worker process (tcp loopback)", s1, e1w,
             0.8);
     eff_row("stage 2 (cache rows looked up per step), loaders, sampler and cache shards in a worker process (tcp "
             "loopback)", s2, e2w, 0.8);
-    eff_row("stage 2 (cache rows looked up per step), loaders, sampler and cache shards in a worker process (tcp "
-            "loopback), this process's CAF workers without moderate polling (the worker's with it)", s2, e2wq, 0.8);
-    eff_row("stage 2 (cache rows looked up per step), loaders, sampler and cache shards in a worker process (tcp "
-            "loopback), CAF workers of both processes without moderate polling (worker: job_bench --serve-worker)",
-            s2, e2waq, 0.8);
     double speedup = cost.stage2_ms > 0 ? cost.stage1_ms / cost.stage2_ms : 0;
     if (cost.steps1 > 0) std::fprintf(out, "| stage 2 vs stage 1 time per sample, both seq %u, batch %u, pre-built batches (stage 2: cached "
                 "rows in the batch) | %.1fx (%.3f vs %.3f ms/sample; %lld and %lld steps) | >= 5x | %s |\n",
