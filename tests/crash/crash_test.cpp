@@ -98,6 +98,12 @@ std::vector<std::string> cmdline_of(pid_t pid) {
   return out;
 }
 
+// Whether NAME=VALUE is in the environment PID started with.
+bool has_env(pid_t pid, const std::string& entry) {
+  std::string env = std::string(1, '\0') + read_file("/proc/" + std::to_string(pid) + "/environ");
+  return env.find(std::string(1, '\0') + entry + std::string(1, '\0')) != std::string::npos;
+}
+
 // Rank 0 and every descendant that is not a zombie, classified by its command line.
 std::vector<proc> job_tree(pid_t rank0) {
   std::vector<proc> out;
@@ -120,8 +126,7 @@ std::vector<proc> job_tree(pid_t rank0) {
     } else if (w != cmd.end() && w + 1 != cmd.end()) {
       pr.name = fs::path(*(w + 1)).stem().string();
       pr.k = pr.name.rfind("worker-encoder", 0) == 0 ? kind::encoder : kind::worker;
-    } else if ((std::string(1, '\0') + read_file("/proc/" + std::to_string(p) + "/environ")).find(std::string("\0RANK=1\0", 8)) !=
-               std::string::npos) {
+    } else if (has_env(p, "RANK=1")) {
       pr.k = kind::rank1;  // (a child of rank 0 between its fork and exec has rank 0's environment: "other")
       pr.name = "rank 1";
     } else {
@@ -382,7 +387,11 @@ bool harness::run_cycle(int cycle) {
     double gap;
     double kind_u, index_u, signal_u;
   };
-  auto draw = [&] { return plan{opt_.min_gap + (opt_.max_gap - opt_.min_gap) * uniform(), uniform(), uniform(), uniform()}; };
+  auto draw = [&] {
+    double gap = opt_.min_gap + (opt_.max_gap - opt_.min_gap) * uniform();
+    double kind_u = uniform(), index_u = uniform(), signal_u = uniform();
+    return plan{gap, kind_u, index_u, signal_u};
+  };
   plan next = draw();
   std::set<pid_t> stopped;
   clock_type::time_point encoder_seen{};
@@ -413,7 +422,8 @@ bool harness::run_cycle(int cycle) {
       last_progress = now;
       last_change = clock_type::now();
     } else if (seconds_since(std::max(last_change, last_event)) > opt_.stall) {
-      failure_ = "cycle " + std::to_string(cycle) + ": the job makes no progress (no step, checkpoint, phase or validation line for " +
+      failure_ = "cycle " + std::to_string(cycle) +
+                 ": the job makes no progress (no step, checkpoint, phase or validation line for " +
                  std::to_string(static_cast<int>(opt_.stall)) + " s); its processes:\n" +
                  describe_tree(job_tree(rank0)) + "its log ends:\n" + tail(log_path, 30);
       kill_all(rank0);
@@ -429,8 +439,10 @@ bool harness::run_cycle(int cycle) {
       continue;
     }
     // Kinds by weight: rank 0 20%, rank 1 20%, a worker 40%, the encoder 20%.
-    kind want = next.kind_u < 0.2 ? kind::rank0 : next.kind_u < 0.4 ? kind::rank1 : next.kind_u < 0.8 ? kind::worker
-                                                                                                       : kind::encoder;
+    kind want = next.kind_u < 0.2   ? kind::rank0
+                : next.kind_u < 0.4 ? kind::rank1
+                : next.kind_u < 0.8 ? kind::worker
+                                    : kind::encoder;
     auto tree = job_tree(rank0);
     std::vector<proc> of_kind, alive;
     for (const auto& p : tree) {
@@ -505,7 +517,8 @@ bool harness::verify_cycle(const std::string& out, const std::string& log_path, 
     std::string diff = hllm::test::ledger_differences(ref, out, -1, rank);
     if (!diff.empty()) why += "sample ledger of rank " + std::to_string(rank) + ":\n" + diff;
   }
-  std::string verify = hllm::test::run_output(opt_.bin + "/hllm checkpoint verify " + out + " > /dev/null 2>&1; echo $?");
+  std::string verify =
+      hllm::test::run_output(opt_.bin + "/hllm checkpoint verify " + out + " > /dev/null 2>&1; echo $?");
   if (verify != "0\n") why += "hllm checkpoint verify " + out + " failed\n";
   if (!fs::exists(out + "/results.json")) why += "no results.json\n";
   // Recovery counts from the job's own records.
@@ -576,7 +589,8 @@ int harness::run() {
               static_cast<unsigned long long>(opt_.seed), t_.kills_total, t_.cycles, wall, opt_.duration);
   std::printf("  %-8s %8s %8s\n", "kind", "SIGKILL", "SIGSTOP");
   for (kind k : {kind::rank0, kind::rank1, kind::worker, kind::encoder}) {
-    std::printf("  %-8s %8d %8d\n", kind_name(k), t_.kills[{kind_name(k), "SIGKILL"}], t_.kills[{kind_name(k), "SIGSTOP"}]);
+    std::printf("  %-8s %8d %8d\n", kind_name(k), t_.kills[{kind_name(k), "SIGKILL"}],
+                t_.kills[{kind_name(k), "SIGSTOP"}]);
   }
   std::printf("  recovery: %d job restarts by the harness (rank 0 killed), %d by the launcher (--max-restarts), "
               "%d worker respawns, %d resumes from a checkpoint\n",
@@ -585,8 +599,10 @@ int harness::run() {
     std::printf("  launcher restarts followed (the last error line before each):\n");
     for (const auto& [reason, n] : t_.restart_reasons) std::printf("    %3d x %s\n", n, reason.c_str());
   }
-  std::printf("  longest pause of progress (no step, checkpoint, phase or validation line): %.1f s, after %s\n",
-              t_.longest_pause, t_.longest_pause_after.c_str());
+  if (t_.cycles > 0) {
+    std::printf("  longest pause of progress (no step, checkpoint, phase or validation line): %.1f s, after %s\n",
+                t_.longest_pause, t_.longest_pause_after.c_str());
+  }
   std::sort(t_.pauses.rbegin(), t_.pauses.rend());
   for (const auto& [pause, after] : t_.pauses) std::printf("    pause of %.0f s after %s\n", pause, after.c_str());
   if (t_.unexplained_restarts > 0) {
@@ -629,7 +645,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-gap", o.max_gap, "most seconds from a (re)start or kill to the next kill")
       ->capture_default_str();
-  app.add_option("--stall", o.stall, "a job that writes no metrics line for this many seconds after the last kill hangs: FAIL")->capture_default_str();
+  app.add_option("--stall", o.stall,
+                 "a job that writes no step, checkpoint, phase or validation line for this many seconds after the "
+                 "last kill hangs: FAIL")
+      ->capture_default_str();
   app.add_flag("--keep", o.keep, "keep the work directory after a PASS");
   CLI11_PARSE(app, argc, argv);
   if (o.data.empty() || !fs::exists(o.data + "/manifest.json")) {

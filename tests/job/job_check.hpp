@@ -64,11 +64,16 @@ inline std::string digest(const std::string& hllm, const std::string& path) {
   return nl == std::string::npos ? out : out.substr(nl + 1);
 }
 
-// metrics.jsonl of rank 0, metrics.rank-R.jsonl of the others. A line that is not JSON (a writer killed mid-line,
+// metrics.jsonl of rank 0, metrics.rank-R.jsonl of the others.
+inline std::string metrics_path(const std::string& job, int rank) {
+  return job + (rank == 0 ? std::string("/metrics.jsonl") : "/metrics.rank-" + std::to_string(rank) + ".jsonl");
+}
+
+// The metrics lines of rank RANK. A line that is not JSON (a writer killed mid-line,
 // and the next run appending to it) is skipped and counted in *TORN.
 inline std::vector<nlohmann::json> metrics(const std::string& job, int rank = 0, int* torn = nullptr) {
   std::vector<nlohmann::json> lines;
-  std::ifstream in(job + (rank == 0 ? std::string("/metrics.jsonl") : "/metrics.rank-" + std::to_string(rank) + ".jsonl"));
+  std::ifstream in(metrics_path(job, rank));
   for (std::string line; std::getline(in, line);) {
     auto j = nlohmann::json::parse(line, nullptr, false);
     if (!j.is_discarded()) {
@@ -82,13 +87,15 @@ inline std::vector<nlohmann::json> metrics(const std::string& job, int rank = 0,
 
 // Lines of a job's metrics.jsonl (every incarnation's: the file is appended to) that contain TEXT.
 inline int metrics_lines_with(const std::string& job, const std::string& text, int rank = 0) {
-  std::ifstream in(job + (rank == 0 ? std::string("/metrics.jsonl") : "/metrics.rank-" + std::to_string(rank) + ".jsonl"));
+  std::ifstream in(metrics_path(job, rank));
   int n = 0;
   for (std::string line; std::getline(in, line);) n += line.find(text) != std::string::npos;
   return n;
 }
 
-inline int step_lines(const std::string& job, int rank = 0) { return metrics_lines_with(job, "\"event\":\"step\"", rank); }
+inline int step_lines(const std::string& job, int rank = 0) {
+  return metrics_lines_with(job, "\"event\":\"step\"", rank);
+}
 
 // Lines of metrics.jsonl whose "event" is EVENT.
 inline int event_lines(const std::string& job, const std::string& event, int rank = 0) {
@@ -110,7 +117,8 @@ inline const std::vector<std::string>& default_plan() {
 // they produced was lost); every batch must then be trained exactly once. `duplicates` counts batches trained twice
 // without a rollback in between; `torn` lines that are not JSON.
 inline std::map<batch_key, double> ledger(const std::string& job, int* duplicates, int* resumes, int rank = 0,
-                                          int* torn = nullptr, const std::vector<std::string>& plan = default_plan()) {
+                                          int* torn = nullptr,
+                                          const std::vector<std::string>& plan = default_plan()) {
   auto plan_index = [&](const std::string& model) {
     return static_cast<int>(std::find(plan.begin(), plan.end(), model) - plan.begin());
   };
