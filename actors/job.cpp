@@ -383,6 +383,7 @@ class job_runner {
     po.job = job_;
     po.heartbeat_interval = std::chrono::milliseconds(p.at("heartbeat_ms").get<int64_t>());
     po.heartbeat_timeout = std::chrono::milliseconds(p.at("heartbeat_timeout_ms").get<int64_t>());
+    po.start_timeout = std::chrono::milliseconds(p.at("start_timeout_ms").get<int64_t>());
     po.max_respawns = p.at("max_respawns").get<int>();
     po.on_respawn = [this](const worker_spec& w, int n, const std::string& why) {
       log_->write(json{{"event", "respawn"}, {"worker", w.name}, {"actors", w.actors}, {"respawns", n},

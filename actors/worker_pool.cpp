@@ -74,7 +74,10 @@ struct worker_pool::impl {
     worker_spec spec;
     pid_t pid = 0;
     int respawns = 0;
-    clock_type::time_point last_ok;
+    bool starting = false;                     // respawned, not answering yet
+    clock_type::time_point start_deadline;     // while starting
+    clock_type::time_point last_ok;            // last answered heartbeat
+    std::string why;                           // of the last respawn
   };
 
   caf::actor_system& sys;
@@ -132,51 +135,33 @@ struct worker_pool::impl {
     ::waitpid(pid, &status, 0);
   }
 
-  // The worker is gone (reaped): start it again, unless it used up its respawns.
+  // The worker is gone (reaped): start its process again, unless it used up its respawns. Does not wait for it:
+  // the watcher keeps watching the others and checks the new process on its next rounds (starting).
   void respawn(const std::string& name, const std::string& why) {
-    worker_spec spec;
-    int n = 0;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      auto it = workers.find(name);
-      if (it == workers.end()) return;
-      it->second.pid = 0;
-      n = ++it->second.respawns;
-      ++total_respawns;
-      spec = it->second.spec;
-      if (n > opt.max_respawns) {
-        failure = "worker " + name + " (" + why + ") needed more than " + std::to_string(opt.max_respawns) +
-                  " respawns";
-        spdlog::error("{}; giving up on it", failure);
-        workers.erase(it);
-        return;
-      }
-    }
-    spdlog::warn("worker {} ({}) {}: starting it again (respawn {} of at most {})", name,
-                 fmt_join(spec.actors), why, n, opt.max_respawns);
-    pid_t pid = 0;
-    try {
-      pid = launch(spec);
-    } catch (const std::exception& e) {
-      spdlog::error("worker {}: {}", name, e.what());
-      // Counted as a respawn; the next round tries again.
-      std::lock_guard<std::mutex> lock(mu);
-      auto it = workers.find(name);
-      if (it != workers.end()) it->second.last_ok = clock_type::now();
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = workers.find(name);
+    if (it == workers.end() || stopping) return;
+    worker& w = it->second;
+    w.pid = 0;
+    int n = ++w.respawns;
+    ++total_respawns;
+    if (n > opt.max_respawns) {
+      failure = "worker " + name + " (" + why + ") needed more than " + std::to_string(opt.max_respawns) +
+                " respawns";
+      spdlog::error("{}; giving up on it", failure);
+      workers.erase(it);
       return;
     }
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      auto it = workers.find(name);
-      if (it == workers.end() || stopping) {
-        terminate(pid);
-        return;
-      }
-      it->second.pid = pid;
-      it->second.last_ok = clock_type::now();
+    spdlog::warn("worker {} ({}) {}: starting it again (respawn {} of at most {})", name, fmt_join(w.spec.actors),
+                 why, n, opt.max_respawns);
+    w.why = why;
+    try {
+      w.pid = start_process(w.spec);
+    } catch (const std::exception& e) {
+      spdlog::error("worker {}: {}", name, e.what());  // pid 0: the next round tries again
     }
-    spdlog::info("worker {} is back (pid {})", name, pid);
-    if (opt.on_respawn) opt.on_respawn(spec, n, why);
+    w.starting = true;
+    w.start_deadline = clock_type::now() + opt.start_timeout;
   }
 
   static std::string fmt_join(const std::vector<std::string>& v) {
@@ -184,6 +169,13 @@ struct worker_pool::impl {
     for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
     return out;
   }
+
+  struct view {
+    std::string name;
+    pid_t pid;
+    bool starting;
+    clock_type::time_point start_deadline, last_ok;
+  };
 
   void watch() {
     caf::scoped_actor self{sys};
@@ -193,37 +185,58 @@ struct worker_pool::impl {
         cv.wait_for(lock, opt.heartbeat_interval, [&] { return stopping; });
         if (stopping) return;
       }
-      std::vector<std::pair<std::string, pid_t>> live;
+      std::vector<view> live;
       {
         std::lock_guard<std::mutex> lock(mu);
-        for (const auto& [name, w] : workers) live.emplace_back(name, w.pid);
+        for (const auto& [name, w] : workers) live.push_back({name, w.pid, w.starting, w.start_deadline, w.last_ok});
       }
-      for (const auto& [name, pid] : live) {
-        int status = 0;
-        if (pid <= 0) {
-          respawn(name, "is down");  // an earlier respawn failed
-        } else if (::waitpid(pid, &status, WNOHANG) == pid) {
-          respawn(name, describe_exit(status));
-        } else if (ping(self, name, opt.heartbeat_timeout)) {
+      for (const auto& v : live) {
+        {
           std::lock_guard<std::mutex> lock(mu);
-          auto it = workers.find(name);
+          if (stopping) return;
+          auto it = workers.find(v.name);
+          if (it == workers.end() || it->second.pid != v.pid) continue;  // stopped or changed meanwhile
+        }
+        int status = 0;
+        const auto now = clock_type::now();
+        if (v.pid <= 0) {
+          respawn(v.name, "is down");  // an earlier start failed
+        } else if (::waitpid(v.pid, &status, WNOHANG) == v.pid) {
+          respawn(v.name, describe_exit(status) + (v.starting ? " while starting" : ""));
+        } else if (v.starting) {
+          if (ping(self, v.name, std::chrono::milliseconds(500))) {
+            worker_spec spec;
+            int n = 0;
+            std::string why;
+            {
+              std::lock_guard<std::mutex> lock(mu);
+              auto it = workers.find(v.name);
+              if (it == workers.end()) continue;
+              it->second.starting = false;
+              it->second.last_ok = clock_type::now();
+              spec = it->second.spec;
+              n = it->second.respawns;
+              why = it->second.why;
+            }
+            spdlog::info("worker {} is back (pid {})", v.name, v.pid);
+            if (opt.on_respawn) opt.on_respawn(spec, n, why);
+          } else if (now > v.start_deadline) {
+            ::kill(v.pid, SIGKILL);
+            ::waitpid(v.pid, &status, 0);
+            respawn(v.name, "did not answer within " + std::to_string(opt.start_timeout.count()) +
+                                " ms of its start (killed)");
+          }
+        } else if (ping(self, v.name, opt.heartbeat_timeout)) {
+          std::lock_guard<std::mutex> lock(mu);
+          auto it = workers.find(v.name);
           if (it != workers.end()) it->second.last_ok = clock_type::now();
         } else {
-          clock_type::time_point last;
-          {
-            std::lock_guard<std::mutex> lock(mu);
-            auto it = workers.find(name);
-            if (it == workers.end()) continue;
-            last = it->second.last_ok;
-          }
-          auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - last);
+          auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - v.last_ok);
           if (silent < opt.heartbeat_timeout) continue;
-          ::kill(pid, SIGKILL);
-          ::waitpid(pid, &status, 0);
-          respawn(name, "answered no heartbeat for " + std::to_string(silent.count()) + " ms (killed)");
+          ::kill(v.pid, SIGKILL);
+          ::waitpid(v.pid, &status, 0);
+          respawn(v.name, "answered no heartbeat for " + std::to_string(silent.count()) + " ms (killed)");
         }
-        std::lock_guard<std::mutex> lock(mu);
-        if (stopping) return;
       }
     }
   }

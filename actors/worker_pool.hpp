@@ -41,7 +41,8 @@ struct worker_pool_options {
   job_ref job;
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds heartbeat_timeout{10000};
-  std::chrono::milliseconds start_timeout{120000};  // from exec until its router answers
+  std::chrono::milliseconds start_timeout{60000};   // from exec until its router answers; then it is killed and
+                                                    // started again (a respawn never blocks the watching of others)
   int max_respawns = 10;                            // per worker
   // Called (on the pool's thread) after a worker was started again.
   std::function<void(const worker_spec& w, int respawns, const std::string& why)> on_respawn;

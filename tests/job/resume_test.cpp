@@ -107,9 +107,10 @@ TEST(job, killed_job_resumes_to_identical_parameters_losses_and_sample_ledger) {
   EXPECT_EQ(d.size(), 16u) << d;
   EXPECT_EQ(d, digest(tmp / "job"));
   EXPECT_EQ(digest(tmp / "ref/stage1/best"), digest(tmp / "job/stage1/best"));
-  // A kill before the first checkpoint restarts from the beginning (no resume line).
-  int resumes = resumed_from(tmp / "job").empty() ? 0 : 1;
-  expect_same_ledger(tmp / "ref", tmp / "job", resumes);
+  // A kill before the first checkpoint restarts from the beginning: its resume line names no checkpoint and rolls
+  // back every step line of the killed run. Either way there is exactly one.
+  EXPECT_EQ(test::event_lines(tmp / "job", "resume"), 1);
+  expect_same_ledger(tmp / "ref", tmp / "job", 1);
   EXPECT_EQ(run_output(bin() + " checkpoint verify " + tmp / "job" + " > /dev/null 2>&1; echo $?"), "0\n");
 }
 
@@ -193,9 +194,8 @@ TEST(job, killed_two_rank_job_resumes_to_identical_parameters_and_sample_ledgers
   ASSERT_TRUE(run_and_kill(tmp / "job", tmp / "killed.log", kill_at, two)) << "the job ended before the kill";
   ASSERT_EQ(train(tmp / "job", tmp / "resumed.log", two + " --resume auto"), 0) << test::read_bytes(tmp / "resumed.log");
   EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
-  int resumes = resumed_from(tmp / "job").empty() ? 0 : 1;
-  expect_same_ledger(tmp / "ref", tmp / "job", resumes, 0);
-  expect_same_ledger(tmp / "ref", tmp / "job", resumes, 1);
+  expect_same_ledger(tmp / "ref", tmp / "job", test::event_lines(tmp / "job", "resume", 0), 0);
+  expect_same_ledger(tmp / "ref", tmp / "job", test::event_lines(tmp / "job", "resume", 1), 1);
 }
 
 namespace {
@@ -283,9 +283,8 @@ TEST(job, killed_trainer_rank_restarts_the_job_from_its_checkpoint_to_the_same_r
   std::string log = test::read_bytes(tmp / "job.log");
   EXPECT_NE(log.find("restarting the job from its newest checkpoint"), std::string::npos) << log;
   EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
-  int resumes = resumed_from(tmp / "job").empty() ? 0 : 1;
-  expect_same_ledger(tmp / "ref", tmp / "job", resumes, 0);
-  expect_same_ledger(tmp / "ref", tmp / "job", resumes, 1);
+  expect_same_ledger(tmp / "ref", tmp / "job", test::event_lines(tmp / "job", "resume", 0), 0);
+  expect_same_ledger(tmp / "ref", tmp / "job", test::event_lines(tmp / "job", "resume", 1), 1);
 }
 
 TEST(job, a_new_run_in_an_old_job_directory_keeps_its_own_checkpoints) {
