@@ -727,16 +727,21 @@ int main(int argc, char** argv) {
     model::trainer cache_net(job_model_config(job, dataset, model::item_source::cache), s2.train, texts);
     efficiency e1, e2, e2q, e1w, e2w;
     int worker_pid = 0;
+    // Stage 1 and stage 2 through one actor setup, each when its part is wanted.
+    auto both_stages = [&](actor_setup& actors, const char* part1, const char* part2, const char* where,
+                           efficiency& out1, efficiency& out2) {
+      if (want(part1)) {
+        std::fprintf(stderr, "(a) stage 1 pipeline efficiency, %s ...\n", where);
+        out1 = pipeline_efficiency(actors, job, text_net, maker, s1, matrix, window, 2, budget, where);
+      }
+      if (want(part2)) {
+        std::fprintf(stderr, "(a) stage 2 pipeline efficiency, %s ...\n", where);
+        out2 = pipeline_efficiency(actors, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, where);
+      }
+    };
     if (want("stage1") || want("stage2")) {
       actor_setup actors(so);
-      if (want("stage1")) {
-        std::fprintf(stderr, "(a) stage 1 pipeline efficiency, in-process ...\n");
-        e1 = pipeline_efficiency(actors, job, text_net, maker, s1, matrix, window, 2, budget, "in-process");
-      }
-      if (want("stage2")) {
-        std::fprintf(stderr, "(a) stage 2 pipeline efficiency, in-process ...\n");
-        e2 = pipeline_efficiency(actors, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "in-process");
-      }
+      both_stages(actors, "stage1", "stage2", "in-process", e1, e2);
     }
     if (want("polling")) {
       setup_options q = so;
@@ -751,14 +756,7 @@ int main(int argc, char** argv) {
       actor_setup remote(w);
       worker_pid = remote.worker_pid;
       std::fprintf(stderr, "(a) worker process %d up\n", worker_pid);
-      if (want("worker1")) {
-        std::fprintf(stderr, "(a) stage 1 pipeline efficiency, worker process ...\n");
-        e1w = pipeline_efficiency(remote, job, text_net, maker, s1, matrix, window, 2, budget, "worker");
-      }
-      if (want("worker2")) {
-        std::fprintf(stderr, "(a) stage 2 pipeline efficiency, worker process ...\n");
-        e2w = pipeline_efficiency(remote, job, cache_net, maker, s2, matrix, window, 8, budget * 0.5, "worker");
-      }
+      both_stages(remote, "worker1", "worker2", "worker", e1w, e2w);
     }
     // (b) stage 2 vs stage 1 at stage 1's sequence length.
     model::trainer cache_net_short(job_model_config(job, dataset, model::item_source::cache), s2.train, texts);

@@ -121,6 +121,15 @@ std::shared_ptr<embedding_cache_shard> filled_shard(uint32_t s, int64_t num_item
   return shard;
 }
 
+// Stage 2 from loader-0 and sampler-0 with lookups in cache-shard-0 and -1 for rows of `version`.
+step_feed_options stage2_opts(const std::string& version) {
+  auto o = feed_opts({"loader-0"});
+  o.stage = 2;
+  o.cache_shards = 2;
+  o.cache_version = version;
+  return o;
+}
+
 }  // namespace
 
 TEST(step_feed, stage2_looks_every_distinct_id_up_once_in_its_shard_and_the_rows_travel_with_the_batch) {
@@ -130,11 +139,7 @@ TEST(step_feed, stage2_looks_every_distinct_id_up_once_in_its_shard_and_the_rows
   const int64_t num_items = storage::dataset::open(tiny()).num_items();
   std::vector<std::shared_ptr<embedding_cache_shard>> shards{filled_shard(0, num_items), filled_shard(1, num_items)};
   for (auto& s : shards) spawn_addressable(*env.sys, env.router, s->status().name, s);
-  auto o = feed_opts({"loader-0"});
-  o.stage = 2;
-  o.cache_shards = 2;
-  o.cache_version = "v1";
-  step_feed feed(*env.sys, env.router, o);
+  step_feed feed(*env.sys, env.router, stage2_opts("v1"));
   feed.start_epoch(0, 0, 5);
   uint64_t rows_total = 0;
   for (int step = 0; step < 5; ++step) {
@@ -175,11 +180,7 @@ TEST(step_feed, stage2_lookups_against_another_cache_version_fail_at_once) {
   for (uint32_t s = 0; s < 2; ++s) {
     spawn_addressable(*env.sys, env.router, "cache-shard-" + std::to_string(s), filled_shard(s, num_items));
   }
-  auto o = feed_opts({"loader-0"});
-  o.stage = 2;
-  o.cache_shards = 2;
-  o.cache_version = "v0";
-  step_feed feed(*env.sys, env.router, o);
+  step_feed feed(*env.sys, env.router, stage2_opts("v0"));
   feed.start_epoch(0, 0, 2);
   expect_next_fails(feed, "lookup for version 'v0'");
   EXPECT_EQ(feed.counters().retries, 0u);

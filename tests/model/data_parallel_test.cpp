@@ -102,18 +102,23 @@ struct two_rank_result {
   std::vector<std::vector<char>> state[2];  // every parameter and optimizer tensor after `steps` steps
 };
 
+// Rank `rank` of two on 127.0.0.1:port.
+process_group_options two_ranks(std::uint16_t port, int rank) {
+  process_group_options o;
+  o.master_port = port;
+  o.rank = rank;
+  o.world_size = 2;
+  o.timeout = std::chrono::seconds(60);
+  return o;
+}
+
 // Two ranks (threads) joined by a real ProcessGroupGloo: compute_gradients (with or without the shared pool),
 // average_gradients, apply_gradients, for `steps` steps.
 two_rank_result run_two_ranks(const dp_job& job, bool shared_pool, int steps = 1) {
   two_rank_result out;
   const auto port = storage::free_tcp_port();
   auto rank_main = [&](int rank) {
-    process_group_options o;
-    o.master_port = port;
-    o.rank = rank;
-    o.world_size = 2;
-    o.timeout = std::chrono::seconds(60);
-    process_group group(o);
+    process_group group(two_ranks(port, rank));
     trainer t(job.model, job.train, job.data.texts.view());  // stage 2: per-batch rows only, no matrix
     for (int s = 0; s < steps; ++s) {
       auto m = t.compute_gradients(job.rank_batch(rank, s), shared_pool ? &group : nullptr);
@@ -246,12 +251,7 @@ TEST(data_parallel, float64_shared_pool_gradients_equal_one_process_to_1e10) {
     gradient_set got[2];
     const auto port = storage::free_tcp_port();
     auto rank_main = [&](int rank) {
-      process_group_options o;
-      o.master_port = port;
-      o.rank = rank;
-      o.world_size = 2;
-      o.timeout = std::chrono::seconds(60);
-      process_group group(o);
+      process_group group(two_ranks(port, rank));
       recommender r(job.model);
       r->to(torch::kFloat64);
       backward_loss(r->training_loss(job.rank_batch(rank, 0), job.data.texts.view(), &group), &group);
