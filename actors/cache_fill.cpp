@@ -54,6 +54,13 @@ msg::body ask(caf::scoped_actor& self, router_actor& router, const std::string& 
 
 std::string shard_name(int i) { return "cache-shard-" + std::to_string(i); }
 
+// The ids 1..num_items that shard i of `shards` owns (id % shards == i), ascending.
+std::vector<std::int32_t> ids_of_shard(int i, int shards, std::int64_t num_items) {
+  std::vector<std::int32_t> ids;
+  for (std::int64_t id = i == 0 ? shards : i; id <= num_items; id += shards) ids.push_back(static_cast<std::int32_t>(id));
+  return ids;
+}
+
 }  // namespace
 
 std::string checkpoint_version_hex(const std::string& checkpoint_dir) {
@@ -167,9 +174,7 @@ cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const 
       msg::cache_lookup l;
       l.shard = static_cast<std::uint32_t>(i);
       l.model_version = o.version;
-      for (std::int64_t id = i == 0 ? o.shards : i; id <= o.num_items; id += o.shards) {
-        l.item_ids.push_back(static_cast<std::int32_t>(id));
-      }
+      l.item_ids = ids_of_shard(i, o.shards, o.num_items);
       auto rows = std::get<msg::cache_rows>(ask(self, router, o.sender, o.job, shard_name(i), l, o.retry_for));
       for (std::int32_t id : rows.missing_ids) refill.insert((id - 1) / o.unit_items);
     }
@@ -200,9 +205,7 @@ std::vector<float> fetch_cache_matrix(caf::actor_system& sys, router_actor route
     msg::cache_lookup l;
     l.shard = static_cast<std::uint32_t>(i);
     l.model_version = version;
-    for (std::int64_t id = i == 0 ? shards : i; id <= num_items; id += shards) {
-      l.item_ids.push_back(static_cast<std::int32_t>(id));
-    }
+    l.item_ids = ids_of_shard(i, shards, num_items);
     auto rows = std::get<msg::cache_rows>(ask(self, router, sender, job, shard_name(i), l));
     if (!rows.missing_ids.empty()) {
       throw error(errc::not_found, "cache shard " + std::to_string(i) + " misses " +

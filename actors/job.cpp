@@ -88,6 +88,56 @@ stage_spec stage_spec_of(const json& cfg, const std::string& name, std::uint8_t 
 }
 
 
+// What a process of the job needs to spawn any of the job's named data-side actors.
+struct actor_home {
+  std::string data_dir, out_dir;
+  uint64_t seed = 0;
+  uint32_t cache_shards = 1;
+  int64_t num_items = 0;
+  job_ref job;
+  uint32_t threads = 1;
+  std::string checkpoint, version;  // item encoders only: the stage-1 checkpoint and the rows' version
+};
+
+// Spawns the actor `name` (loader-i, sampler-i, cache-shard-i or encoder-i) as a rank process or a worker does;
+// the process has verified the dataset once, so the actors do not.
+addressable_actor spawn_job_actor(caf::actor_system& sys, const router_actor& router, const std::string& name,
+                                  const actor_home& h) {
+  auto index = [&] { return static_cast<uint32_t>(std::stoul(name.substr(name.rfind('-') + 1))); };
+  if (name.rfind("loader-", 0) == 0) {
+    data_loader_options lo{name, h.data_dir, h.seed};
+    lo.verify_dataset = false;
+    return spawn_data_loader(sys, router, lo);
+  }
+  if (name.rfind("sampler-", 0) == 0) {
+    negative_sampler_options no{name, h.data_dir, h.seed};
+    no.verify_dataset = false;
+    return spawn_negative_sampler(sys, router, no);
+  }
+  if (name.rfind("cache-shard-", 0) == 0) {
+    embedding_cache_shard_options so;
+    so.name = name;
+    so.shard = index();
+    so.shard_count = h.cache_shards;
+    so.num_items = h.num_items;
+    so.directory = h.out_dir + "/cache";
+    return spawn_embedding_cache_shard(sys, router, so);
+  }
+  if (name.rfind("encoder-", 0) == 0) {
+    item_encoder_options eo;
+    eo.name = name;
+    eo.dataset_dir = h.data_dir;
+    eo.checkpoint_dir = h.checkpoint;
+    eo.model_version = h.version;
+    eo.cache_shards = h.cache_shards;
+    eo.job = h.job;
+    eo.threads = h.threads;
+    eo.verify_dataset = false;
+    return spawn_item_encoder(sys, router, eo);
+  }
+  throw error(errc::invalid_input, "no actor kind named like '" + name + "'");
+}
+
 std::string metrics_cell(const std::optional<model::ranking_metrics>& m, int k, bool ndcg) {
   if (!m || m->users == 0) return "-";
   char buf[32];
@@ -194,23 +244,30 @@ class job_runner {
 
   // The i-th actor of a kind: spawned here when this process is its home (its spawn enrolls it), else its name is
   // routed to the router of the process that hosts it.
-  template <class Spawn>
-  void place(const std::string& name, int i, Spawn&& spawn) {
+  void place(const std::string& name, int i) {
     if (home(i) == opt_.rank) {
-      actors_.push_back(spawn());
+      actors_.push_back(spawn_job_actor(*sys_, router_, name, home_of_actors()));
     } else {
       route_remote(name, home(i));
     }
   }
 
+  // What this process's data-side actors are spawned with (the dataset was verified once, by data_).
+  actor_home home_of_actors() const {
+    actor_home h;
+    h.data_dir = opt_.data_dir;
+    h.out_dir = opt_.out_dir;
+    h.seed = seed_;
+    h.cache_shards = static_cast<uint32_t>(n_shards_);
+    h.num_items = data_.num_items();
+    h.job = job_;
+    h.threads = static_cast<uint32_t>(threads_);
+    return h;
+  }
+
   // Local actors are enrolled by their spawn; remote names are routed to their process's router.
   void route_remote(const std::string& name, int rank) {
-    if (rank == opt_.rank) return;
-    caf::scoped_actor self{*sys_};
-    self->request(router_, caf::infinite, atom::route_v, name, endpoints_.at(rank), std::string())
-        .receive([](bool) {}, [&](const caf::error& e) {
-          throw error(errc::io, "cannot route " + name + ": " + caf::to_string(e));
-        });
+    if (rank != opt_.rank) add_route(*sys_, router_, name, endpoints_.at(rank));
   }
 
   template <class F>
@@ -285,29 +342,9 @@ class job_runner {
     if (n_workers_ > 0) {
       start_workers();
     } else {
-      for (int i = 0; i < n_loaders_; ++i) {
-        place(loaders_[i], i, [&] {
-          data_loader_options lo{loaders_[i], opt_.data_dir, seed_};
-          lo.verify_dataset = false;  // verified once by this process (data_)
-          return spawn_data_loader(*sys_, router_, lo);
-        });
-      }
-      for (int i = 0; i < n_samplers_; ++i) {
-        place(samplers_[i], i, [&] {
-          negative_sampler_options no{samplers_[i], opt_.data_dir, seed_};
-          no.verify_dataset = false;
-          return spawn_negative_sampler(*sys_, router_, no);
-        });
-      }
-      for (int i = 0; i < n_shards_; ++i) {
-        embedding_cache_shard_options so;
-        so.name = "cache-shard-" + std::to_string(i);
-        so.shard = static_cast<uint32_t>(i);
-        so.shard_count = static_cast<uint32_t>(n_shards_);
-        so.num_items = data_.num_items();
-        so.directory = opt_.out_dir + "/cache";
-        place(so.name, i, [&] { return spawn_embedding_cache_shard(*sys_, router_, so); });
-      }
+      for (int i = 0; i < n_loaders_; ++i) place(loaders_[i], i);
+      for (int i = 0; i < n_samplers_; ++i) place(samplers_[i], i);
+      for (int i = 0; i < n_shards_; ++i) place("cache-shard-" + std::to_string(i), i);
       for (int i = 0; i < n_encoders_; ++i) route_remote("encoder-" + std::to_string(i), home(i));
     }
     trainer_board_ = std::make_shared<status_board>("trainer-" + std::to_string(opt_.rank), "user_trainer");
@@ -323,14 +360,6 @@ class job_runner {
                  n_loaders_, n_samplers_, n_shards_,
                  n_workers_ > 0 ? std::to_string(n_workers_) + " worker processes"
                                 : spread_ ? "spread over ranks" : "all on rank 0");
-  }
-
-  void route_to(const std::string& name, const std::string& endpoint) {
-    caf::scoped_actor self{*sys_};
-    self->request(router_, caf::infinite, atom::route_v, name, endpoint, std::string())
-        .receive([](bool) {}, [&](const caf::error& e) {
-          throw error(errc::io, "cannot route " + name + ": " + caf::to_string(e));
-        });
   }
 
   // ---- worker processes (placement.workers > 0; actors/worker_pool.hpp) ----
@@ -363,7 +392,7 @@ class job_runner {
     for (int w = 0; w < processes; ++w) {
       std::string ep = "tcp://" + connect_host() + ":" + std::to_string(ports[w].get<int>());
       for (const auto& a : hosted[w]) {
-        route_to(a, ep);
+        add_route(*sys_, router_, a, ep);
         worker_endpoint_[a] = ep;
       }
     }
@@ -776,18 +805,11 @@ class job_runner {
       return;
     }
     std::vector<addressable_actor> local_encoders;
+    actor_home h = home_of_actors();
+    h.checkpoint = ckpt;
+    h.version = version_;
     for (int i = 0; i < n_encoders_; ++i) {
-      if (home(i) != opt_.rank) continue;
-      item_encoder_options eo;
-      eo.name = "encoder-" + std::to_string(i);
-      eo.dataset_dir = opt_.data_dir;
-      eo.checkpoint_dir = ckpt;
-      eo.model_version = version_;
-      eo.cache_shards = static_cast<uint32_t>(n_shards_);
-      eo.job = job_;
-      eo.threads = static_cast<uint32_t>(threads_);
-      eo.verify_dataset = false;  // verified once by this process (data_)
-      local_encoders.push_back(spawn_item_encoder(*sys_, router_, eo));
+      if (home(i) == opt_.rank) local_encoders.push_back(spawn_job_actor(*sys_, router_, "encoder-" + std::to_string(i), h));
     }
     barrier();  // encoders everywhere are up
     if (monitor_) {
@@ -1049,53 +1071,26 @@ int run_worker(const std::string& spec_path) {
   rc.bind = {s.at("bind").get<std::string>()};
   auto router = spawn_router(sys, rc);
   std::vector<addressable_actor> actors;
-  {
-    caf::scoped_actor self{sys};
-    for (const auto& [to, ep] : s.at("routes").items()) {
-      self->request(router, caf::infinite, atom::route_v, to, ep.get<std::string>(), std::string())
-          .receive([](bool) {}, [&](const caf::error& e) {
-            throw error(errc::io, "cannot route " + to + ": " + caf::to_string(e));
-          });
-    }
-  }
-  const uint64_t seed = s.at("seed").get<uint64_t>();
-  const auto shards = s.at("cache_shards").get<uint32_t>();
-  auto suffix = [](const std::string& a) { return static_cast<uint32_t>(std::stoul(a.substr(a.rfind('-') + 1))); };
+  for (const auto& [to, ep] : s.at("routes").items()) add_route(sys, router, to, ep.get<std::string>());
+  actor_home h;
+  h.data_dir = data_dir;
+  h.out_dir = s.at("out").get<std::string>();
+  h.seed = s.at("seed").get<uint64_t>();
+  h.cache_shards = s.at("cache_shards").get<uint32_t>();
+  h.num_items = data.num_items();
+  h.job = job;
+  h.threads = s.at("threads").get<uint32_t>();
+  h.checkpoint = s.value("checkpoint", "");
+  h.version = s.value("version", "");
   for (const auto& j : s.at("actors")) {
-    const std::string a = j.get<std::string>();
-    if (a.rfind("loader-", 0) == 0) {
-      data_loader_options lo{a, data_dir, seed};
-      lo.verify_dataset = false;
-      actors.push_back(spawn_data_loader(sys, router, lo));
-    } else if (a.rfind("sampler-", 0) == 0) {
-      negative_sampler_options no{a, data_dir, seed};
-      no.verify_dataset = false;
-      actors.push_back(spawn_negative_sampler(sys, router, no));
-    } else if (a.rfind("cache-shard-", 0) == 0) {
-      embedding_cache_shard_options so;
-      so.name = a;
-      so.shard = suffix(a);
-      so.shard_count = shards;
-      so.num_items = data.num_items();
-      so.directory = s.at("out").get<std::string>() + "/cache";
-      actors.push_back(spawn_embedding_cache_shard(sys, router, so));
-    } else if (a.rfind("encoder-", 0) == 0) {
-      item_encoder_options eo;
-      eo.name = a;
-      eo.dataset_dir = data_dir;
-      eo.checkpoint_dir = s.at("checkpoint").get<std::string>();
-      eo.model_version = s.at("version").get<std::string>();
-      eo.cache_shards = shards;
-      eo.job = job;
-      eo.threads = s.at("threads").get<uint32_t>();
-      eo.verify_dataset = false;
-      actors.push_back(spawn_item_encoder(sys, router, eo));
-    } else {
-      throw error(errc::invalid_input, "worker spec '" + spec_path + "': no actor kind named like '" + a + "'");
+    try {
+      actors.push_back(spawn_job_actor(sys, router, j.get<std::string>(), h));
+    } catch (const error& e) {
+      throw error(e.code(), "worker spec '" + spec_path + "': " + e.what());
     }
   }
   // OUT/workers/NAME.pid names the live incarnation (operators and the crash tests kill it by this).
-  const std::string pid_file = s.at("out").get<std::string>() + "/workers/" + name + ".pid";
+  const std::string pid_file = h.out_dir + "/workers/" + name + ".pid";
   std::string pid_text = std::to_string(::getpid()) + "\n";
   storage::write_file_durably(pid_file + ".tmp", pid_text.data(), pid_text.size());
   fs::rename(pid_file + ".tmp", pid_file);

@@ -3,6 +3,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -723,6 +724,15 @@ msg::buffer make_oneway(const std::string& from, const std::string& to, msg::bod
   e.head.job_epoch = job.epoch;
   e.content = std::move(content);
   return msg::encode(e);
+}
+
+void add_route(caf::actor_system& sys, const router_actor& router, const std::string& name,
+               const std::string& endpoint, const std::string& key) {
+  caf::scoped_actor self{sys};
+  self->request(router, caf::infinite, atom::route_v, name, endpoint, key)
+      .receive([](bool) {}, [&](const caf::error& e) {
+        throw error(errc::io, "cannot route " + name + " to " + endpoint + ": " + caf::to_string(e));
+      });
 }
 
 std::string reply_failure(const msg::buffer& reply) {

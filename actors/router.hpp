@@ -67,6 +67,11 @@ void configure_actor_system(caf::actor_system_config& cfg, std::size_t max_threa
 // is unreadable.
 router_actor spawn_router(caf::actor_system& sys, router_config cfg);
 
+// Routes `name` to the remote router at `endpoint` (atom::route; `key`: the peer's CURVE public key, "" for the
+// router's own) and waits until it is in the address book. Throws hllm::error naming `name` on failure.
+void add_route(caf::actor_system& sys, const router_actor& router, const std::string& name,
+               const std::string& endpoint, const std::string& key = "");
+
 // ---- helpers for actor code ----
 
 // The job an actor belongs to: stamped on every envelope it sends.

@@ -259,14 +259,7 @@ worker_pool::~worker_pool() {
 
 void worker_pool::start(const worker_spec& spec) {
   if (spec.command.empty()) throw error(errc::invalid_input, "worker " + spec.name + ": no command");
-  {
-    caf::scoped_actor self{impl_->sys};
-    self->request(impl_->router, caf::infinite, atom::route_v, worker_router_name(spec.name), spec.endpoint,
-                  std::string())
-        .receive([](bool) {}, [&](const caf::error& e) {
-          throw error(errc::io, "cannot route worker " + spec.name + ": " + caf::to_string(e));
-        });
-  }
+  add_route(impl_->sys, impl_->router, worker_router_name(spec.name), spec.endpoint);
   // A worker that dies while starting (killed, out of memory) is started again like one that dies later.
   pid_t pid = 0;
   int attempt = 0;

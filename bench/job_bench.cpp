@@ -241,13 +241,6 @@ std::vector<std::string> endpoints_of(caf::scoped_actor& self, const router_acto
   return out;
 }
 
-void route(caf::scoped_actor& self, const router_actor& r, const std::string& name, const std::string& endpoint) {
-  bool ok = false;
-  self->request(r, caf::infinite, atom::route_v, name, endpoint, std::string())
-      .receive([&](bool b) { ok = b; }, [](const caf::error&) {});
-  if (!ok) throw error(errc::io, "cannot route '" + name + "' to " + endpoint);
-}
-
 // Puts rows into the shard `name` (reachable through `router`), 4096 ids per request, from "bench-client".
 void put_rows(caf::actor_system& sys, router_actor router, const std::string& name, const std::string& version,
               const std::vector<std::int32_t>& ids, std::uint32_t dim,
@@ -351,7 +344,7 @@ struct actor_setup {
     std::vector<std::string> hosted = loaders;
     hosted.insert(hosted.end(), samplers.begin(), samplers.end());
     hosted.insert(hosted.end(), shard_names.begin(), shard_names.end());
-    for (const auto& a : hosted) route(self, router, a, ep);
+    for (const auto& a : hosted) add_route(*sys, router, a, ep);
     // Replies travel by address: the feed ("trainer-0"), the pool's heartbeats ("coordinator") and the fill.
     json routes{{"trainer-0", mine}, {"coordinator", mine}, {"bench-client", mine}};
     json spec{{"name", "worker-0"},
@@ -793,8 +786,8 @@ int main(int argc, char** argv) {
       auto back = spawn_router(sys, b);
       auto remote_shard = spawn_embedding_cache_shard(sys, back, lo);
       caf::scoped_actor self{sys};
-      route(self, front, lo.name, endpoints_of(self, back).at(0));
-      route(self, back, "bench-client", endpoints_of(self, front).at(0));
+      add_route(sys, front, lo.name, endpoints_of(self, back).at(0));
+      add_route(sys, back, "bench-client", endpoints_of(self, front).at(0));
       fill_shard(sys, back, lo.name, items, dim);
       std::fprintf(stderr, "(c) cache lookups, tcp loopback ...\n");
       tcp = lookups(sys, front, lo.name, items, dim, ids, in_flight, 4);
