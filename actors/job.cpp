@@ -197,7 +197,7 @@ class job_runner {
     }
     job_.epoch = next_job_epoch();
     caf_cfg_ = std::make_unique<caf::actor_system_config>();
-    configure_job_actor_system(*caf_cfg_);
+    configure_actor_system(*caf_cfg_);
     sys_ = std::make_unique<caf::actor_system>(*caf_cfg_);
   }
 
@@ -1033,11 +1033,6 @@ model::hllm_config job_model_config(const json& cfg, const storage::dataset& dat
   return c;
 }
 
-void configure_job_actor_system(caf::actor_system_config& cfg) {
-  configure_actor_system(cfg);
-  cfg.set("work-stealing.moderate-poll-attempts", 0);
-}
-
 int run_job(const job_options& o) {
   job_runner r(o);
   return r.run();
@@ -1062,7 +1057,7 @@ int run_worker(const std::string& spec_path) {
   auto data = storage::dataset::open(data_dir);  // verified once for every actor of this process
   const job_ref job{s.at("job_id").get<uint64_t>(), s.at("job_epoch").get<uint32_t>()};
   caf::actor_system_config cfg;
-  configure_job_actor_system(cfg);
+  configure_actor_system(cfg);
   caf::actor_system sys{cfg};
   router_config rc;
   rc.name = worker_router_name(name);

@@ -47,11 +47,6 @@ struct job_options {
 // Runs the job; returns 0 on success. Throws hllm::error on what cannot go on (bad config, missing data).
 int run_job(const job_options& o);
 
-// configure_actor_system (actors/router.hpp) for a training job's processes (ranks and workers): idle CAF workers
-// also skip the moderate polling phase (after each message an idle worker otherwise wakes every 50 us for ~30 ms,
-// taking time slices from torch's threads; docs/benchmarks.md "Actor job pipeline").
-void configure_job_actor_system(caf::actor_system_config& cfg);
-
 // A worker process (`hllm-train --worker SPEC`): hosts the loaders, samplers, cache shards or item encoders named
 // in the JSON spec the coordinator wrote, behind its own router bound to the spec's endpoint, until SIGTERM.
 int run_worker(const std::string& spec_path);

@@ -659,6 +659,13 @@ void configure_actor_system(caf::actor_system_config& cfg, std::size_t max_threa
   // which sit in the same worker's queue: the encoded buffers pile up (7 of 16 in flight at 1 MiB) and every new
   // payload copy lands in cold memory (2x slower). With 4, a 1 MiB in-process request went from ~60 to ~30 us.
   cfg.set("scheduler.max-throughput", std::size_t{4});
+  // Idle workers skip CAF's "moderate" polling phase (500 sleeps of 50 us, at least the timer slack each, after
+  // every message) and block at once, woken when work arrives. The sleeps cost every process twice: a frame that
+  // the router's I/O thread hands to a sleeping worker waits out the sleep (tcp 1 KiB: 40-45k msg/s with polling,
+  // 58-62k without; tcp 1 MiB 70-76% of raw ZeroMQ with, 79-83% without), and the wake-ups take time slices from
+  // torch's threads in a training process (stage-2 pipeline efficiency 0.86-0.96 with, 0.98-1.02 without).
+  // docs/benchmarks.md has the measurements ("Router throughput", "Actor job pipeline").
+  cfg.set("work-stealing.moderate-poll-attempts", std::size_t{0});
   // Envelopes of a MiB and more are allocated and freed at a high rate, often on different threads. glibc's
   // defaults mmap and unmap each such block (a page fault per 4 KiB): 1 MiB messages went 3-6x slower. Keep
   // blocks up to 32 MiB on the heap and trim it only above 128 MiB of free space.

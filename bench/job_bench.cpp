@@ -26,7 +26,7 @@
 //   --scaling-users: users of the scaling dataset (default 2560: 40 steps at world 1); --scaling-rounds: world 1
 //   and world 2 runs each (default 2; 0 skips the scaling).
 //   --only PARTS: comma-separated parts to run (stage1, stage2, polling, worker1, worker2, cost, lookups, scaling).
-// CAF is configured as in the job's processes (configure_job_actor_system: idle workers do not poll), except in the
+// CAF is configured as in the job's processes (configure_actor_system: idle workers do not poll), except in the
 // `polling` part, which measures stage 2 with CAF's default polling for comparison.
 // Prints a Markdown table (docs/benchmarks.md, section "Actor job pipeline").
 #include <caf/actor_system.hpp>
@@ -277,7 +277,7 @@ struct setup_options {
   std::uint32_t shards = 2;        // cache shards (cache-shard-<i>, ids i mod shards), filled from `matrix`
   const item_matrix* matrix = nullptr;
   // CAF's default scheduler (idle workers poll: 500 sleeps of 50 us, i.e. ~20k wake-ups/s per worker for ~30 ms
-  // after every message) instead of the job's (configure_job_actor_system: no moderate polling). Comparison only.
+  // after every message) instead of the job's (configure_actor_system: no moderate polling). Comparison only.
   bool caf_default_polling = false;
   // Non-empty: loaders, samplers and shards in one worker process (`hllm-train --worker DIR/workers/worker-0.json`,
   // started and watched by a worker_pool, as actors/job.cpp does with placement.workers = 1); its router and this
@@ -296,8 +296,8 @@ struct actor_setup {
   int worker_pid = 0;
 
   explicit actor_setup(const setup_options& o) : shards(o.shards) {
-    if (o.caf_default_polling) configure_actor_system(cfg);
-    else configure_job_actor_system(cfg);
+    configure_actor_system(cfg);
+    if (o.caf_default_polling) cfg.set("work-stealing.moderate-poll-attempts", std::size_t{500});  // CAF's default
     sys = std::make_unique<caf::actor_system>(cfg);
     router_config rc;
     if (o.worker_dir.empty()) rc.bind = {};  // one process, as the single-process job
