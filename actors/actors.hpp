@@ -35,7 +35,7 @@ using router_actor = caf::typed_actor<
     caf::replies_to<atom::status>::with<msg::buffer>,                      // an envelope with a status_reply
     caf::replies_to<atom::endpoints>::with<std::vector<std::string>>,
     // Internal: the I/O thread and request deadlines.
-    caf::reacts_to<atom::inbound, msg::buffer>,
+    caf::reacts_to<atom::inbound, std::vector<msg::buffer>>,
     caf::reacts_to<atom::timeout, std::uint64_t>>;
 
 }  // namespace hllm

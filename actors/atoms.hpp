@@ -37,6 +37,7 @@ typename Inspector::result_type inspect(Inspector& f, buffer& x) {
 CAF_BEGIN_TYPE_ID_BLOCK(hllm, caf::first_custom_type_id)
 
   CAF_ADD_TYPE_ID(hllm, (hllm::msg::buffer))
+  CAF_ADD_TYPE_ID(hllm, (std::vector<hllm::msg::buffer>))  // frames the router's I/O thread read in one wake-up
 
   // Router <-> local actors.
   CAF_ADD_ATOM(hllm, hllm::atom, deliver, "deliver")   // a request envelope for a local actor; reply expected
@@ -53,7 +54,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(hllm, caf::first_custom_type_id)
   CAF_ADD_ATOM(hllm, hllm::atom, endpoints, "endpoints")  // the endpoints the router is bound to
 
   // Router internals.
-  CAF_ADD_ATOM(hllm, hllm::atom, inbound, "inbound")   // I/O thread -> router: a frame from the network
+  CAF_ADD_ATOM(hllm, hllm::atom, inbound, "inbound")   // I/O thread -> router: frames from the network
   CAF_ADD_ATOM(hllm, hllm::atom, timeout, "timeout")   // a remote request's deadline passed
 
 CAF_END_TYPE_ID_BLOCK(hllm)

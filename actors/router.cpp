@@ -211,6 +211,7 @@ struct router_state {
       s.counters.push_back({"frames_in", static_cast<std::int64_t>(c.frames_in.load())});
       s.counters.push_back({"bytes_in", static_cast<std::int64_t>(c.bytes_in.load())});
       s.counters.push_back({"frames_shared", static_cast<std::int64_t>(c.frames_shared.load())});
+      s.counters.push_back({"inbound_batches", static_cast<std::int64_t>(c.inbound_batches.load())});
       s.counters.push_back({"bad_frames", static_cast<std::int64_t>(c.bad_frames.load())});
       s.counters.push_back({"oversized_frames", static_cast<std::int64_t>(c.oversized_frames.load())});
       s.counters.push_back({"auth_granted", static_cast<std::int64_t>(c.auth_granted.load())});
@@ -531,7 +532,6 @@ void serve_remote(router_pointer self, const msg::buffer& b, const msg::routing_
 // Every frame from the network passes here: validated, fenced, then routed.
 void on_inbound(router_pointer self, const msg::buffer& b) {
   auto& st = self->state;
-  st.io->counters().queued.fetch_sub(1, std::memory_order_relaxed);
   auto info = msg::validate(b, st.cfg.limits);
   if (!info.ok()) {
     const auto& f = info.error();
@@ -641,8 +641,14 @@ router_actor::behavior_type router_main(router_pointer self, router_config cfg,
         return msg::encode(msg::envelope{h, self->state.status()});
       },
       [self](atom::endpoints) { return self->state.io ? self->state.io->endpoints() : std::vector<std::string>{}; },
-      // A frame from the I/O thread.
-      [self](atom::inbound, const msg::buffer& b) { on_inbound(self, b); },
+      // Frames from the I/O thread, in the order they arrived.
+      [self](atom::inbound, const std::vector<msg::buffer>& frames) {
+        self->state.io->counters().queued.fetch_sub(static_cast<std::int64_t>(frames.size()),
+                                                    std::memory_order_relaxed);
+        for (const auto& b : frames) {
+          on_inbound(self, b);
+        }
+      },
       // The deadline timer (the argument: the deadline it was armed for): requests past their deadline get a
       // timeout error unless the reply came first.
       [self](atom::timeout, std::uint64_t timer_ns) { expire(self, timer_ns); },
@@ -700,11 +706,11 @@ router_actor spawn_router(caf::actor_system& sys, router_config cfg) {
   // The I/O thread holds the router weakly: a router nobody references can still terminate.
   caf::weak_actor_ptr weak = caf::actor_cast<caf::weak_actor_ptr>(router);
   detail::router_io* raw = io.get();
-  io->start([weak, raw](msg::buffer b) {
+  io->start([weak, raw](std::vector<msg::buffer> frames) {
     if (auto strong = weak.lock()) {
-      caf::anon_send(caf::actor_cast<router_actor>(strong), atom::inbound_v, std::move(b));
+      caf::anon_send(caf::actor_cast<router_actor>(strong), atom::inbound_v, std::move(frames));
     } else {
-      raw->counters().queued.fetch_sub(1, std::memory_order_relaxed);
+      raw->counters().queued.fetch_sub(static_cast<std::int64_t>(frames.size()), std::memory_order_relaxed);
     }
   });
   return router;

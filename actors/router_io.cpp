@@ -96,7 +96,7 @@ router_io::router_io(std::shared_ptr<zmq::context_t> context, io_options options
 
 router_io::~router_io() { stop(); }
 
-void router_io::start(std::function<void(msg::buffer)> deliver) {
+void router_io::start(std::function<void(std::vector<msg::buffer>)> deliver) {
   deliver_ = std::move(deliver);
   thread_ = std::thread([this] { run(); });
 }
@@ -143,11 +143,26 @@ void router_io::run() {
 }
 
 void router_io::drain_inbound() {
-  // A bounded batch per wake-up keeps the stop and ZAP sockets responsive under load.
-  for (int i = 0; i < 256 && counters_.queued.load(std::memory_order_relaxed) < options_.max_queued; ++i) {
+  // What one wake-up reads goes to the router actor together, in batches of at most max_batch frames, as soon as
+  // the socket has no more (no waiting for more). At most 256 frames per wake-up keep the stop and ZAP sockets
+  // responsive under load.
+  std::vector<msg::buffer> batch;
+  auto hand_over = [&] {
+    if (!batch.empty()) {
+      counters_.queued.fetch_add(static_cast<std::int64_t>(batch.size()), std::memory_order_relaxed);
+      counters_.inbound_batches.fetch_add(1, std::memory_order_relaxed);
+      deliver_(std::move(batch));
+      batch = {};
+    }
+  };
+  for (int i = 0; i < 256; ++i) {
+    auto queued = counters_.queued.load(std::memory_order_relaxed) + static_cast<std::int64_t>(batch.size());
+    if (queued >= options_.max_queued) {
+      break;
+    }
     zmq::message_t identity;
     if (!inbound_->recv(identity, zmq::recv_flags::dontwait)) {
-      return;
+      break;
     }
     std::vector<zmq::message_t> parts;
     bool more = identity.more();
@@ -170,9 +185,12 @@ void router_io::drain_inbound() {
     }
     counters_.frames_in.fetch_add(1, std::memory_order_relaxed);
     counters_.bytes_in.fetch_add(size, std::memory_order_relaxed);
-    counters_.queued.fetch_add(1, std::memory_order_relaxed);
-    deliver_(to_buffer(std::move(parts[0]), counters_.frames_shared));
+    batch.push_back(to_buffer(std::move(parts[0]), counters_.frames_shared));
+    if (batch.size() == max_batch) {
+      hand_over();
+    }
   }
+  hand_over();
 }
 
 void router_io::answer_zap() {

@@ -1,7 +1,8 @@
 #pragma once
 // The router's I/O thread: the only thread that touches the bound (inbound) ZeroMQ ROUTER socket. It polls that
 // socket, the CURVE authentication (ZAP) socket and a stop socket; each inbound frame becomes an aligned
-// msg::buffer handed to the router actor through a callback. It never decodes: the router actor does.
+// msg::buffer, and the frames read in one wake-up go to the router actor together, through a callback (one CAF
+// message, one wake-up of a CAF worker, for a burst of small frames). It never decodes: the router actor does.
 //
 // Why a thread: a ZeroMQ socket must stay on one thread and a blocking poll cannot run inside a CAF actor.
 // Outbound sockets (one DEALER per remote endpoint) need no polling, so the router actor owns them itself.
@@ -30,6 +31,7 @@ struct io_counters {
   std::atomic<std::uint64_t> frames_in{0};
   std::atomic<std::uint64_t> bytes_in{0};
   std::atomic<std::uint64_t> frames_shared{0};     // handed on without a copy (large and already aligned)
+  std::atomic<std::uint64_t> inbound_batches{0};   // hand-overs to the router actor (frames_in / this: per wake-up)
   std::atomic<std::uint64_t> bad_frames{0};        // not exactly [identity][payload]
   std::atomic<std::uint64_t> oversized_frames{0};
   std::atomic<std::uint64_t> auth_granted{0};
@@ -72,8 +74,11 @@ class router_io {
   // The endpoints as bound, wildcards resolved (tcp://127.0.0.1:* -> tcp://127.0.0.1:41234).
   const std::vector<std::string>& endpoints() const { return endpoints_; }
 
-  // Starts the thread; `deliver` runs on it once per accepted frame, after counters().queued was raised.
-  void start(std::function<void(msg::buffer)> deliver);
+  // Starts the thread; `deliver` runs on it once per wake-up with the frames accepted in it (at most
+  // max_batch, never empty), after counters().queued was raised by their number.
+  void start(std::function<void(std::vector<msg::buffer>)> deliver);
+
+  static constexpr std::size_t max_batch = 64;
   void stop();
 
   io_counters& counters() { return counters_; }
@@ -90,7 +95,7 @@ class router_io {
   std::unique_ptr<zmq::socket_t> control_;   // the thread's end of the stop channel
   std::unique_ptr<zmq::socket_t> stopper_;   // the owner's end
   std::vector<std::string> endpoints_;
-  std::function<void(msg::buffer)> deliver_;
+  std::function<void(std::vector<msg::buffer>)> deliver_;
   io_counters counters_;
   drop_log drops_{"router-io"};
   std::thread thread_;

@@ -2,9 +2,13 @@
 // and resistance to bad frames. Wire-level checks (CURVE, capnp decode) are in wire_test.cpp.
 #include <caf/typed_event_based_actor.hpp>
 
+#include <condition_variable>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <zmq.hpp>
+
+#include "actors/router_io.hpp"
 
 #include "tests/actors/child_process.hpp"
 #include "tests/actors/router_fixture.hpp"
@@ -262,6 +266,66 @@ TEST_F(router_test, dead_local_actor_leaves_the_address_book) {
     std::this_thread::sleep_for(milliseconds(10));
   }
   EXPECT_EQ(code, msg::error_code::unknown_receiver);
+}
+
+// ---- the I/O thread hands frames over in batches ----
+
+TEST(router_io_test, frames_read_in_one_wake_up_reach_the_router_together_and_in_order) {
+  // Frames already waiting when the thread starts are read in one wake-up: they must arrive complete, in the order
+  // sent, in hand-overs of at most max_batch frames, and together (not one CAF message per frame).
+  auto ctx = std::make_shared<zmq::context_t>(1);
+  detail::io_options options;
+  options.bind = {"tcp://127.0.0.1:*"};
+  options.max_bytes = 1 << 20;
+  detail::router_io io(ctx, options);
+  zmq::socket_t peer(*ctx, zmq::socket_type::dealer);
+  peer.set(zmq::sockopt::linger, 0);
+  peer.connect(io.endpoints().at(0));
+  constexpr std::uint64_t frames = 300;
+  for (std::uint64_t i = 0; i < frames; ++i) {
+    std::uint64_t words[2] = {i, 0};
+    peer.send(zmq::buffer(words, sizeof(words)), zmq::send_flags::none);
+  }
+  std::this_thread::sleep_for(milliseconds(300));  // ZeroMQ moves them to the bound socket meanwhile
+
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<std::vector<std::uint64_t>> batches;
+  std::uint64_t received = 0;
+  io.start([&](std::vector<msg::buffer> batch) {
+    std::vector<std::uint64_t> ids;
+    for (const auto& b : batch) {
+      ids.push_back(b.size() == 16 ? *reinterpret_cast<const std::uint64_t*>(b.data()) : ~std::uint64_t{0});
+    }
+    io.counters().queued.fetch_sub(static_cast<std::int64_t>(batch.size()));  // handled, as the router actor does
+    std::lock_guard<std::mutex> lock(m);
+    received += ids.size();
+    batches.push_back(std::move(ids));
+    cv.notify_all();
+  });
+  {
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait_for(lock, std::chrono::seconds(10), [&] { return received >= frames; });
+  }
+  io.stop();
+
+  std::vector<std::uint64_t> order;
+  std::size_t largest = 0;
+  for (const auto& b : batches) {
+    EXPECT_FALSE(b.empty());
+    EXPECT_LE(b.size(), detail::router_io::max_batch);
+    largest = std::max(largest, b.size());
+    order.insert(order.end(), b.begin(), b.end());
+  }
+  ASSERT_EQ(order.size(), frames);
+  for (std::uint64_t i = 0; i < frames; ++i) {
+    ASSERT_EQ(order[i], i) << "frame " << i << " out of order";
+  }
+  EXPECT_GT(largest, 1u) << "every frame came alone: " << batches.size() << " hand-overs";
+  EXPECT_LT(batches.size(), frames);
+  EXPECT_EQ(io.counters().inbound_batches.load(), batches.size());
+  EXPECT_EQ(io.counters().frames_in.load(), frames);
+  EXPECT_EQ(io.counters().queued.load(), 0);
 }
 
 // ---- bad bytes at a live router socket ----
