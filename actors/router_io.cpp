@@ -149,17 +149,12 @@ void router_io::drain_inbound() {
   std::vector<msg::buffer> batch;
   auto hand_over = [&] {
     if (!batch.empty()) {
-      counters_.queued.fetch_add(static_cast<std::int64_t>(batch.size()), std::memory_order_relaxed);
       counters_.inbound_batches.fetch_add(1, std::memory_order_relaxed);
       deliver_(std::move(batch));
       batch = {};
     }
   };
-  for (int i = 0; i < 256; ++i) {
-    auto queued = counters_.queued.load(std::memory_order_relaxed) + static_cast<std::int64_t>(batch.size());
-    if (queued >= options_.max_queued) {
-      break;
-    }
+  for (int i = 0; i < 256 && counters_.queued.load(std::memory_order_relaxed) < options_.max_queued; ++i) {
     zmq::message_t identity;
     if (!inbound_->recv(identity, zmq::recv_flags::dontwait)) {
       break;
@@ -185,6 +180,7 @@ void router_io::drain_inbound() {
     }
     counters_.frames_in.fetch_add(1, std::memory_order_relaxed);
     counters_.bytes_in.fetch_add(size, std::memory_order_relaxed);
+    counters_.queued.fetch_add(1, std::memory_order_relaxed);
     batch.push_back(to_buffer(std::move(parts[0]), counters_.frames_shared));
     if (batch.size() == max_batch) {
       hand_over();

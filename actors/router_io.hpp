@@ -74,11 +74,11 @@ class router_io {
   // The endpoints as bound, wildcards resolved (tcp://127.0.0.1:* -> tcp://127.0.0.1:41234).
   const std::vector<std::string>& endpoints() const { return endpoints_; }
 
+  static constexpr std::size_t max_batch = 64;
+
   // Starts the thread; `deliver` runs on it once per wake-up with the frames accepted in it (at most
   // max_batch, never empty), after counters().queued was raised by their number.
   void start(std::function<void(std::vector<msg::buffer>)> deliver);
-
-  static constexpr std::size_t max_batch = 64;
   void stop();
 
   io_counters& counters() { return counters_; }
