@@ -61,6 +61,24 @@ std::vector<std::int32_t> ids_of_shard(int i, int shards, std::int64_t num_items
   return ids;
 }
 
+// Looks up every id shard i owns, in requests of at most 8192 ids: the rows of a whole shard of a large catalogue
+// (e.g. 50,000 rows of 2,048 floats, 400 MB) would exceed the message limit (msg::limits::max_bytes, 256 MiB).
+// `take` gets each reply in id order.
+template <class Take>
+void lookup_shard(caf::scoped_actor& self, router_actor& router, const std::string& from, job_ref job, int i,
+                  int shards, std::int64_t num_items, const std::string& version, std::chrono::milliseconds retry_for,
+                  Take&& take) {
+  constexpr std::size_t chunk = 8192;
+  const auto ids = ids_of_shard(i, shards, num_items);
+  for (std::size_t start = 0; start < ids.size(); start += chunk) {
+    msg::cache_lookup l;
+    l.shard = static_cast<std::uint32_t>(i);
+    l.model_version = version;
+    l.item_ids.assign(ids.begin() + start, ids.begin() + std::min(ids.size(), start + chunk));
+    take(std::get<msg::cache_rows>(ask(self, router, from, job, shard_name(i), l, retry_for)));
+  }
+}
+
 }  // namespace
 
 std::string checkpoint_version_hex(const std::string& checkpoint_dir) {
@@ -171,12 +189,10 @@ cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const 
       present += c.rows_present;
       expected += c.rows_expected;
       if (c.rows_present == c.rows_expected || round >= 3) continue;
-      msg::cache_lookup l;
-      l.shard = static_cast<std::uint32_t>(i);
-      l.model_version = o.version;
-      l.item_ids = ids_of_shard(i, o.shards, o.num_items);
-      auto rows = std::get<msg::cache_rows>(ask(self, router, o.sender, o.job, shard_name(i), l, o.retry_for));
-      for (std::int32_t id : rows.missing_ids) refill.insert((id - 1) / o.unit_items);
+      lookup_shard(self, router, o.sender, o.job, i, o.shards, o.num_items, o.version, o.retry_for,
+                   [&](const msg::cache_rows& rows) {
+                     for (std::int32_t id : rows.missing_ids) refill.insert((id - 1) / o.unit_items);
+                   });
     }
     if (present == expected || refill.empty()) break;
     spdlog::warn("cache: shards miss {} of {} rows (a shard restarted during the fill); encoding {} units again",
@@ -202,24 +218,23 @@ std::vector<float> fetch_cache_matrix(caf::actor_system& sys, router_actor route
   std::vector<float> m;
   dim = 0;
   for (int i = 0; i < shards; ++i) {
-    msg::cache_lookup l;
-    l.shard = static_cast<std::uint32_t>(i);
-    l.model_version = version;
-    l.item_ids = ids_of_shard(i, shards, num_items);
-    auto rows = std::get<msg::cache_rows>(ask(self, router, sender, job, shard_name(i), l));
-    if (!rows.missing_ids.empty()) {
-      throw error(errc::not_found, "cache shard " + std::to_string(i) + " misses " +
-                                       std::to_string(rows.missing_ids.size()) + " rows of version " + version +
-                                       " (run the cache stage)");
-    }
-    if (rows.item_ids.empty()) continue;
-    if (dim == 0) {
-      dim = static_cast<std::uint32_t>(rows.rows.shape[1]);
-      m.assign(static_cast<std::size_t>(num_items + 1) * dim, 0.0f);
-    }
-    for (std::size_t k = 0; k < rows.item_ids.size(); ++k) {
-      std::memcpy(m.data() + static_cast<std::size_t>(rows.item_ids[k]) * dim,
-                  rows.rows.data.data() + k * dim * sizeof(float), dim * sizeof(float));
+    std::size_t missing = 0;
+    lookup_shard(self, router, sender, job, i, shards, num_items, version, std::chrono::milliseconds(0),
+                 [&](const msg::cache_rows& rows) {
+                   missing += rows.missing_ids.size();
+                   if (missing > 0 || rows.item_ids.empty()) return;
+                   if (dim == 0) {
+                     dim = static_cast<std::uint32_t>(rows.rows.shape[1]);
+                     m.assign(static_cast<std::size_t>(num_items + 1) * dim, 0.0f);
+                   }
+                   for (std::size_t k = 0; k < rows.item_ids.size(); ++k) {
+                     std::memcpy(m.data() + static_cast<std::size_t>(rows.item_ids[k]) * dim,
+                                 rows.rows.data.data() + k * dim * sizeof(float), dim * sizeof(float));
+                   }
+                 });
+    if (missing > 0) {
+      throw error(errc::not_found, "cache shard " + std::to_string(i) + " misses " + std::to_string(missing) +
+                                       " rows of version " + version + " (run the cache stage)");
     }
   }
   return m;

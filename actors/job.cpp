@@ -875,14 +875,19 @@ class job_runner {
                  static_cast<double>(r.units_encoded * fo.unit_items) / std::max(r.seconds, 1e-9));
   }
 
+  // The version tag of the cached rows: the hash of stage 1's checkpoint, computed once (it reads the whole file).
+  const std::string& cache_version() {
+    if (version_.empty()) version_ = checkpoint_version_hex(stage1_checkpoint());
+    return version_;
+  }
+
   // The item matrix [(num_items + 1) x hidden] from the cache shards (row 0 zeros): stage 2 and evaluation read
   // item embeddings only from here, never from the Item LLM.
   std::vector<float> cache_matrix() {
-    if (version_.empty()) version_ = checkpoint_version_hex(stage1_checkpoint());
     // Replies travel back by the sender's address: only rank 0 is reachable as "coordinator".
     std::string from = chief_ ? "coordinator" : "trainer-" + std::to_string(opt_.rank);
     uint32_t dim = 0;
-    return fetch_cache_matrix(*sys_, router_, from, job_, n_shards_, data_.num_items(), version_, dim);
+    return fetch_cache_matrix(*sys_, router_, from, job_, n_shards_, data_.num_items(), cache_version(), dim);
   }
 
   void stage2() {
@@ -894,7 +899,7 @@ class job_runner {
       stage2_dir_ = opt_.out_dir + "/stage2/best";
       return;
     }
-    if (version_.empty()) version_ = checkpoint_version_hex(stage1_checkpoint());
+    cache_version();  // the step feed's lookups and results.json name it
     // Training reads each batch's rows from the shards (the step feed); only rank 0 validates, against the whole
     // cached matrix.
     auto with_matrix = [&](model::trainer& net) {

@@ -123,22 +123,7 @@ struct step_feed::impl {
       while (true) {
         std::string failure;
         bool refused = false;  // by the shard itself (another version): asking again cannot help
-        std::optional<msg::cache_rows> rows;
-        o.handle.receive(
-            [&](const msg::buffer& b) {
-              auto env = msg::decode(b);
-              if (!env) {
-                failure = env.error().what;
-              } else if (auto* r = std::get_if<msg::cache_rows>(&env->content)) {
-                rows = std::move(*r);
-              } else if (auto* e = std::get_if<msg::error>(&env->content)) {
-                failure = std::string(msg::to_string(e->code)) + ": " + e->message;
-                refused = e->code == msg::error_code::rejected;
-              } else {
-                failure = std::string("unexpected reply ") + msg::to_string(msg::kind_of(env->content));
-              }
-            },
-            [&](const caf::error& e) { failure = caf::to_string(e); });
+        auto rows = take<msg::cache_rows>(o, failure, refused);
         if (refused) {
           throw error(errc::mismatch, opt.name + ": step " + std::to_string(p.step) + ": " + failure);
         }
@@ -185,29 +170,36 @@ struct step_feed::impl {
     }
   }
 
+  // Waits for the reply to `o`: its body if it is a Body; otherwise nothing, with `failure` saying why and
+  // `rejected` set when the receiver itself refused the request (an error reply with code `rejected`).
+  template <class Body>
+  std::optional<Body> take(outstanding& o, std::string& failure, bool& rejected) {
+    std::optional<Body> out;
+    o.handle.receive(
+        [&](const msg::buffer& b) {
+          auto env = msg::decode(b);
+          if (!env) {
+            failure = env.error().what;
+          } else if (auto* body = std::get_if<Body>(&env->content)) {
+            out = std::move(*body);
+          } else if (auto* e = std::get_if<msg::error>(&env->content)) {
+            failure = std::string(msg::to_string(e->code)) + ": " + e->message;
+            rejected = e->code == msg::error_code::rejected;
+          } else {
+            failure = std::string("unexpected reply ") + msg::to_string(msg::kind_of(env->content));
+          }
+        },
+        [&](const caf::error& e) { failure = caf::to_string(e); });
+    return out;
+  }
+
   // Waits for one reply; on an error reply asks the next actor, up to opt.attempts times.
   template <class Body>
   Body await(outstanding o, std::uint64_t step, bool is_batch) {
     while (true) {
       std::string failure;
-      Body out;
-      bool ok = false;
-      o.handle.receive(
-          [&](const msg::buffer& b) {
-            auto env = msg::decode(b);
-            if (!env) {
-              failure = env.error().what;
-            } else if (auto* body = std::get_if<Body>(&env->content)) {
-              out = std::move(*body);
-              ok = true;
-            } else if (auto* e = std::get_if<msg::error>(&env->content)) {
-              failure = std::string(msg::to_string(e->code)) + ": " + e->message;
-            } else {
-              failure = std::string("unexpected reply ") + msg::to_string(msg::kind_of(env->content));
-            }
-          },
-          [&](const caf::error& e) { failure = caf::to_string(e); });
-      if (ok) return out;
+      bool rejected = false;  // a loader or sampler that refuses may be alone in that: the next one is asked
+      if (auto out = take<Body>(o, failure, rejected)) return std::move(*out);
       if (o.attempt + 1 >= opt.attempts) {
         throw error(errc::io, opt.name + ": step " + std::to_string(step) + " of epoch " + std::to_string(epoch) +
                                   ": no " + (is_batch ? "loader" : "sampler") + " answered after " +

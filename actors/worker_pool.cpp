@@ -309,12 +309,6 @@ void worker_pool::stop_all() {
   for (const auto& n : names) stop(n);
 }
 
-int worker_pool::respawns(const std::string& name) const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  auto it = impl_->workers.find(name);
-  return it == impl_->workers.end() ? 0 : it->second.respawns;
-}
-
 int worker_pool::total_respawns() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->total_respawns;

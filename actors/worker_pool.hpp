@@ -62,7 +62,6 @@ class worker_pool {
   void stop(const std::string& name);
   void stop_all();
 
-  int respawns(const std::string& name) const;
   int total_respawns() const;
   int pid_of(const std::string& name) const;  // 0 when unknown or down
   // Empty while every worker is up or being restarted; else why the pool gave up (a worker exceeded max_respawns).

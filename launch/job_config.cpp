@@ -164,12 +164,13 @@ const std::vector<std::string>& job_config::operational_keys() {
 uint64_t job_config::hash() const {
   nlohmann::json t = tree_;
   for (const auto& k : operational_keys()) {
-    auto dot = k.find('.');
-    if (dot == std::string::npos) {
-      t.erase(k);
-    } else if (t.contains(k.substr(0, dot)) && t[k.substr(0, dot)].is_object()) {
-      t[k.substr(0, dot)].erase(k.substr(dot + 1));
+    auto parts = split_path(k);
+    nlohmann::json* parent = &t;
+    for (std::size_t i = 0; parent != nullptr && i + 1 < parts.size(); ++i) {
+      auto it = parent->find(parts[i]);
+      parent = it != parent->end() && it->is_object() ? &*it : nullptr;
     }
+    if (parent != nullptr) parent->erase(parts.back());
   }
   std::string canonical = t.dump();  // nlohmann objects keep keys sorted: a canonical form
   return storage::hash_bytes(canonical.data(), canonical.size());
