@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <caf/all.hpp>
+#include <cerrno>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -128,7 +129,10 @@ struct worker_pool::impl {
     ::kill(pid, SIGTERM);
     int status = 0;
     for (int i = 0; i < 40; ++i) {
-      if (::waitpid(pid, &status, WNOHANG) == pid) return;
+      // ECHILD: the watcher reaped it first (it found the worker registered just before stop() removed it); a
+      // SIGKILL now could reach an unrelated process that was given the same pid.
+      pid_t r = ::waitpid(pid, &status, WNOHANG);
+      if (r == pid || (r < 0 && errno == ECHILD)) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     ::kill(pid, SIGKILL);
