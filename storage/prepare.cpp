@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -16,6 +15,7 @@
 #include "storage/csv.hpp"
 #include "storage/dataset.hpp"
 #include "storage/error.hpp"
+#include "storage/timestamp.hpp"
 
 namespace hllm::storage {
 namespace {
@@ -151,13 +151,6 @@ std::vector<std::size_t> find_columns(csv_reader& reader, const std::vector<std:
   return cols;
 }
 
-bool parse_timestamp(std::string_view s, int64_t& out) {
-  s = trim(s);
-  if (s.empty()) return false;
-  auto res = std::from_chars(s.data(), s.data() + s.size(), out);
-  return res.ec == std::errc() && res.ptr == s.data() + s.size();
-}
-
 }  // namespace
 
 std::string item_prompt_text(const std::string& prompt, const std::vector<std::string>& field_names,
@@ -212,8 +205,14 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
         continue;
       }
       int64_t ts = 0;
-      if (!parse_timestamp(f[cols[2]], ts)) {
+      std::string why;
+      auto te = parse_timestamp(f[cols[2]], ts, &why);
+      if (te == timestamp_error::not_numeric) {
         bad.add(inter.name(), inter.line(), "non-numeric timestamp", std::string(f[cols[2]].substr(0, 40)));
+        continue;
+      }
+      if (te == timestamp_error::bad_date) {
+        bad.add(inter.name(), inter.line(), "malformed date", std::string(f[cols[2]].substr(0, 40)) + ": " + why);
         continue;
       }
       rows.push_back({users.intern(user), items.intern(item), ts, inter.line()});

@@ -164,6 +164,42 @@ TEST(prepare, lenient_mode_skips_and_counts_each_kind_of_bad_row) {
   EXPECT_NE(rep.summary().find("duplicate row: 1"), std::string::npos);
 }
 
+TEST(prepare, iso_dates_become_unix_seconds_utc_and_bad_dates_are_counted_with_an_example) {
+  // One user, each row a different spelling; the sequence order must follow the converted times, not file order.
+  fixture f(
+      "item_id,user_id,timestamp\n"
+      "A,u,2021-03-01T00:00:00+01:00\n"  // 2021-02-28 23:00 UTC: 1614553200
+      "B,u,2021-02-28\n"                 // 1614470400
+      "C,u,2021-03-01 00:00:01.999\n"    // 1614556801 (fraction dropped)
+      "A,v,1614470400\n"
+      "B,v,2021-02-28T00:00:00Z\n"       // tie with the previous row: file order kept
+      "C,v,2021-02-29\n"                 // not a leap year: malformed date
+      "C,v,2021-13-01T00:00:00\n"        // malformed date
+      "C,v,2021-03-01T10:00:00-05:30\n",  // 1614556800 + 36000 + 19800
+      good_items);
+  auto rep = f.run();
+  EXPECT_EQ(rep.skipped["malformed date"], 2);
+  EXPECT_EQ(rep.skipped.count("non-numeric timestamp"), 0u);
+  ASSERT_FALSE(rep.examples.empty());
+  EXPECT_NE(rep.examples[0].find("inter.csv:7: malformed date (2021-02-29: day out of range"), std::string::npos)
+      << rep.examples[0];
+  auto ds = dataset::open(f.opts.out_dir);
+  ASSERT_EQ(ds.num_users(), 2);
+  auto times = ds.user_times(0);
+  ASSERT_EQ(times.size(), 3u);
+  EXPECT_EQ(times[0], 1614470400);
+  EXPECT_EQ(times[1], 1614553200);
+  EXPECT_EQ(times[2], 1614556801);
+  EXPECT_EQ(ds.raw_item_id(ds.user_sequence(0)[0]), "B");
+  EXPECT_EQ(ds.raw_item_id(ds.user_sequence(0)[1]), "A");
+  auto vt = ds.user_times(1);
+  ASSERT_EQ(vt.size(), 3u);
+  EXPECT_EQ(vt[0], 1614470400);
+  EXPECT_EQ(vt[1], 1614470400);
+  EXPECT_EQ(vt[2], 1614556800 + 36000 + 19800);
+  EXPECT_EQ(ds.raw_item_id(ds.user_sequence(1)[0]), "A");
+}
+
 TEST(prepare, strict_mode_stops_at_the_first_bad_row_naming_file_and_line) {
   fixture f("item_id,user_id,timestamp\nA,u,1\nB,u,2\nC,u,x3\n", good_items);
   f.opts.strict = true;
