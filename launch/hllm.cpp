@@ -20,6 +20,7 @@ constexpr command commands[] = {
     {"prepare", "turn interaction and item CSVs into a prepared, tokenized dataset"},
     {"encode", "compute item embeddings of a prepared dataset (.npy)"},
     {"train", "run a training job (stage 1, cache fill, stage 2, evaluation)"},
+    {"launch", "start and watch the ranks of a job on one host, several hosts (ssh) or Slurm; restart on failure"},
     {"checkpoint", "list, verify and digest checkpoints"},
     {"keygen", "create a ZeroMQ CURVE key pair for authenticated transport"},
 };

@@ -18,6 +18,7 @@ HLLM_PACKAGES=(
   libsentencepiece-dev
   libxxhash-dev libzstd-dev
   clang libclang-rt-14-dev
+  slurm-wlm munge iproute2 openssh-server openssh-client
 )
 
 hllm_phase_start=0

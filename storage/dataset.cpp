@@ -90,6 +90,13 @@ void write_dataset(const std::string& dir, const dataset_info& info, const datas
       uint64_t h = write_file_durably((staged / array_files[k].name).string(), data, size);
       files[array_files[k].name] = json{{"bytes", size}, {"xxh3_64", hash_hex(h)}};
     }
+    if (!a.item_title_offsets.empty()) {
+      for (const auto& [name, bytes] : {std::pair{"item_title_offsets.u64", bytes_of(a.item_title_offsets)},
+                                        std::pair{"item_titles.bin", bytes_of(a.item_titles)}}) {
+        uint64_t th = write_file_durably((staged / name).string(), bytes.first, bytes.second);
+        files[name] = json{{"bytes", bytes.second}, {"xxh3_64", hash_hex(th)}};
+      }
+    }
     uint64_t h = write_file_durably((staged / "tokenizer.model").string(), tokenizer_model.data(),
                                     tokenizer_model.size());
     files["tokenizer.model"] = json{{"bytes", tokenizer_model.size()}, {"xxh3_64", hash_hex(h)}};
@@ -122,6 +129,8 @@ struct dataset::impl {
   span<const int32_t> item_tokens, seq_items;
   span<const int64_t> seq_times, item_train_count;
   span<const char> item_raw_ids, user_raw_ids;
+  span<const uint64_t> item_title_offsets;  // empty: no titles
+  span<const char> item_titles;
 };
 
 namespace {
@@ -183,6 +192,17 @@ dataset dataset::open(const std::string& dir, bool verify) {
       }
       p->maps.emplace(spec.name, std::move(m));
     }
+    // Optional files (stage 3 titles): checked like the others when the manifest lists them.
+    for (const char* name : {"item_title_offsets.u64", "item_titles.bin"}) {
+      if (!files.contains(name)) continue;
+      const json& f = files.at(name);
+      mapped_file m = mapped_file::open((fs::path(dir) / name).string());
+      if (m.size() != f.at("bytes").get<uint64_t>()) corrupt(dir, name, "size differs from the manifest");
+      if (verify && hash_hex(hash_bytes(m.data(), m.size())) != f.at("xxh3_64").get<std::string>()) {
+        throw error(errc::checksum, "dataset '" + dir + "': " + name + ": checksum mismatch (file damaged)");
+      }
+      p->maps.emplace(name, std::move(m));
+    }
   } catch (const json::exception& e) {
     corrupt(dir, "manifest.json", std::string("missing or mistyped field: ") + e.what());
   }
@@ -196,6 +216,12 @@ dataset dataset::open(const std::string& dir, bool verify) {
   p->seq_items = p->array<int32_t>("seq_items.i32");
   p->seq_times = p->array<int64_t>("seq_times.i64");
   p->item_train_count = p->array<int64_t>("item_train_count.i64");
+  if (p->maps.count("item_title_offsets.u64") && p->maps.count("item_titles.bin")) {
+    p->item_title_offsets = p->array<uint64_t>("item_title_offsets.u64");
+    p->item_titles = p->array<char>("item_titles.bin");
+    check_offsets(dir, "item_title_offsets.u64", p->item_title_offsets, static_cast<std::size_t>(p->info.items) + 1,
+                  p->item_titles.size());
+  }
 
   const auto items = static_cast<std::size_t>(p->info.items);
   const auto users = static_cast<std::size_t>(p->info.users);
@@ -233,6 +259,14 @@ std::string_view dataset::raw_item_id(int32_t item) const {
   const auto& off = impl_->item_raw_offsets;
   return {impl_->item_raw_ids.data() + off[item], off[item + 1] - off[item]};
 }
+
+std::string_view dataset::item_title(int32_t item) const {
+  const auto& off = impl_->item_title_offsets;
+  if (off.empty() || item < 0 || static_cast<std::size_t>(item) + 1 >= off.size()) return {};
+  return {impl_->item_titles.data() + off[item], off[item + 1] - off[item]};
+}
+
+bool dataset::has_titles() const { return !impl_->item_title_offsets.empty(); }
 
 std::string_view dataset::raw_user_id(int64_t user) const {
   const auto& off = impl_->user_raw_offsets;

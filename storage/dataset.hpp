@@ -13,6 +13,8 @@
 //   seq_items.i32          dense item ids (1..n_items) of every user's sequence, sorted stably by timestamp
 //   seq_times.i64          the timestamps beside seq_items
 //   item_train_count.i64   n_items + 1: how often each item occurs in a training part (popularity; row 0 = 0)
+//   item_title_offsets.u64 optional (datasets prepared before stage 3 lack it): n_items + 2 offsets into
+//   item_titles.bin        the first text field of every item (its title), for people reading recommendations
 //   tokenizer.model        the SentencePiece model used (copied or trained), for reproducibility
 //
 // Split (leave-one-out, REFERENCE.md): for a user sequence s of length n >= 3, the training part is s[0 .. n-2),
@@ -56,6 +58,9 @@ struct dataset_arrays {
   std::vector<int32_t> seq_items;
   std::vector<int64_t> seq_times;
   std::vector<int64_t> item_train_count{0};
+  // Optional: empty offsets write no title files.
+  std::vector<uint64_t> item_title_offsets;
+  std::string item_titles;
 };
 
 // Writes a dataset into `dir` atomically: files go to a sibling staging directory, are fsynced and hashed, the
@@ -83,6 +88,9 @@ class dataset {
   span<const int32_t> item_tokens(int32_t item) const;
   std::string_view raw_item_id(int32_t item) const;
   std::string_view raw_user_id(int64_t user) const;
+  // The item's title (its first text field); empty when the dataset has no titles (prepared before they existed).
+  std::string_view item_title(int32_t item) const;
+  bool has_titles() const;
 
   // The user's whole time-ordered sequence, and its parts under the leave-one-out split.
   span<const int32_t> user_sequence(int64_t user) const;
