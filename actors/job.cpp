@@ -1,6 +1,7 @@
 #include "actors/job.hpp"
 
 #include <caf/all.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <pthread.h>
 #include <unistd.h>
 #include <signal.h>
@@ -169,6 +171,17 @@ class job_runner {
     n_encoders_ = p.at("encoders").get<int>();
     n_shards_ = p.at("cache_shards").get<int>();
     spread_ = p.at("spread").get<bool>();
+    spread_over_hosts_ = p.at("spread_over").get<std::string>() == "hosts";
+    if (!spread_over_hosts_ && p.at("spread_over").get<std::string>() != "ranks") {
+      throw error(errc::invalid_input, "config: placement.spread_over must be \"ranks\" or \"hosts\"");
+    }
+    encoder_ranks_ = p.at("encoder_ranks").get<std::vector<int>>();
+    for (int r : encoder_ranks_) {
+      if (r < 0 || r >= opt_.world_size) {
+        throw error(errc::invalid_input, "config: placement.encoder_ranks names rank " + std::to_string(r) +
+                                             ", the job has ranks 0.." + std::to_string(opt_.world_size - 1));
+      }
+    }
     n_workers_ = p.at("workers").get<int>();
     if (n_workers_ < 0) throw error(errc::invalid_input, "config: placement.workers must be >= 0");
     if (n_loaders_ < 1 || n_samplers_ < 1 || n_encoders_ < 1 || n_shards_ < 1) {
@@ -194,6 +207,7 @@ class job_runner {
       spdlog::info("rank {}/{}: joining the process group at {}:{}", opt_.rank, opt_.world_size, opt_.master_addr,
                    opt_.master_port);
       group_ = std::make_unique<model::process_group>(po);
+      check_same_config();
     }
     job_.epoch = next_job_epoch();
     caf_cfg_ = std::make_unique<caf::actor_system_config>();
@@ -239,8 +253,103 @@ class job_runner {
     if (group_) group_->barrier();
   }
 
-  // Which rank's process hosts the i-th actor of a kind.
-  int home(int i) const { return spread_ ? i % opt_.world_size : 0; }
+  // Which rank's process hosts the i-th actor of a kind: rank 0, or with placement.spread the i-th rank of the
+  // spread order (0..N-1, or with spread_over = "hosts" the ranks taken round-robin over the hosts).
+  int home(int i) const {
+    if (!spread_) return 0;
+    return spread_order_.empty() ? i % opt_.world_size : spread_order_[static_cast<std::size_t>(i) % spread_order_.size()];
+  }
+  // The i-th item encoder: on placement.encoder_ranks (where the accelerators are) when set, else as home(i).
+  int encoder_home(int i) const {
+    return encoder_ranks_.empty() ? home(i) : encoder_ranks_[static_cast<std::size_t>(i) % encoder_ranks_.size()];
+  }
+
+  // This process's host as the placement names it: HLLM_HOST_NAME (hllm launch sets it), else the host name.
+  std::string host_label() const {
+    std::string name;
+    if (const char* h = std::getenv("HLLM_HOST_NAME"); h != nullptr && *h != '\0') {
+      name = h;
+    } else {
+      char buf[256] = {};
+      ::gethostname(buf, sizeof buf - 1);
+      name = buf;
+    }
+    return name + " (" + opt_.host + ")";
+  }
+
+  // Hosts read their own --config and --set: every rank publishes the hash of its whole effective config and its
+  // host, and a mismatch stops every rank with one line naming both ranks and hosts (instead of training two
+  // different jobs into one directory). Then the spread order over hosts is known.
+  void check_same_config() {
+    const std::string dump = cfg_.dump();
+    const std::string mine = hex(opt_.config_hash) + " " + hex(storage::hash_bytes(dump.data(), dump.size()));
+    const std::string me = std::to_string(opt_.rank);
+    group_->publish("config/" + me, mine);
+    group_->publish("host/" + me, host_label());
+    auto check = [&](int r) {
+      const std::string theirs = group_->lookup("config/" + std::to_string(r));
+      if (theirs == mine) return;
+      const bool job_differs = theirs.substr(0, theirs.find(' ')) != mine.substr(0, mine.find(' '));
+      throw error(errc::invalid_input,
+                  "config mismatch between hosts: rank " + std::to_string(r) + " on " +
+                      group_->lookup("host/" + std::to_string(r)) + " runs config " + theirs + ", rank " + me +
+                      " on " + host_label() + " runs " + mine + " (" +
+                      (job_differs ? "the job's config hash differs" : "the same job hash, other operational keys") +
+                      "); every host must run the same --config and --set values");
+    };
+    if (chief_) {
+      for (int r = 1; r < opt_.world_size; ++r) check(r);
+    } else {
+      check(0);
+    }
+    std::vector<std::string> host_order;
+    std::vector<std::vector<int>> by_host;
+    for (int r = 0; r < opt_.world_size; ++r) {
+      std::string h = group_->lookup("host/" + std::to_string(r));
+      rank_hosts_.push_back(h);
+      auto it = std::find(host_order.begin(), host_order.end(), h);
+      if (it == host_order.end()) {
+        host_order.push_back(h);
+        by_host.emplace_back();
+        it = host_order.end() - 1;
+      }
+      by_host[static_cast<std::size_t>(it - host_order.begin())].push_back(r);
+    }
+    if (spread_over_hosts_) {
+      for (std::size_t k = 0; spread_order_.size() < static_cast<std::size_t>(opt_.world_size); ++k) {
+        for (const auto& ranks : by_host) {
+          if (k < ranks.size()) spread_order_.push_back(ranks[k]);
+        }
+      }
+    }
+  }
+
+  // Rank 0 prints which host runs what at the start ("placement: ..." lines).
+  void print_placement() const {
+    std::map<int, std::vector<std::string>> at;
+    for (int r = 0; r < opt_.world_size; ++r) at[r].push_back("trainer-" + std::to_string(r));
+    at[0].push_back("coordinator");
+    std::vector<std::string> workers;
+    if (n_workers_ > 0) {
+      workers.push_back(std::to_string(n_workers_) + " worker processes (loaders, samplers, cache shards) and " +
+                        std::to_string(n_encoders_) + " encoder processes during the cache fill");
+    } else {
+      for (int i = 0; i < n_loaders_; ++i) at[home(i)].push_back("loader-" + std::to_string(i));
+      for (int i = 0; i < n_samplers_; ++i) at[home(i)].push_back("sampler-" + std::to_string(i));
+      for (int i = 0; i < n_shards_; ++i) at[home(i)].push_back("cache-shard-" + std::to_string(i));
+      for (int i = 0; i < n_encoders_; ++i) at[encoder_home(i)].push_back("encoder-" + std::to_string(i) + " (cache fill)");
+    }
+    std::set<std::string> hosts(rank_hosts_.begin(), rank_hosts_.end());
+    spdlog::info("placement: {} ranks on {} hosts", opt_.world_size, std::max<std::size_t>(1, hosts.size()));
+    for (const auto& [r, names] : at) {
+      std::string line;
+      for (const auto& n : names) line += (line.empty() ? "" : ", ") + n;
+      if (r == 0 && !workers.empty()) line += ", " + workers.front();
+      spdlog::info("placement: rank {} on {}: {}", r,
+                   static_cast<std::size_t>(r) < rank_hosts_.size() ? rank_hosts_[static_cast<std::size_t>(r)] : host_label(),
+                   line);
+    }
+  }
 
   // The i-th actor of a kind: spawned here when this process is its home (its spawn enrolls it), else its name is
   // routed to the router of the process that hosts it.
@@ -345,7 +454,7 @@ class job_runner {
       for (int i = 0; i < n_loaders_; ++i) place(loaders_[i], i);
       for (int i = 0; i < n_samplers_; ++i) place(samplers_[i], i);
       for (int i = 0; i < n_shards_; ++i) place("cache-shard-" + std::to_string(i), i);
-      for (int i = 0; i < n_encoders_; ++i) route_remote("encoder-" + std::to_string(i), home(i));
+      for (int i = 0; i < n_encoders_; ++i) route_remote("encoder-" + std::to_string(i), encoder_home(i));
     }
     trainer_board_ = std::make_shared<status_board>("trainer-" + std::to_string(opt_.rank), "user_trainer");
     spawn_addressable(*sys_, router_, "trainer-" + std::to_string(opt_.rank), trainer_board_);
@@ -356,6 +465,7 @@ class job_runner {
     }
     start_monitor();
     barrier();  // every rank's actors are up before anybody sends them work
+    if (chief_) print_placement();
     spdlog::info("rank {}: actors up ({} loaders, {} samplers, {} cache shards in the job; placement {})", opt_.rank,
                  n_loaders_, n_samplers_, n_shards_,
                  n_workers_ > 0 ? std::to_string(n_workers_) + " worker processes"
@@ -809,7 +919,7 @@ class job_runner {
     h.checkpoint = ckpt;
     h.version = version_;
     for (int i = 0; i < n_encoders_; ++i) {
-      if (home(i) == opt_.rank) local_encoders.push_back(spawn_job_actor(*sys_, router_, "encoder-" + std::to_string(i), h));
+      if (encoder_home(i) == opt_.rank) local_encoders.push_back(spawn_job_actor(*sys_, router_, "encoder-" + std::to_string(i), h));
     }
     barrier();  // encoders everywhere are up
     if (monitor_) {
@@ -994,6 +1104,10 @@ class job_runner {
   std::vector<std::string> endpoints_;
   job_ref job_;
   int n_loaders_ = 1, n_samplers_ = 1, n_encoders_ = 1, n_shards_ = 1;
+  bool spread_over_hosts_ = false;
+  std::vector<int> encoder_ranks_;       // placement.encoder_ranks
+  std::vector<int> spread_order_;        // with spread_over = "hosts": ranks round-robin over hosts
+  std::vector<std::string> rank_hosts_;  // "name (address)" of every rank's host (several ranks only)
   int64_t max_history_ = 50;
   model::eval_set valid_, test_;
   std::vector<bool> test_cold_;

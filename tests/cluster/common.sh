@@ -1,0 +1,58 @@
+# Shared by the cluster tests (issue 12). Sourced. Needs HLLM_BIN (build/bin), HLLM_TINY_DATA (the prepared tiny
+# dataset) and HLLM_CLUSTER_WORK (a scratch directory shared by the tests; the reference run lives there).
+set -euo pipefail
+: "${HLLM_BIN:?}" "${HLLM_TINY_DATA:?}" "${HLLM_CLUSTER_WORK:?}"
+HLLM="$HLLM_BIN/hllm"
+REF="$HLLM_CLUSTER_WORK/reference"
+
+# The tiny two-rank job of every cluster test: three stage-1 epochs and one stage-2 epoch at batch size 16 (about
+# 80 step lines per rank), a checkpoint every 5 steps, collectives that give up after 20 s.
+JOB_SETS=(--set 'job.stages=["stage1", "cache", "stage2"]' --set stage1.epochs=3 --set stage1.batch_size=16
+  --set stage1.seq_len=6 --set stage1.negatives=64 --set stage2.epochs=1 --set stage2.batch_size=16
+  --set stage2.seq_len=8 --set stage2.negatives=64 --set model.hidden_size=32 --set model.intermediate_size=64
+  --set model.item_layers=1 --set model.user_layers=1 --set cache.unit_items=50
+  --set train.checkpoint_every_steps=5 --set train.collective_timeout_s=20)
+
+# A skip is exit status 77 (ctest SKIP_RETURN_CODE) with the reason on one line; never a silent pass.
+skip() {
+  echo "SKIPPED: $*"
+  exit 77
+}
+fail() {
+  echo "FAILED: $*" >&2
+  exit 1
+}
+note() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+# The last line of `hllm checkpoint digest PATH`.
+digest() { "$HLLM" checkpoint digest "$1" 2>&1 | tail -n 1; }
+reference_digest() {
+  [ -s "$REF/digest" ] || fail "no reference digest in $REF (the cluster.reference_setup fixture did not run)"
+  cat "$REF/digest"
+}
+# Step lines in a rank's metrics file (rank 0: metrics.jsonl).
+step_lines() {
+  local f="$1/metrics.jsonl"
+  [ "${2:-0}" = 0 ] || f="$1/metrics.rank-$2.jsonl"
+  [ -f "$f" ] || { echo 0; return; }
+  grep -c '"event":"step"' "$f" || true
+}
+# Waits until rank RANK of JOB logged N step lines, or PID ended (returns 1), or TIMEOUT seconds passed (returns 2).
+wait_steps() {
+  local job=$1 rank=$2 n=$3 pid=$4 timeout=${5:-300} t0=$SECONDS
+  while [ "$(step_lines "$job" "$rank")" -lt "$n" ]; do
+    kill -0 "$pid" 2>/dev/null || return 1
+    [ $((SECONDS - t0)) -lt "$timeout" ] || return 2
+    sleep 0.02
+  done
+}
+expect_digest() {
+  local got want
+  got=$(digest "$1")
+  want=$(reference_digest)
+  [ "$got" = "$want" ] || fail "$1: digest $got, the --world 2 reference's is $want"
+  note "digest $got = the --world 2 reference's"
+}
+expect_verified() {
+  "$HLLM" checkpoint verify "$1" > "$1.verify.log" 2>&1 || { cat "$1.verify.log"; fail "checkpoints of $1 do not verify"; }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# hllm launch --nproc-per-node 2 on one host: (1) a plain run ends with the --world 2 digest and prints the
+# placement; (2) rank 1 killed with SIGKILL mid-job: the launcher stops rank 0, restarts both with --resume auto and
+# the job ends with the same digest; (3) rank 0 killed the same way.
+source "$(dirname "$0")/common.sh"
+W=$(mktemp -d "$HLLM_CLUSTER_WORK/one-host.XXXXXX")
+trap 'jobs -p | xargs -r kill -9 2>/dev/null || true' EXIT
+
+note "plain run"
+"$HLLM" launch --nproc-per-node 2 -- --data "$HLLM_TINY_DATA" --out "$W/plain" "${JOB_SETS[@]}" > "$W/plain.log" 2>&1 ||
+  { tail -n 30 "$W/plain.log"; fail "hllm launch --nproc-per-node 2 failed"; }
+grep -q 'hllm launch: all 2 ranks finished' "$W/plain.log" || fail "no 'all 2 ranks finished' line"
+grep -q 'placement: rank 1 on localhost (127.0.0.1): trainer-1' "$W/plain.log" || { grep placement "$W/plain.log"; fail "no placement line for rank 1"; }
+expect_digest "$W/plain"
+
+# Kills rank RANK (a child of the launcher: its RANK variable says which) after it logged N step lines.
+kill_rank_test() {
+  local rank=$1 n=$2 job="$W/kill-rank-$1"
+  note "rank $rank killed at its step line $n"
+  "$HLLM" launch --nproc-per-node 2 --max-restarts 2 -- --data "$HLLM_TINY_DATA" --out "$job" "${JOB_SETS[@]}" \
+    > "$job.log" 2>&1 &
+  local launcher=$!
+  wait_steps "$job" "$rank" "$n" "$launcher" || fail "the job ended (or hung) before rank $rank's step line $n"
+  local victim=""
+  for c in $(cat /proc/$launcher/task/*/children); do
+    if tr '\0' '\n' < /proc/$c/environ 2>/dev/null | grep -qx "RANK=$rank"; then victim=$c; fi
+  done
+  [ -n "$victim" ] || fail "no rank-$rank process under the launcher"
+  kill -9 "$victim"
+  wait "$launcher" || { tail -n 30 "$job.log"; fail "hllm launch failed after rank $rank was killed"; }
+  grep -q "hllm launch: rank $rank on localhost was killed by signal Killed: stopping the other ranks" "$job.log" ||
+    { grep 'hllm launch' "$job.log"; fail "no line naming the killed rank"; }
+  grep -q 'restarting every rank from the newest checkpoint (--resume auto), restart 1 of 2' "$job.log" ||
+    fail "no restart line"
+  grep -q '"event":"resume"' "$job/metrics.jsonl" || fail "the restarted job did not resume"
+  grep '"event":"resume"' "$job/metrics.jsonl" | tail -n 1
+  expect_verified "$job"
+  expect_digest "$job"
+}
+kill_rank_test 1 $((12 + RANDOM % 40))
+kill_rank_test 0 $((12 + RANDOM % 40))
+note "one host: passed"
