@@ -21,6 +21,9 @@ constexpr command commands[] = {
     {"encode", "compute item embeddings of a prepared dataset (.npy)"},
     {"train", "run a training job (stage 1, cache fill, stage 2, evaluation)"},
     {"launch", "start and watch the ranks of a job on one host, several hosts (ssh) or Slurm; restart on failure"},
+    {"export", "export item or user embeddings of a trained job (stage 3: .npy + ids)"},
+    {"index", "build or check an ANN index (HNSW) over an item export"},
+    {"recommend", "top-k items for a user from the job's User LLM and the ANN index"},
     {"checkpoint", "list, verify and digest checkpoints"},
     {"keygen", "create a ZeroMQ CURVE key pair for authenticated transport"},
 };

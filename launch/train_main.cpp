@@ -158,6 +158,9 @@ int main(int argc, char** argv) {
     if (o.rank == 0) {
       std::string toml = cfg.to_toml();
       hllm::storage::write_file_durably(out_dir + "/job.toml", toml.data(), toml.size());
+      // The dataset's path, for the stage-3 commands (hllm export, hllm recommend).
+      const std::string data_abs = std::filesystem::absolute(data_dir).string() + "\n";
+      hllm::storage::write_file_durably(out_dir + "/dataset", data_abs.data(), data_abs.size());
     }
     rc = hllm::run_job(o);
     for (pid_t& pid : children) {

@@ -312,6 +312,7 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
   std::size_t ineed = *std::max_element(icols.begin(), icols.end()) + 1;
   std::vector<std::string> texts(static_cast<std::size_t>(n_items) + 1);
   std::vector<char> has_text(static_cast<std::size_t>(n_items) + 1, 0);
+  std::vector<std::string> titles(static_cast<std::size_t>(n_items) + 1);  // first text field, for people
   {
     progress_bar bar(o.progress, "reading item texts");
     std::vector<std::string_view> values(o.fields.size());
@@ -345,6 +346,7 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
       }
       for (std::size_t k = 0; k < o.fields.size(); ++k) values[k] = f[icols[k + 1]];
       texts[d] = item_prompt_text(o.prompt, o.fields, values);
+      titles[d] = std::string(values[0]);
       has_text[d] = 1;
     }
   }
@@ -355,6 +357,11 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
     }
     a.item_raw_ids += items.name(raw_of_dense[d]);
     a.item_raw_offsets.push_back(a.item_raw_ids.size());
+  }
+  a.item_title_offsets = {0, 0};  // row 0 = padding item
+  for (int64_t d = 1; d <= n_items; ++d) {
+    a.item_titles += titles[d];
+    a.item_title_offsets.push_back(a.item_titles.size());
   }
 
   // 6. Tokenize once (BOS first, cut at max_text_tokens), on every core.
