@@ -17,6 +17,7 @@ struct command {
 
 constexpr command commands[] = {
     {"synth", "write the embedded synthetic dataset (interactions.csv, items.csv)"},
+    {"convert", "turn PixelRec, Amazon Books or MovieLens files into the CSVs prepare reads"},
     {"prepare", "turn interaction and item CSVs into a prepared, tokenized dataset"},
     {"encode", "compute item embeddings of a prepared dataset (.npy)"},
     {"train", "run a training job (stage 1, cache fill, stage 2, evaluation)"},

@@ -165,6 +165,58 @@ TEST(cli, prepare_errors_name_the_file_and_line_and_write_nothing) {
   EXPECT_TRUE(contains(r.output, "--tokenizer MODEL or --train-tokenizer")) << r.output;
 }
 
+TEST(cli, convert_then_prepare_amazon_books_with_the_papers_5_core) {
+  temp_dir tmp;
+  const std::string data = HLLM_CONVERT_DATA;
+  auto r = run("convert amazon-books --in " + data + "/amazon --out " + tmp / "csv" + " --quiet");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "38 written (of 39 rows")) << r.output;
+  EXPECT_TRUE(contains(r.output, "malformed metadata line: 2")) << r.output;
+  EXPECT_TRUE(contains(r.output, "next: hllm prepare --interactions " + tmp / "csv/interactions.csv")) << r.output;
+  r = run("prepare --interactions " + tmp / "csv/interactions.csv" + " --items " + tmp / "csv/items.csv" + " --out " +
+          tmp / "ds" + " --fields title,description --kcore 5 --train-tokenizer 120 --quiet");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto ds = hllm::storage::dataset::open(tmp / "ds");
+  // 6 readers x 6 books survive the one-pass 5-core; the noise reader (2 ratings) and book (1 rating) do not.
+  EXPECT_EQ(ds.num_users(), 6);
+  EXPECT_EQ(ds.num_items(), 6);
+  EXPECT_EQ(ds.info().interactions, 36);
+  EXPECT_TRUE(contains(r.output, "k-core removed   2 interactions")) << r.output;
+  for (int32_t item = 1; item <= ds.num_items(); ++item) EXPECT_NE(ds.raw_item_id(item), "0001714422");
+}
+
+TEST(cli, convert_then_prepare_pixelrec_and_movielens_with_iso_dates) {
+  temp_dir tmp;
+  const std::string data = HLLM_CONVERT_DATA;
+  auto r = run("convert pixelrec --in " + data + "/pixelrec/interactions.csv --in " + data +
+               "/pixelrec/item_info.csv --out " + tmp / "px");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "dropped columns   item_info.csv: view_number, comment_number,")) << r.output;
+  r = run("prepare --interactions " + tmp / "px/interactions.csv" + " --items " + tmp / "px/items.csv" + " --out " +
+          tmp / "pxds" + " --train-tokenizer 100 --quiet --strict");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto px = hllm::storage::dataset::open(tmp / "pxds");
+  EXPECT_EQ(px.num_users(), 2);  // u3 has 2 usable rows: too short for leave-one-out
+  // u1's second interaction was written as "2021-07-12 09:30:00" and prepared as Unix seconds UTC.
+  ASSERT_EQ(px.user_times(0).size(), 3u);
+  EXPECT_EQ(px.user_times(0)[1], 1626082200);
+  r = run("convert movielens --in " + data + "/ml-1m --out " + tmp / "ml");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = run("prepare --interactions " + tmp / "ml/interactions.csv" + " --items " + tmp / "ml/items.csv" + " --out " +
+          tmp / "mlds" + " --fields title,tag --train-tokenizer 80 --quiet --strict");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(hllm::storage::dataset::open(tmp / "mlds").num_items(), 3);
+  // A missing input: one line naming it, exit status 1, nothing written.
+  r = run("convert movielens --in " + tmp / "nope" + " --out " + tmp / "ml2");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.output, "hllm convert: error: cannot open '" + tmp / "nope" + "': No such file or directory\n");
+  EXPECT_FALSE(std::filesystem::exists(tmp / "ml2"));
+  r = run("convert --help");
+  EXPECT_EQ(r.status, 0);
+  for (const char* f : {"pixelrec", "amazon-books", "movielens"}) EXPECT_TRUE(contains(r.output, f)) << f;
+  EXPECT_TRUE(contains(run("--help").output, "convert"));
+}
+
 TEST(cli, tiny_fixture_dataset_is_prepared_and_verifies) {
   const char* path = std::getenv("HLLM_TINY_DATA");
   ASSERT_NE(path, nullptr);
