@@ -581,7 +581,52 @@ class job_runner {
     for (auto* v : {&loaders_, &samplers_}) mo.targets.insert(mo.targets.end(), v->begin(), v->end());
     for (int i = 0; i < n_shards_; ++i) mo.targets.push_back("cache-shard-" + std::to_string(i));
     for (const auto& w : workers_) mo.targets.push_back(worker_router_name(w));
-    monitor_ = std::make_unique<monitor_service>(*sys_, router_, mo);
+    // The console (issue 11; docs/operations.md "Monitor the job"): curves from metrics.jsonl, where each actor
+    // lives, and the HTTP server of [monitor].
+    mo.job_dir = opt_.out_dir;
+    const json& mc = cfg_.at("monitor");
+    mo.curve_points = mc.at("curve_points").get<std::size_t>();
+    mo.dead_kept = mc.at("dead_kept").get<std::size_t>();
+    for (const char* s : {"baseline", "stage1", "stage2"}) {
+      mo.samples_per_step[s] = cfg_.at(s).at("batch_size").get<int64_t>() * opt_.world_size;
+    }
+    char hostname[256] = {};
+    ::gethostname(hostname, sizeof hostname - 1);
+    auto rank_at = [&](int r) {
+      std::string host = hostname;
+      if (r > 0 && static_cast<std::size_t>(r) < endpoints_.size()) {  // tcp://HOST:PORT of its router
+        const std::string& ep = endpoints_[static_cast<std::size_t>(r)];
+        auto a = ep.find("://"), b = ep.rfind(':');
+        if (a != std::string::npos && b != std::string::npos && b > a + 3) host = ep.substr(a + 3, b - a - 3);
+      }
+      return "rank " + std::to_string(r) + (r == 0 ? " (pid " + std::to_string(::getpid()) + ")" : "") + " @ " + host;
+    };
+    for (const char* n : {"router", "coordinator", "monitor"}) mo.locations[n] = rank_at(0);
+    for (int r = 0; r < opt_.world_size; ++r) mo.locations["trainer-" + std::to_string(r)] = rank_at(r);
+    auto data_side = [&](const std::string& name, int i) {
+      mo.locations[name] = n_workers_ > 0 ? "worker-" + std::to_string(i % n_workers_) + " @ " + hostname : rank_at(home(i));
+    };
+    for (int i = 0; i < n_loaders_; ++i) data_side(loaders_[i], i);
+    for (int i = 0; i < n_samplers_; ++i) data_side(samplers_[i], i);
+    for (int i = 0; i < n_shards_; ++i) data_side("cache-shard-" + std::to_string(i), i);
+    for (const auto& w : workers_) mo.locations[worker_router_name(w)] = w + " @ " + hostname;
+    for (int i = 0; i < n_encoders_ && n_workers_ > 0; ++i) {
+      mo.locations["encoder-" + std::to_string(i)] = "worker-encoder-" + std::to_string(i) + " @ " + hostname;
+    }
+    console_options co;
+    co.port = mc.at("port").get<int>();
+    co.host = mc.at("host").get<std::string>();
+    co.token = mc.at("token").get<std::string>();
+    if (const char* t = std::getenv("HLLM_MONITOR_TOKEN"); co.token.empty() && t != nullptr) co.token = t;
+    monitor_ = std::make_unique<monitor_service>(*sys_, router_, mo, co);
+    if (co.port >= 0) {
+      const std::string url = monitor_->console_url();
+      const std::string at = url.substr(7, url.size() - 8);  // HOST:PORT of http://HOST:PORT/
+      spdlog::info("console: {}  (terminal: hllm top --connect {}; Prometheus: {}metrics)", url, at, url);
+      json c{{"url", url}, {"connect", at}, {"port", monitor_->console_port()}, {"token", !co.token.empty()}};
+      std::string text = c.dump(1) + "\n";
+      storage::write_file_durably(opt_.out_dir + "/console.json", text.data(), text.size());
+    }
   }
 
   step_feed_options feed_options(const stage_spec& spec) const {

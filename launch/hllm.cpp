@@ -27,6 +27,7 @@ constexpr command commands[] = {
     {"recommend", "top-k items for a user from the job's User LLM and the ANN index"},
     {"checkpoint", "list, verify and digest checkpoints"},
     {"keygen", "create a ZeroMQ CURVE key pair for authenticated transport"},
+    {"top", "watch a running job in the terminal (its console: actors, progress, loss, cache)"},
 };
 
 std::filesystem::path bin_dir() { return std::filesystem::read_symlink("/proc/self/exe").parent_path(); }

@@ -148,7 +148,7 @@ void job_config::throw_type_error(const std::string& path, const nlohmann::json&
 
 const std::vector<std::string>& job_config::operational_keys() {
   // Where actors live and how long to wait do not change a single parameter (the determinism tests pin placement
-  // and credit windows), nor when checkpoints are written or which stages this run executes.
+  // and credit windows), nor when checkpoints are written, which stages this run executes or how it is watched.
   static const std::vector<std::string> keys{"placement",
                                              "job.stages",
                                              "train.window",
@@ -157,7 +157,8 @@ const std::vector<std::string>& job_config::operational_keys() {
                                              "train.checkpoint_every_steps",
                                              "train.keep_checkpoints",
                                              "cache.unit_timeout_s",
-                                             "cache.persist_every_units"};
+                                             "cache.persist_every_units",
+                                             "monitor"};
   return keys;
 }
 

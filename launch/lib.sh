@@ -17,6 +17,7 @@ HLLM_PACKAGES=(
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libsentencepiece-dev
   libxxhash-dev libzstd-dev
+  libcpp-httplib-dev prometheus chromium chromium-driver
   libhnswlib-dev
   clang libclang-rt-14-dev
   slurm-wlm munge iproute2 openssh-server openssh-client

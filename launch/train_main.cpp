@@ -96,6 +96,11 @@ int main(int argc, char** argv) {
                  "collective timed out) stop every rank and start the job again with --resume auto, at most this "
                  "many times (like torchrun's --max-restarts)")
       ->capture_default_str();
+  int monitor_port = -2;
+  app.add_option("--monitor-port", monitor_port,
+                 "HTTP port of the job's console (/, /api/status, /metrics; same as --set monitor.port=N): 0 picks a "
+                 "free one and logs it, -1 turns the console off")
+      ->check(CLI::Range(-1, 65535));
   app.add_flag("--print-config", print_config, "print the effective config as TOML and exit");
   app.add_option("--worker", worker_spec,
                  "run as a worker process of a job (placement.workers > 0): host the actors named in this spec "
@@ -117,6 +122,7 @@ int main(int argc, char** argv) {
   const bool launcher = env("RANK") == nullptr && env("SLURM_PROCID") == nullptr;
   int rc = 1;
   try {
+    if (monitor_port != -2) sets.push_back("monitor.port=" + std::to_string(monitor_port));
     auto cfg = hllm::launch::job_config::load(config_path, sets, hllm::launch::default_job_toml);
     if (print_config) {
       std::printf("%s", cfg.to_toml().c_str());
