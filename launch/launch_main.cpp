@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -200,6 +201,7 @@ struct rank_proc {
   std::string host_name, host_addr;
   bool remote = false;
   pid_t pid = 0;  // 0: not running
+  int stdin_fd = -1;  // remote ranks: the write end of ssh's stdin, held until the rank is stopped or reaped
   int status = 0;
 };
 
@@ -216,7 +218,25 @@ struct launch_plan {
   std::uint16_t master_port = 0;
   bool pick_port = false;  // single host without --master-port: a free port per attempt
   std::string train_exe, workdir, ssh;
+  std::vector<std::string> forwarded;  // NAME=VALUE of this environment that remote ranks get too
 };
+
+// Variables of this environment that change what a rank computes or how it connects (BLAS kernels and threads,
+// collectives): remote ranks get them too, or hosts would compute differently (OPENBLAS_CORETYPE alone changes the
+// parameters' digest).
+std::vector<std::string> forwarded_environment(const std::vector<std::string>& extra) {
+  static const char* prefixes[] = {"OMP_", "OPENBLAS_", "MKL_", "KMP_", "GOMP_", "GLOO_", "NCCL_", "TORCH_", "HLLM_"};
+  std::vector<std::string> out;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string v = *e;
+    std::string name = v.substr(0, v.find('='));
+    bool take = std::find(extra.begin(), extra.end(), name) != extra.end();
+    for (const char* p : prefixes) take = take || name.rfind(p, 0) == 0;
+    if (name == "HLLM_HOST" || name == "HLLM_HOST_NAME") take = false;  // set per rank
+    if (take) out.push_back(v);
+  }
+  return out;
+}
 
 // The command a remote rank runs: cd, the environment, hllm-train; a watcher kills it when the ssh connection (its
 // stdin) closes, so stopping the local ssh client stops the remote rank.
@@ -228,12 +248,13 @@ std::string remote_command(const launch_plan& p, const rank_proc& r, const std::
                        " </dev/null & p=$!; (cat <&3 >/dev/null; kill -TERM $p; sleep 3; kill -KILL $p) >/dev/null "
                        "2>&1 & w=$!; wait $p; rc=$?; kill $w 2>/dev/null; exit $rc";
   std::string cmd = "cd " + shell_quote(p.workdir) + " && exec env";
+  for (const auto& e : p.forwarded) cmd += " " + shell_quote(e);
   for (const auto& e : env) cmd += " " + shell_quote(e);
   (void)r;
   return cmd + " sh -c " + shell_quote(script);
 }
 
-pid_t start_rank(const launch_plan& p, const rank_proc& r, const std::vector<std::string>& args) {
+pid_t start_rank(const launch_plan& p, rank_proc& r, const std::vector<std::string>& args) {
   std::vector<std::string> env{"RANK=" + std::to_string(r.rank),
                                "WORLD_SIZE=" + std::to_string(p.world),
                                "LOCAL_RANK=" + std::to_string(r.local_rank),
@@ -251,18 +272,17 @@ pid_t start_rank(const launch_plan& p, const rank_proc& r, const std::vector<std
     argv.push_back(p.train_exe);
     argv.insert(argv.end(), args.begin(), args.end());
   }
+  // ssh's stdin is the remote watcher's: a pipe whose write end only this launcher holds (ssh closes every other
+  // descriptor at start), so the remote rank is stopped when this launcher stops it, exits or dies.
+  int fds[2] = {-1, -1};
+  if (r.remote && ::pipe2(fds, O_CLOEXEC) != 0) fail(std::string("cannot create a pipe: ") + std::strerror(errno), 1);
   pid_t pid = ::fork();
   if (pid < 0) fail(std::string("cannot fork: ") + std::strerror(errno), 1);
   if (pid == 0) {
     ::setpgid(0, 0);  // its own process group: stopping a rank stops what it started
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (r.remote) {
-      // ssh's stdin is the remote watcher's: keep a pipe nobody writes to, closed when this process dies.
-      int fds[2];
-      if (::pipe(fds) == 0) {
-        ::dup2(fds[0], 0);
-        ::close(fds[0]);
-      }
+      ::dup2(fds[0], 0);
     } else {
       for (const auto& e : env) ::putenv(::strdup(e.c_str()));
       ::unsetenv("SLURM_PROCID");
@@ -275,12 +295,22 @@ pid_t start_rank(const launch_plan& p, const rank_proc& r, const std::vector<std
     ::_exit(127);
   }
   ::setpgid(pid, pid);
+  if (r.remote) {
+    ::close(fds[0]);
+    r.stdin_fd = fds[1];
+  }
   return pid;
 }
 
 // SIGTERM to every live rank's process group, SIGKILL after GRACE; reaps them all.
+void close_stdin(rank_proc& r) {
+  if (r.stdin_fd >= 0) ::close(r.stdin_fd);
+  r.stdin_fd = -1;
+}
+
 void stop_all(std::vector<rank_proc>& ranks, std::chrono::milliseconds grace) {
   for (auto& r : ranks) {
+    close_stdin(r);
     if (r.pid > 0) ::kill(-r.pid, SIGTERM);
   }
   auto deadline = clock_type::now() + grace;
@@ -332,7 +362,7 @@ int main(int argc, char** argv) {
   int master_port = 0;
   double rdzv_timeout = 60, grace = 5;
   std::string ssh = "ssh -T -o BatchMode=yes -o ConnectTimeout=10";
-  std::vector<std::string> train_args;
+  std::vector<std::string> train_args, env_names;
   CLI::App app{"hllm launch: start and watch the trainer ranks of a job (like torchrun) on one host, on several "
                "hosts (one launcher each, or every host of a hostfile over ssh); restart them from the newest "
                "checkpoint when one fails. Arguments after `--` go to hllm train.",
@@ -354,6 +384,9 @@ int main(int argc, char** argv) {
                                          "(ranks in file order; the first host is the master)");
   app.add_option("--ssh", ssh, "ssh command (with --hostfile); the host and the remote command are appended")
       ->capture_default_str();
+  app.add_option("--env", env_names,
+                 "with --hostfile: also pass this variable of this environment to the remote ranks (repeatable); "
+                 "OMP_*, OPENBLAS_*, MKL_*, KMP_*, GOMP_*, GLOO_*, NCCL_*, TORCH_* and HLLM_* always are");
   app.add_option("--workdir", workdir, "directory the remote ranks run in (with --hostfile); default: this one");
   app.add_option("--max-restarts", max_restarts,
                  "after a failure stop every rank and start them all again with --resume auto, at most this many "
@@ -377,6 +410,7 @@ int main(int argc, char** argv) {
   p.train_exe = train_exe.empty() ? (bin_dir() / "hllm-train").string() : train_exe;
   p.workdir = workdir.empty() ? fs::current_path().string() : workdir;
   p.ssh = ssh;
+  p.forwarded = forwarded_environment(env_names);
   if (!fs::exists(p.train_exe)) fail("no hllm-train at '" + p.train_exe + "' (--train-exe)");
   bool master_here = true;
   if (!hostfile.empty()) {
@@ -484,6 +518,7 @@ int main(int argc, char** argv) {
       for (auto& r : p.ranks) {
         if (r.pid != pid) continue;
         r.pid = 0;
+        close_stdin(r);
         r.status = status;
         --live;
         if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) && failure.empty()) {
