@@ -10,7 +10,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <caf/all.hpp>
 
@@ -18,10 +22,12 @@
 #include "actors/embedding_cache_shard.hpp"
 #include "actors/item_encoder.hpp"
 #include "actors/router.hpp"
+#include "launch/stage3.hpp"
 #include "model/hllm.hpp"
 #include "model/npy.hpp"
 #include "storage/dataset.hpp"
 #include "storage/error.hpp"
+#include "storage/export.hpp"
 
 namespace {
 
@@ -36,6 +42,7 @@ struct encode_options {
   uint64_t seed = 2020;
   int encoders = 1;        // item encoder actors sharing the work units
   int shards = 1;          // embedding-cache shard actors the rows go through
+  std::string new_items, job, append_to;  // stage 3: items that never went through prepare
 };
 
 // Token ids must index the model's vocabulary: a dataset tokenized for another model fails here, not in a gather.
@@ -63,7 +70,7 @@ encoded encode_on_actors(const storage::dataset& d, const encode_options& o) {
   item_encoder_options llm;  // the model every encoder holds
   if (!o.checkpoint.empty()) {
     const auto cfg = model::read_checkpoint_config(o.checkpoint);
-    if (cfg.num_items != d.num_items()) {
+    if (cfg.num_items != d.num_items() && o.new_items.empty()) {
       throw error(errc::mismatch, o.checkpoint + ": trained for " + std::to_string(cfg.num_items) +
                                       " items, the dataset " + d.dir() + " has " + std::to_string(d.num_items()));
     }
@@ -154,19 +161,86 @@ std::string ids_path(const std::string& npy) {
   return stem + ".ids.txt";
 }
 
+// Stage 3: new items (a CSV that never went through prepare) -> tokenized in hllm prepare (a process without torch:
+// sentencepiece and libtorch never share one) -> encoded on the encoder actors -> appended to an item export.
+int encode_new_items(encode_options o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto j = stage3::open_job(o.job, o.data);
+  if (o.checkpoint.empty()) o.checkpoint = j.item_checkpoint;
+  const std::string version = checkpoint_version_hex(o.checkpoint);
+  // Refuse a foreign export before any work.
+  const auto meta = storage::read_export_meta(o.append_to);
+  if (meta.value("kind", std::string()) != "items" || meta.value("item_version", std::string()) != version) {
+    throw error(errc::mismatch, "cannot append to " + o.append_to + ": it holds " + meta.value("kind", std::string()) +
+                                    " of Item-LLM version " + meta.value("item_version", std::string()) + ", " +
+                                    o.checkpoint + " is version " + version);
+  }
+  const std::string tmp = storage::export_paths(o.append_to).npy + ".new-items-" + std::to_string(::getpid());
+  struct remove_tmp {
+    std::string dir;
+    ~remove_tmp() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{tmp};
+  const std::string exe = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "hllm-prepare").string();
+  std::vector<std::string> args{exe, "--new-items", o.new_items, "--like", j.data_dir, "--out", tmp};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execv(exe.c_str(), argv.data());
+    std::fprintf(stderr, "hllm encode: cannot run %s\n", exe.c_str());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw error(errc::invalid_input, "tokenizing " + o.new_items + " failed (hllm prepare --new-items, status " +
+                                         std::to_string(status) + ")");
+  }
+  auto d = storage::dataset::open(tmp, true);
+  o.data = tmp;
+  const auto enc = encode_on_actors(d, o);
+  storage::export_data e;
+  e.dim = enc.dim;
+  e.rows = d.num_items();
+  e.matrix.assign(enc.matrix.begin() + enc.dim, enc.matrix.end());
+  for (int64_t i = 1; i <= d.num_items(); ++i) {
+    e.ids.emplace_back(d.raw_item_id(static_cast<int32_t>(i)));
+    auto tokens = d.item_tokens(static_cast<int32_t>(i));
+    e.fingerprints.push_back(
+        storage::row_fingerprint(version, e.ids.back(), tokens.data(), tokens.size() * sizeof(int32_t)));
+  }
+  e.meta = {{"kind", "items"}, {"item_version", enc.version}};
+  storage::append_export(o.append_to, e);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("hllm encode: %lld new items from %s appended to %s (item version %s) in %.1f s\n",
+              static_cast<long long>(e.rows), o.new_items.c_str(), o.append_to.c_str(), enc.version.c_str(), s);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   encode_options o;
   CLI::App app{"hllm encode: the embedding of every item of a prepared dataset (X.npy + X.ids.txt)", "hllm encode"};
-  app.add_option("--data", o.data, "prepared dataset directory (hllm prepare)")->required();
+  app.add_option("--data", o.data, "prepared dataset directory (hllm prepare)");
   auto* hf = app.add_option("--hf-model", o.hf_model, "Hugging Face Llama checkpoint directory");
   auto* ck = app.add_option("--checkpoint", o.checkpoint, "trained HLLM checkpoint directory");
   hf->excludes(ck);
   app.add_option("--pooling", o.pooling, "with --hf-model: item ([ITEM] token) or mean (over the text tokens)")
       ->check(CLI::IsMember({"item", "mean"}))
       ->capture_default_str();
-  app.add_option("--out", o.out, "output .npy path; raw ids go to <out without .npy>.ids.txt")->required();
+  app.add_option("--out", o.out, "output .npy path; raw ids go to <out without .npy>.ids.txt");
+  app.add_option("--items", o.new_items, "stage 3: an item CSV that never went through prepare: tokenized like the "
+                                         "job's dataset (in hllm prepare), encoded with the job's stage-1 Item LLM "
+                                         "(or --checkpoint) and appended to --append-to");
+  app.add_option("--job", o.job, "with --items: the job directory");
+  app.add_option("--append-to", o.append_to, "with --items: the item export (hllm export items) to append to; its "
+                                             "item version must be the Item LLM's");
   app.add_option("--batch", o.batch, "items per work unit (one forward pass)")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--threads", o.threads, "torch threads")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--seed", o.seed, "seed of the [ITEM] vector for --hf-model")->capture_default_str();
@@ -177,6 +251,23 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_flag("!--no-verify", o.verify, "skip the dataset checksum verification");
   CLI11_PARSE(app, argc, argv);
+  if (!o.new_items.empty()) {
+    if (o.job.empty() || o.append_to.empty() || !o.hf_model.empty()) {
+      std::fprintf(stderr, "hllm encode: --items needs --job and --append-to (and takes no --hf-model)\n");
+      return 2;
+    }
+    try {
+      torch::set_num_threads(o.threads);
+      return encode_new_items(o);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "hllm encode: error: %s\n", e.what());
+      return 1;
+    }
+  }
+  if (o.data.empty() || o.out.empty()) {
+    std::fprintf(stderr, "hllm encode: --data and --out are required\n");
+    return 2;
+  }
   if (o.hf_model.empty() == o.checkpoint.empty()) {
     std::fprintf(stderr, "hllm encode: give exactly one of --hf-model and --checkpoint\n");
     return 2;

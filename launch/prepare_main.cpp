@@ -4,6 +4,7 @@
 
 #include "launch/tokenizer.hpp"
 #include "storage/error.hpp"
+#include "storage/new_items.hpp"
 #include "storage/prepare.hpp"
 
 int main(int argc, char** argv) {
@@ -14,10 +15,14 @@ int main(int argc, char** argv) {
   CLI::App app{"hllm prepare: build a prepared dataset (dense ids, time-ordered sequences, leave-one-out split, "
                "tokenized item prompts) from an interactions CSV and an item CSV",
                "hllm prepare"};
-  app.add_option("--interactions", o.interactions_path, "interactions CSV with header item_id,user_id,timestamp")
-      ->required();
-  app.add_option("--items", o.items_path, "item CSV with header item_id,<text fields...>")->required();
+  std::string new_items, like;
+  app.add_option("--interactions", o.interactions_path, "interactions CSV with header item_id,user_id,timestamp");
+  app.add_option("--items", o.items_path, "item CSV with header item_id,<text fields...>");
   app.add_option("--out", o.out_dir, "output dataset directory (replaced atomically)")->required();
+  app.add_option("--new-items", new_items, "stage 3: an item CSV that arrived after training: tokenize it like the "
+                                           "dataset --like (its prompt, fields, cut and tokenizer) into an items-only "
+                                           "dataset for hllm encode --items");
+  app.add_option("--like", like, "with --new-items: the prepared dataset the model was trained on");
   auto* tk = app.add_option("--tokenizer", tokenizer_path, "SentencePiece tokenizer.model (e.g. a Llama tokenizer)");
   auto* tr = app.add_option("--train-tokenizer", train_vocab, "train a SentencePiece model of this vocabulary size "
                                                                "on the item texts instead");
@@ -33,6 +38,28 @@ int main(int argc, char** argv) {
   app.add_flag("--strict", o.strict, "stop at the first bad row instead of skipping and counting it");
   app.add_flag("--quiet", quiet, "no progress bars");
   CLI11_PARSE(app, argc, argv);
+  if (!new_items.empty()) {
+    if (like.empty()) {
+      std::fprintf(stderr, "hllm prepare: error: --new-items needs --like DATASET (the dataset the model was trained on)\n");
+      return 2;
+    }
+    try {
+      auto tok = hllm::launch::load_sentencepiece(like + "/tokenizer.model");
+      auto r = hllm::storage::prepare_new_items(new_items, like, o.out_dir, *tok);
+      std::printf("hllm prepare: %lld new items from %s tokenized like %s -> %s (%lld rows skipped%s%s)\n",
+                  static_cast<long long>(r.items), new_items.c_str(), like.c_str(), o.out_dir.c_str(),
+                  static_cast<long long>(r.skipped), r.first_problem.empty() ? "" : "; first: ",
+                  r.first_problem.c_str());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "hllm prepare: error: %s\n", e.what());
+      return 1;
+    }
+    return 0;
+  }
+  if (o.interactions_path.empty() || o.items_path.empty()) {
+    std::fprintf(stderr, "hllm prepare: error: give --interactions and --items (or --new-items with --like)\n");
+    return 2;
+  }
   if (tokenizer_path.empty() && train_vocab == 0) {
     std::fprintf(stderr, "hllm prepare: error: give --tokenizer MODEL or --train-tokenizer VOCAB\n");
     return 2;

@@ -237,3 +237,46 @@ TEST_F(stage3_cli, since_checkpoint_writes_only_changed_rows_and_active_since_fi
   EXPECT_LT(active.rows, all.rows);
   for (const auto& id : active.ids) EXPECT_GE(history.at(id).newest, since) << id;
 }
+
+TEST_F(stage3_cli, new_items_are_tokenized_encoded_and_appended_with_the_same_version) {
+  ASSERT_EQ(run("export items --job " + job() + " --out " + out("new/items.npy")).status, 0);
+  auto before = storage::read_export(out("new/items.npy"));
+  // Three items of the catalogue under new ids (same text: the Item LLM must give the same rows), and a bad row.
+  std::string data = test::read_bytes(job() + "/dataset");
+  while (!data.empty() && data.back() == '\n') data.pop_back();
+  std::istringstream items(test::read_bytes((fs::path(data).parent_path() / "csv/items.csv").string()));
+  std::string header, line, csv;
+  std::getline(items, header);
+  csv = header + "\n";
+  std::vector<std::string> originals;
+  while (originals.size() < 3 && std::getline(items, line)) {
+    originals.push_back(line.substr(0, line.find(',')));
+    csv += "fresh-" + line + "\n";
+  }
+  csv += "half,\"never closed\n";
+  test::write_text(out("new/new.csv"), csv);
+  auto r = run("encode --items " + out("new/new.csv") + " --job " + job() + " --append-to " + out("new/items.npy"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "1 rows skipped")) << r.output;
+  auto after = storage::read_export(out("new/items.npy"));
+  ASSERT_EQ(after.rows, before.rows + 3);
+  EXPECT_EQ(after.meta.at("item_version"), before.meta.at("item_version"));
+  for (std::size_t k = 0; k < originals.size(); ++k) {
+    const auto at = std::find(before.ids.begin(), before.ids.end(), originals[k]) - before.ids.begin();
+    ASSERT_LT(at, before.rows) << originals[k];
+    const auto row = before.rows + static_cast<int64_t>(k);
+    EXPECT_EQ(after.ids[row], "fresh-" + originals[k]);
+    for (uint32_t d = 0; d < after.dim; ++d) {
+      EXPECT_NEAR(after.matrix[row * after.dim + d], before.matrix[at * before.dim + d], 1e-5) << originals[k];
+    }
+  }
+  // The same items again: refused, the export unchanged.
+  r = run("encode --items " + out("new/new.csv") + " --job " + job() + " --append-to " + out("new/items.npy"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.output, "already in it")) << r.output;
+  EXPECT_EQ(storage::read_export(out("new/items.npy")).rows, after.rows);
+  // Another job's Item LLM: refused before any work.
+  r = run("encode --items " + out("new/new.csv") + " --job " + other() + " --append-to " + out("new/items.npy"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.output, "Item-LLM version")) << r.output;
+}
