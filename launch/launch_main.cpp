@@ -171,6 +171,7 @@ std::vector<host_entry> read_hostfile(const std::string& path) {
   int n = 0;
   for (std::string line; std::getline(in, line);) {
     ++n;
+    const std::string where = "hostfile " + path + " line " + std::to_string(n) + ": ";
     line = line.substr(0, line.find('#'));
     auto words = split_words(line);
     if (words.empty()) continue;
@@ -186,10 +187,10 @@ std::vector<host_entry> read_hostfile(const std::string& path) {
         h.slots = static_cast<int>(v);
       }
     }
-    if (!ok) fail("hostfile " + path + " line " + std::to_string(n) + ": cannot parse '" + line + "' (expected: host [slots=N])");
+    if (!ok) fail(where + "cannot parse '" + line + "' (expected: host [slots=N])");
     std::string why;
     h.addr = resolve(h.name, &why);
-    if (h.addr.empty()) fail("hostfile " + path + " line " + std::to_string(n) + ": unknown host '" + h.name + "' (" + why + ")");
+    if (h.addr.empty()) fail(where + "unknown host '" + h.name + "' (" + why + ")");
     hosts.push_back(h);
   }
   if (hosts.empty()) fail("hostfile " + path + " names no host");
@@ -240,7 +241,7 @@ std::vector<std::string> forwarded_environment(const std::vector<std::string>& e
 
 // The command a remote rank runs: cd, the environment, hllm-train; a watcher kills it when the ssh connection (its
 // stdin) closes, so stopping the local ssh client stops the remote rank.
-std::string remote_command(const launch_plan& p, const rank_proc& r, const std::vector<std::string>& env,
+std::string remote_command(const launch_plan& p, const std::vector<std::string>& env,
                            const std::vector<std::string>& args) {
   std::string train = shell_quote(p.train_exe);
   for (const auto& a : args) train += " " + shell_quote(a);
@@ -250,7 +251,6 @@ std::string remote_command(const launch_plan& p, const rank_proc& r, const std::
   std::string cmd = "cd " + shell_quote(p.workdir) + " && exec env";
   for (const auto& e : p.forwarded) cmd += " " + shell_quote(e);
   for (const auto& e : env) cmd += " " + shell_quote(e);
-  (void)r;
   return cmd + " sh -c " + shell_quote(script);
 }
 
@@ -267,7 +267,7 @@ pid_t start_rank(const launch_plan& p, rank_proc& r, const std::vector<std::stri
   if (r.remote) {
     argv = split_words(p.ssh);
     argv.push_back(r.host_name);
-    argv.push_back(remote_command(p, r, env, args));
+    argv.push_back(remote_command(p, env, args));
   } else {
     argv.push_back(p.train_exe);
     argv.insert(argv.end(), args.begin(), args.end());
@@ -403,7 +403,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   for (const auto& e : app.remaining()) train_args.push_back(e);
   for (const auto& a : train_args) {
-    if (a == "--world" || a.rfind("--world=", 0) == 0) fail("--world is hllm train's own launcher; with hllm launch use --nproc-per-node");
+    if (a == "--world" || a.rfind("--world=", 0) == 0) {
+      fail("--world is hllm train's own launcher; with hllm launch use --nproc-per-node");
+    }
   }
 
   launch_plan p;
@@ -436,7 +438,9 @@ int main(int argc, char** argv) {
     if (nproc < 1 || nnodes < 1 || node_rank < 0 || node_rank >= nnodes) {
       fail("need --nproc-per-node >= 1, --nnodes >= 1 and 0 <= --node-rank < --nnodes");
     }
-    if (nnodes > 1 && master_addr.empty()) fail("--nnodes " + std::to_string(nnodes) + " needs --master-addr (host 0's address)");
+    if (nnodes > 1 && master_addr.empty()) {
+      fail("--nnodes " + std::to_string(nnodes) + " needs --master-addr (host 0's address)");
+    }
     std::string why;
     p.master_addr = resolve(master_addr.empty() ? "127.0.0.1" : master_addr, &why);
     if (p.master_addr.empty()) fail("unknown master host '" + master_addr + "' (" + why + ")");
