@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hllm launch --nproc-per-node 2 on one host: (1) a plain run ends with the --world 2 digest and prints the
 # placement; (2) rank 1 killed with SIGKILL mid-job: the launcher stops rank 0, restarts both with --resume auto and
-# the job ends with the same digest; (3) rank 0 killed the same way.
+# the job ends with the same digest; (3) rank 0 killed the same way. Also two launchers with --nnodes 2.
 source "$(dirname "$0")/common.sh"
 W=$(mktemp -d "$HLLM_CLUSTER_WORK/one-host.XXXXXX")
 trap 'jobs -p | xargs -r kill -9 2>/dev/null || true' EXIT
@@ -37,6 +37,20 @@ kill_rank_test() {
   expect_verified "$job"
   expect_digest "$job"
 }
+# Two launchers, one per "host" (--nnodes 2, both on 127.0.0.1 here). job.threads=1: each launcher would give its
+# only rank both cores, and torch results depend on the thread count (the reference ran one thread per rank).
+note "two launchers: --nnodes 2 --node-rank 0|1"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+for k in 0 1; do
+  "$HLLM" launch --nnodes 2 --node-rank $k --nproc-per-node 1 --master-addr 127.0.0.1 --master-port "$port" \
+    -- --data "$HLLM_TINY_DATA" --out "$W/nnodes" "${JOB_SETS[@]}" --set job.threads=1 > "$W/nnodes-$k.log" 2>&1 &
+done
+for k in 0 1; do
+  wait -n || { tail -n 20 "$W"/nnodes-*.log; fail "a launcher of the --nnodes 2 job failed"; }
+done
+expect_digest "$W/nnodes"
+
 kill_rank_test 1 $((12 + RANDOM % 40))
 kill_rank_test 0 $((12 + RANDOM % 40))
+rm -rf "$W"
 note "one host: passed"

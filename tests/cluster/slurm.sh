@@ -6,18 +6,33 @@ source "$(dirname "$0")/common.sh"
 source "$(dirname "$0")/slurm_cluster.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 W=$(mktemp -d "$HLLM_CLUSTER_WORK/slurm.XXXXXX")
-trap slurm_down EXIT
+# Daemons, jobs, and any process still naming this test's directory (a job step left behind by a failure).
+# The directory goes last, and only after a pass (the daemons' sockets and state live in it).
+passed=0
+trap 'slurm_down; pgrep -f -- "$W/" | xargs -r kill -9 2>/dev/null || true; [ $passed = 0 ] || rm -rf "$W"' EXIT
 rc=0
 slurm_up "$W/cluster" || rc=$?
 [ $rc -eq 0 ] || exit $rc
 export HLLM_BIN HLLM_RANK_SCRIPT="$ROOT/launch/slurm/hllm-rank"
 
-# Submits the job (sbatch --wait) with EXTRA sbatch options; prints its output file.
+# Submits the job with EXTRA sbatch options and waits until it ended (polling scontrol: `sbatch --wait` polls at
+# growing intervals, seconds after the job ends); succeeds when Slurm says COMPLETED.
 submit() {
-  local name=$1
+  local name=$1 id state t0=$SECONDS
   shift
-  (cd "$W" && sbatch --wait -N 1 -n 2 --ntasks-per-node 2 -o "$W/$name.out" "$@" "$ROOT/launch/slurm/hllm.sbatch" \
-    --data "$HLLM_TINY_DATA" --out "$W/$name" "${JOB_SETS[@]}")
+  id=$(cd "$W" && sbatch --parsable -N 1 -n 2 --ntasks-per-node 2 -o "$W/$name.out" "$@" \
+    "$ROOT/launch/slurm/hllm.sbatch" --data "$HLLM_TINY_DATA" --out "$W/$name" "${JOB_SETS[@]}")
+  while :; do
+    state=$(scontrol show job "$id" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+    case "$state" in
+      PENDING | CONFIGURING | RUNNING | COMPLETING | "") ;;
+      *) break ;;
+    esac
+    [ $((SECONDS - t0)) -lt 600 ] || { echo "job $id still $state after 600 s"; return 1; }
+    sleep 0.2
+  done
+  echo "job $id ($name): $state"
+  [ "$state" = COMPLETED ]
 }
 
 note "sbatch -N 1 -n 2 hllm.sbatch"
@@ -43,4 +58,5 @@ grep -q 'running it again from the newest checkpoint (--resume auto), restart 1 
 grep -q '"event":"resume"' "$W/killed/metrics.jsonl" || fail "the second srun step did not resume"
 expect_verified "$W/killed"
 expect_digest "$W/killed"
+passed=1
 note "slurm: passed"

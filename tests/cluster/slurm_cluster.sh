@@ -4,6 +4,11 @@
 slurm_pids=()
 slurm_down() {
   local p
+  if [ ${#slurm_pids[@]} -gt 0 ] && [ -n "${SLURM_CONF:-}" ]; then
+    # Jobs first (their steps run under slurmstepd, which outlives slurmd), then the daemons.
+    scancel --full --signal=KILL --user=root 2>/dev/null || true
+    for _ in $(seq 50); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.1; done
+  fi
   for p in "${slurm_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${slurm_pids[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done

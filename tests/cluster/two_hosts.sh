@@ -25,7 +25,9 @@ cleanup() {
     ip netns del "$ns" 2>/dev/null
   done
   ip link del "$BR" 2>/dev/null
+  [ "$passed" = 0 ] || rm -rf "$W"
 }
+passed=0
 trap cleanup EXIT
 ip netns add "$NS_A" 2> "$W/netns.err" || skip "this machine forbids network namespaces: $(head -n 1 "$W/netns.err")"
 ip netns add "$NS_B"
@@ -126,5 +128,5 @@ resume=$(grep '"event":"resume"' "$W/cut/metrics.jsonl" | tail -n 1)
 echo "$resume"
 echo "$resume" | grep -qF "\"checkpoint\":\"$latest\"" || fail "the relaunch did not resume from $latest"
 expect_digest "$W/cut"
-rm -rf "$W"
+passed=1
 note "two hosts: passed"
