@@ -93,6 +93,7 @@
       }
     });
     svg.setAttribute("data-points", String(n));
+    svg.setAttribute("data-last-x", isFinite(xmax) ? String(xmax) : "");
     for (var g = 0; g <= 4; g++) {
       var gy = T + (H - T - B) * g / 4;
       svg.appendChild(svgEl("line", { x1: L, x2: W - R, y1: gy, y2: gy, "class": "grid" }));
@@ -111,7 +112,13 @@
     function py(y) { return H - B - (H - T - B) * (y - ymin) / (ymax - ymin); }
     series.forEach(function (s) {
       var pts = [];
-      for (var i = 0; i < s.xs.length; i++) if (isNum(s.ys[i])) pts.push(px(s.xs[i]).toFixed(1) + "," + py(s.ys[i]).toFixed(1));
+      // At most ~800 vertices per line (a long ring would only cost the browser time): every k-th point, the last
+      // one always.
+      var k = Math.max(1, Math.ceil(s.xs.length / 800));
+      for (var i = 0; i < s.xs.length; i++) {
+        if ((i % k !== 0 && i !== s.xs.length - 1) || !isNum(s.ys[i])) continue;
+        pts.push(px(s.xs[i]).toFixed(1) + "," + py(s.ys[i]).toFixed(1));
+      }
       if (opts.dots) {
         for (var k = 0; k < s.xs.length; k++) if (isNum(s.ys[k])) svg.appendChild(svgEl("circle", { cx: px(s.xs[k]), cy: py(s.ys[k]), r: 3, fill: colorOf(s.name) }));
       }

@@ -78,7 +78,8 @@ TEST(job_config, hash_ignores_the_operational_keys_only) {
   auto base = job_config::load("", {}, hllm::launch::default_job_toml);
   for (const char* op : {"placement.workers=3", "placement.loaders=5", "placement.spread=true", "train.window=9",
                          "train.request_timeout_ms=1", "train.checkpoint_every_steps=7", "job.stages=[\"stage1\"]",
-                         "cache.unit_timeout_s=1"}) {
+                         "cache.unit_timeout_s=1", "monitor.port=8080", "monitor.token=\"t\"",
+                         "monitor.curve_points=5"}) {
     auto c = job_config::load("", {op}, hllm::launch::default_job_toml);
     EXPECT_EQ(c.hash(), base.hash()) << op;
   }
