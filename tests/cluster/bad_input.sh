@@ -8,7 +8,6 @@ listener=""
 trap '[ -z "$listener" ] || kill "$listener" 2>/dev/null || true; jobs -p | xargs -r kill -9 2>/dev/null || true' EXIT
 cp -a "$REF/job" "$W/job"
 TRAIN=(--data "$HLLM_TINY_DATA" --out "$W/job" "${JOB_SETS[@]}" --resume auto)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # expect_error NAME LINE TIMEOUT CMD...: CMD fails (not by the timeout) and prints LINE (a fixed string).
 expect_error() {
@@ -21,14 +20,17 @@ expect_error() {
   note "$name (exit status $rc): $(grep -F -- "$line" "$W/$name.log" | head -n 1)"
 }
 
-# A port in use: something listens on the master port.
+# A port in use: another job's rank 0 (host 0 of two, waiting for host 1) holds its store on the port.
 port=$(free_port)
-python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1', $port)); s.listen(); time.sleep(600)" &
+"$HLLM" launch --nnodes 2 --node-rank 0 --nproc-per-node 1 --master-addr 127.0.0.1 --master-port "$port" \
+  -- --data "$HLLM_TINY_DATA" --out "$W/other-job" "${JOB_SETS[@]}" > "$W/other-job.log" 2>&1 &
 listener=$!
-for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 300); do [ -n "$(ss -Htln "sport = :$port")" ] && break; sleep 0.1; done
+[ -n "$(ss -Htln "sport = :$port")" ] || { cat "$W/other-job.log"; fail "the other job's store does not listen on $port"; }
 expect_error port_in_use "hllm launch: master port $port on 127.0.0.1 is in use (Address already in use); choose another --master-port" 30 \
   "$HLLM" launch --nproc-per-node 2 --master-port "$port" -- "${TRAIN[@]}"
 kill "$listener"
+wait "$listener" || true
 listener=""
 
 # An unreachable master: host 1 of two waits for a store nobody runs.

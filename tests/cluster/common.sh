@@ -56,3 +56,11 @@ expect_digest() {
 expect_verified() {
   "$HLLM" checkpoint verify "$1" > "$1.verify.log" 2>&1 || { cat "$1.verify.log"; fail "checkpoints of $1 do not verify"; }
 }
+# A TCP port nobody listens on here (iproute2's ss; the kernel may still hand it out before it is used).
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 40000))
+    [ -n "$(ss -Htln "sport = :$p")" ] || { echo "$p"; return; }
+  done
+}

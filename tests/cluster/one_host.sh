@@ -40,7 +40,7 @@ kill_rank_test() {
 # Two launchers, one per "host" (--nnodes 2, both on 127.0.0.1 here). job.threads=1: each launcher would give its
 # only rank both cores, and torch results depend on the thread count (the reference ran one thread per rank).
 note "two launchers: --nnodes 2 --node-rank 0|1"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 for k in 0 1; do
   "$HLLM" launch --nnodes 2 --node-rank $k --nproc-per-node 1 --master-addr 127.0.0.1 --master-port "$port" \
     -- --data "$HLLM_TINY_DATA" --out "$W/nnodes" "${JOB_SETS[@]}" --set job.threads=1 > "$W/nnodes-$k.log" 2>&1 &

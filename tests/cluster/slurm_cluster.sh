@@ -16,7 +16,6 @@ slurm_down() {
   done
   slurm_pids=()
 }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 slurm_up() {
   local d=$1 node
   for exe in munged slurmctld slurmd srun sbatch scontrol sinfo; do
