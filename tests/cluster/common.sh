@@ -64,3 +64,14 @@ free_port() {
     [ -n "$(ss -Htln "sport = :$p")" ] || { echo "$p"; return; }
   done
 }
+# Pids of the processes whose command line contains TEXT, from /proc (procps may be missing on a fresh machine).
+pids_with() {
+  local f p
+  for f in /proc/[0-9]*/cmdline; do
+    p=${f#/proc/}
+    p=${p%/cmdline}
+    [ "$p" != $$ ] && [ "$p" != "$BASHPID" ] || continue
+    tr '\0' ' ' < "$f" 2>/dev/null | grep -qF -- "$1" && echo "$p"
+  done
+  return 0
+}

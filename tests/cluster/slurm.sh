@@ -9,7 +9,7 @@ W=$(mktemp -d "$HLLM_CLUSTER_WORK/slurm.XXXXXX")
 # Daemons, jobs, and any process still naming this test's directory (a job step left behind by a failure).
 # The directory goes last, and only after a pass (the daemons' sockets and state live in it).
 passed=0
-trap 'slurm_down; pgrep -f -- "$W/" | xargs -r kill -9 2>/dev/null || true; [ $passed = 0 ] || rm -rf "$W"' EXIT
+trap 'slurm_down; pids_with "$W/" | xargs -r kill -9 2>/dev/null || true; [ $passed = 0 ] || rm -rf "$W"' EXIT
 rc=0
 slurm_up "$W/cluster" || rc=$?
 [ $rc -eq 0 ] || exit $rc
@@ -47,7 +47,7 @@ HLLM_MAX_RESTARTS=1 submit killed &
 sb=$!
 n=$((12 + RANDOM % 40))
 wait_steps "$W/killed" 1 "$n" "$sb" || fail "the job ended before rank 1's step line $n"
-victim=$(pgrep -f -- "--out $W/killed " | while read -r p; do
+victim=$(pids_with "--out $W/killed " | while read -r p; do
   tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx 'SLURM_PROCID=1' && [ "$(cat /proc/$p/comm)" = hllm-train ] && echo "$p"
 done | head -n 1)
 [ -n "$victim" ] || fail "no rank-1 hllm-train process"

@@ -115,7 +115,12 @@ latest=$(cat "$W/cut/checkpoints/latest")
 note "checkpoints intact, latest $latest"
 # Rank 1 (host b, no link) must end by itself: its collectives time out too.
 t0=$SECONDS
-while ip netns pids "$NS_B" | xargs -r ps -o comm= -p 2>/dev/null | grep -q hllm-train; do
+rank_on_b() {
+  local p
+  for p in $(ip netns pids "$NS_B"); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = hllm-train ] && return 0; done
+  return 1
+}
+while rank_on_b; do
   [ $((SECONDS - t0)) -lt 120 ] || fail "rank 1 on host b is still running 120 s after the job stopped"
   sleep 0.5
 done
