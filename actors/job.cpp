@@ -876,8 +876,10 @@ class job_runner {
     ro.checkpoint_every = checkpoint_every_;
     ro.rank = opt_.rank;
     if (chief_) ro.checkpoint = [&](const model::trainer& t, const train_progress& p) { write_checkpoint(t, spec, p); };
-    auto out = run_user_trainer(feed, net, spec, steps_per_epoch(spec), validate, opt_.out_dir + "/" + spec.name,
-                                *log_, group_.get(), trainer_board_.get(), ro);
+    stage_spec with_times = spec;  // timestamp features: every batch gets its timestamps from this rank's table
+    if (cfg_.at("model").value("time_buckets", int64_t{0}) > 0) with_times.times = &table_;
+    auto out = run_user_trainer(feed, net, with_times, steps_per_epoch(spec), validate,
+                                opt_.out_dir + "/" + spec.name, *log_, group_.get(), trainer_board_.get(), ro);
     completed_.push_back(spec.name);
     trainer_board_->set_state(msg::actor_state::idle);
     if (chief_) {
@@ -1192,6 +1194,7 @@ model::hllm_config job_model_config(const json& cfg, const storage::dataset& dat
   c.late_fusion = m.at("late_fusion").get<bool>();
   c.early_fusion = m.at("early_fusion").get<bool>();
   c.cls_lambda = m.at("cls_lambda").get<double>();
+  c.time_buckets = m.value("time_buckets", int64_t{0});
   c.seed = cfg.at("job").at("seed").get<uint64_t>();
   c.validate();
   return c;

@@ -257,6 +257,7 @@ model::train_batch step_feed::next() {
   out.batch = static_cast<int64_t>(b.user_ids.size());
   out.seq_len = static_cast<int64_t>(s.opt.max_length);
   out.items = std::move(b.item_ids);
+  out.users = std::move(b.user_ids);
   out.negatives = std::move(n.item_ids);
   if (static_cast<int64_t>(out.items.size()) != out.batch * (out.seq_len + 1)) {
     throw error(errc::format, s.opt.name + ": step " + std::to_string(step) + ": batch has " +

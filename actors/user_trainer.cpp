@@ -72,6 +72,7 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
                      static_cast<std::uint64_t>(steps_per_epoch));
     for (std::int64_t step = first; step < steps_per_epoch; ++step) {
       auto batch = feed.next();
+      if (spec.times != nullptr) model::attach_times(batch, *spec.times);
       auto t0 = clock_type::now();
       model::step_metrics m;
       if (group != nullptr && group->world_size() > 1) {

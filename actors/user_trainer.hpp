@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "actors/step_feed.hpp"
+#include "model/batching.hpp"
 #include "model/hllm_config.hpp"
 #include "model/ranking.hpp"
 
@@ -30,6 +31,8 @@ struct stage_spec {
   std::uint32_t negatives = 256;
   model::train_config train;        // total_steps is set from epochs x steps per epoch
   bool validate_every_epoch = true;
+  // Timestamp features on (model.time_buckets > 0): the table whose timestamps each batch gets (attach_times).
+  const model::interaction_table* times = nullptr;
 };
 
 struct stage_outcome {

@@ -164,11 +164,13 @@ int export_users(const options& o) {
   }
   storage::export_data e;
   std::vector<std::vector<int32_t>> histories;
+  std::vector<std::vector<int64_t>> history_times;
   const std::string fp_key = version + "/" + user_model;
   for (int64_t u = 0; u < d.num_users(); ++u) {
     auto times = d.user_times(u);
     if (times.empty() || times[times.size() - 1] < since) continue;
     histories.push_back(stage3::latest_history(d, u, history));
+    history_times.push_back(stage3::latest_times(d, u, history));
     e.ids.emplace_back(d.raw_user_id(u));
     // The history by raw item ids: the same user with the same items has the same fingerprint after a re-prepare.
     std::string raw;
@@ -182,7 +184,7 @@ int export_users(const options& o) {
   const auto t1 = clock_type::now();
   e.dim = enc.dim();
   e.rows = static_cast<int64_t>(histories.size());
-  e.matrix = enc.embed(histories);
+  e.matrix = enc.embed(histories, history_times);
   const double embed_s = seconds_since(t1);
   e.meta = {{"kind", "users"},
             {"item_version", version},

@@ -173,6 +173,13 @@ uint64_t job_config::hash() const {
     }
     if (parent != nullptr) parent->erase(parts.back());
   }
+  // Keys added after jobs were already running, at the value that computes what those jobs computed: left out of the
+  // hash, so such a job still resumes after an upgrade (its job.toml lacks them). Any other value is hashed.
+  static const std::pair<const char*, const char*> neutral_defaults[] = {{"model", "time_buckets"}};
+  for (const auto& [table, key] : neutral_defaults) {
+    auto it = t.find(table);
+    if (it != t.end() && it->is_object() && it->contains(key) && (*it)[key] == 0) it->erase(key);
+  }
   std::string canonical = t.dump();  // nlohmann objects keep keys sorted: a canonical form
   return storage::hash_bytes(canonical.data(), canonical.size());
 }

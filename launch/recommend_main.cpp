@@ -49,7 +49,7 @@ int recommend(const options& o) {
                                     j.user_checkpoint + " " + std::to_string(enc.dim()));
   }
   const auto history = stage3::latest_history(d, user, j.max_history);
-  const auto emb = enc.embed({history});
+  const auto emb = enc.embed({history}, {stage3::latest_times(d, user, j.max_history)});
 
   // Items the user has seen, by raw id (the index's ids), and titles by raw id.
   std::unordered_set<std::string> seen;

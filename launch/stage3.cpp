@@ -74,6 +74,12 @@ std::vector<int32_t> latest_history(const storage::dataset& d, int64_t user, int
   return std::vector<int32_t>(seq.begin() + start, seq.end());
 }
 
+std::vector<int64_t> latest_times(const storage::dataset& d, int64_t user, int64_t max_history) {
+  auto t = d.user_times(user);
+  const std::size_t start = t.size() > static_cast<std::size_t>(max_history) ? t.size() - max_history : 0;
+  return std::vector<int64_t>(t.begin() + start, t.end());
+}
+
 int64_t find_user(const storage::dataset& d, const std::string& raw_id) {
   for (int64_t u = 0; u < d.num_users(); ++u) {
     if (d.raw_user_id(u) == raw_id) return u;
@@ -105,7 +111,11 @@ user_encoder::~user_encoder() = default;
 
 uint32_t user_encoder::dim() const { return impl_->dim; }
 
-std::vector<float> user_encoder::embed(const std::vector<std::vector<int32_t>>& histories, int64_t chunk) const {
+std::vector<float> user_encoder::embed(const std::vector<std::vector<int32_t>>& histories,
+                                       const std::vector<std::vector<int64_t>>& times, int64_t chunk) const {
+  if (!times.empty() && times.size() != histories.size()) {
+    throw error(errc::invalid_input, "user embedding: times and histories differ in length");
+  }
   const auto n = static_cast<int64_t>(histories.size());
   const uint32_t h = impl_->dim;
   std::vector<float> out(static_cast<std::size_t>(n) * h);
@@ -123,6 +133,7 @@ std::vector<float> user_encoder::embed(const std::vector<std::vector<int32_t>>& 
         if (fresh) order.push_back(item);
         e.history.push_back(it->second);
       }
+      if (!times.empty()) e.history_times.insert(e.history_times.end(), times[r].begin(), times[r].end());
       e.history_offsets.push_back(e.history.size());
       e.mask_offsets.push_back(0);
       e.targets.push_back(0);

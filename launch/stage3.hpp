@@ -33,6 +33,8 @@ std::string checkpoint_hash(const std::string& checkpoint_dir);
 // The user's latest history (dense item ids, time order, at most max_history, newest last): every interaction the
 // dataset holds, so a user is embedded as of their newest known item.
 std::vector<int32_t> latest_history(const storage::dataset& d, int64_t user, int64_t max_history);
+// Their timestamps (for models with timestamp features).
+std::vector<int64_t> latest_times(const storage::dataset& d, int64_t user, int64_t max_history);
 // Dense user id of a raw user id; throws errc::not_found naming it (and the dataset) when unknown.
 int64_t find_user(const storage::dataset& d, const std::string& raw_id);
 
@@ -47,7 +49,9 @@ class user_encoder {
 
   uint32_t dim() const;
   // [histories.size() x dim], row i the embedding of histories[i] (not normalised). Empty histories are refused.
-  std::vector<float> embed(const std::vector<std::vector<int32_t>>& histories, int64_t chunk = 256) const;
+  // `times` (beside histories) is needed by models with timestamp features and ignored by the others.
+  std::vector<float> embed(const std::vector<std::vector<int32_t>>& histories,
+                           const std::vector<std::vector<int64_t>>& times = {}, int64_t chunk = 256) const;
 
  private:
   struct impl;

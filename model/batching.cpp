@@ -23,7 +23,7 @@ span<const int32_t> interaction_table::train_part(int64_t user) const {
 item_text_table item_texts_of(const storage::dataset& d) { return {d.item_token_offsets(), d.item_tokens_all()}; }
 
 interaction_table interactions_of(const storage::dataset& d) {
-  return {d.seq_offsets(), d.seq_items(), d.item_train_counts()};
+  return {d.seq_offsets(), d.seq_items(), d.item_train_counts(), d.seq_times()};
 }
 
 std::vector<int64_t> trainable_users(const interaction_table& t) {
@@ -68,7 +68,34 @@ train_batch make_train_batch(const interaction_table& t, const std::vector<int64
       b.items[r * width + (width - n) + j] = part[part.size() - n + j];
     }
   }
+  b.users = users;
+  if (!t.seq_times.empty()) attach_times(b, t);
   return b;
+}
+
+int64_t time_bucket(int64_t previous, int64_t now, bool first, int64_t buckets) {
+  if (first) return 1;
+  const uint64_t gap = now > previous ? static_cast<uint64_t>(now - previous) : 0;
+  int64_t log2 = 0;
+  for (uint64_t v = gap + 1; v > 1; v >>= 1) ++log2;
+  return std::min<int64_t>(2 + log2, buckets - 1);
+}
+
+void attach_times(train_batch& b, const interaction_table& t) {
+  const int64_t width = b.seq_len + 1;
+  if (t.seq_times.empty() || static_cast<int64_t>(b.users.size()) != b.batch) {
+    throw error(errc::invalid_input, "attach_times: needs the batch's users and a table with timestamps");
+  }
+  b.times.assign(b.batch * width, 0);
+  for (int64_t r = 0; r < b.batch; ++r) {
+    const auto u = b.users[r];
+    const auto part = t.train_part(u);
+    const auto begin = t.seq_offsets[u];
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(part.size()), width);
+    for (int64_t j = 0; j < n; ++j) {
+      b.times[r * width + (width - n) + j] = t.seq_times[begin + part.size() - n + j];
+    }
+  }
 }
 
 std::vector<int32_t> sample_negatives(const std::vector<int32_t>& candidates, int64_t count, uint64_t seed,
@@ -96,6 +123,10 @@ eval_set make_eval_set(const interaction_table& t, split s, int64_t max_history,
     const std::size_t start = static_cast<std::size_t>(
         std::max<int64_t>(0, static_cast<int64_t>(target_pos) - max_history));
     e.history.insert(e.history.end(), seq.begin() + start, seq.begin() + target_pos);
+    if (!t.seq_times.empty()) {
+      const auto times = t.seq_times.subspan(t.seq_offsets[u], seq.size());
+      e.history_times.insert(e.history_times.end(), times.begin() + start, times.begin() + target_pos);
+    }
     e.history_offsets.push_back(e.history.size());
     e.mask.insert(e.mask.end(), seq.begin(), seq.begin() + target_pos);
     e.mask_offsets.push_back(e.mask.size());

@@ -27,6 +27,7 @@ struct interaction_table {
   span<const uint64_t> seq_offsets;
   span<const int32_t> seq_items;
   span<const int64_t> train_counts;
+  span<const int64_t> seq_times;  // beside seq_items (may be empty: no timestamp features)
   int64_t num_users() const { return seq_offsets.empty() ? 0 : static_cast<int64_t>(seq_offsets.size()) - 1; }
   int64_t num_items() const { return train_counts.empty() ? 0 : static_cast<int64_t>(train_counts.size()) - 1; }
   span<const int32_t> sequence(int64_t user) const {
@@ -51,7 +52,17 @@ struct train_batch {
   // matrix is used instead.
   std::vector<int32_t> row_ids;
   std::vector<float> rows;
+  // Timestamp features (hllm_config::time_buckets): the timestamps beside `items` ([batch, seq_len + 1], 0 under
+  // padding), and the batch's dense user ids (attach_times fills `times` from them). Empty when unused.
+  std::vector<int64_t> times;
+  std::vector<int64_t> users;
 };
+
+// The time-interval bucket of an input: 0 = padding, 1 = the first item of a window (no earlier one), else
+// 2 + floor(log2(1 + seconds since the previous item)), capped at buckets - 1.
+int64_t time_bucket(int64_t previous, int64_t now, bool first, int64_t buckets);
+// Fills b.times from b.users and the table's timestamps (the same windows make_train_batch takes).
+void attach_times(train_batch& b, const interaction_table& t);
 
 // Users with at least two training items (one input, one target).
 std::vector<int64_t> trainable_users(const interaction_table& t);
@@ -73,6 +84,7 @@ struct eval_set {
   std::vector<int32_t> history;              // the most recent max_history items before the target
   std::vector<uint64_t> mask_offsets{0};     // CSR: every item the user saw before the target (masked)
   std::vector<int32_t> mask;
+  std::vector<int64_t> history_times;        // beside history when the table has timestamps
   std::vector<int32_t> targets;
   std::vector<int64_t> users;
   int64_t size() const { return static_cast<int64_t>(targets.size()); }

@@ -204,6 +204,31 @@ recommender_impl::recommender_impl(const hllm_config& c, torch::Tensor cache) : 
     late_bias = register_parameter("late_bias", torch::zeros({}));
   }
   logit_scale = register_parameter("logit_scale", torch::full({}, c.logit_scale_init));
+  if (c.time_buckets > 0) {
+    time_table = register_module("time_table", torch::nn::Embedding(c.time_buckets, h));
+    auto gen = at::detail::createCPUGenerator(stream_seed({c.seed, init_heads, 7}));
+    time_table->weight.normal_(0.0, 1.0, gen);  // the scale of item embeddings (N(0, 1) rows)
+    time_table->weight[0].zero_();
+  }
+}
+
+torch::Tensor recommender_impl::add_time(const torch::Tensor& x, const std::vector<int32_t>& ids,
+                                         const std::vector<int64_t>& times, int64_t rows, int64_t len) {
+  if (config_.time_buckets <= 0) return x;
+  if (times.size() != ids.size()) {
+    throw error(errc::invalid_input, "timestamp features are on (model.time_buckets = " +
+                                         std::to_string(config_.time_buckets) + ") but the batch carries no times");
+  }
+  std::vector<int64_t> buckets(ids.size(), 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < len; ++c) {
+      const auto i = r * len + c;
+      if (ids[i] == 0) continue;
+      const bool first = c == 0 || ids[i - 1] == 0;
+      buckets[i] = time_bucket(first ? 0 : times[i - 1], times[i], first, config_.time_buckets);
+    }
+  }
+  return x + time_table->forward(long_tensor(buckets).view({rows, len}));
 }
 
 void recommender_impl::set_item_cache(torch::Tensor cache) {
@@ -325,6 +350,15 @@ loss_output recommender_impl::training_loss(const train_batch& b, const item_tex
   auto emb_pad = torch::cat({emb, torch::zeros({1, h}, emb.options())}, 0);  // row U = padding
   auto in_rows = rows_of(rows, inputs, u), tgt_rows = rows_of(rows, targets, u);
   auto x = emb_pad.index_select(0, in_rows).view({bs, len, h});
+  if (config_.time_buckets > 0) {
+    std::vector<int64_t> in_times;
+    if (!b.times.empty()) {
+      for (int64_t r = 0; r < bs; ++r) {
+        in_times.insert(in_times.end(), b.times.begin() + r * width, b.times.begin() + r * width + len);
+      }
+    }
+    x = add_time(x, inputs, in_times, bs, len);
+  }
   std::vector<int32_t> valid_flags(inputs.size());
   int64_t positions = 0;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -505,15 +539,19 @@ torch::Tensor recommender_impl::user_embeddings(const torch::Tensor& items, cons
       len = std::max<int64_t>(len, e.history_offsets[r + 1] - e.history_offsets[r]);
     }
     std::vector<int64_t> ids(rows * len, 0);
+    std::vector<int32_t> ids32(rows * len, 0);
+    std::vector<int64_t> times(e.history_times.empty() ? 0 : rows * len, 0);
     for (int64_t r = 0; r < rows; ++r) {
       const auto b = e.history_offsets[start + r], n = e.history_offsets[start + r + 1] - b;
       for (uint64_t j = 0; j < n; ++j) {
         ids[r * len + (len - n) + j] = e.history[b + j];  // left padding, as in training
+        ids32[r * len + (len - n) + j] = e.history[b + j];
+        if (!times.empty()) times[r * len + (len - n) + j] = e.history_times[b + j];
       }
     }
     auto id_t = long_tensor(ids);
     // Raw embeddings, exactly what training fed the User LLM (CALIBRATION.md trap 3).
-    auto x = items.index_select(0, id_t).view({rows, len, h});
+    auto x = add_time(items.index_select(0, id_t).view({rows, len, h}), ids32, times, rows, len);
     auto y = user->forward(x, id_t.ne(0).view({rows, len}));
     out.narrow(0, start, rows).copy_(y.select(1, len - 1));
   }

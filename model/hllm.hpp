@@ -115,10 +115,15 @@ class recommender_impl : public torch::nn::Module {
   torch::nn::Embedding item_table{nullptr};
   user_llm user{nullptr};
   early_fusion_head early_head{nullptr};
+  torch::nn::Embedding time_table{nullptr};  // timestamp features (config time_buckets > 0), row 0 = padding
   torch::Tensor late_scale, late_bias, logit_scale;
 
  private:
   torch::Tensor cls_loss(const torch::Tensor& extra_out, const torch::Tensor& candidates);
+  // x [rows, len, H] plus the time-interval embeddings of left-padded windows `ids` with their `times` (both
+  // rows x len, row-major); x unchanged when timestamp features are off.
+  torch::Tensor add_time(const torch::Tensor& x, const std::vector<int32_t>& ids, const std::vector<int64_t>& times,
+                         int64_t rows, int64_t len);
   // Embeddings of the batch's distinct ids `ids`: from the batch's cached rows when it carries them (source = cache).
   torch::Tensor batch_item_embeddings(const train_batch& b, const item_text_table& texts,
                                       const std::vector<int32_t>& ids);

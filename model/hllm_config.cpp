@@ -83,7 +83,7 @@ double scheduled_lr(const train_config& t, int64_t step) {
 }
 
 nlohmann::json to_json(const hllm_config& c) {
-  return {{"item_source", to_string(c.source)},
+  nlohmann::json j = {{"item_source", to_string(c.source)},
           {"item_llm", llama_config_to_json(c.item_llm)},
           {"user_llm", llama_config_to_json(c.user_llm)},
           {"max_text_tokens", c.max_text_tokens},
@@ -97,7 +97,11 @@ nlohmann::json to_json(const hllm_config& c) {
           {"logit_scale_init", c.logit_scale_init},
           {"logit_scale_max", c.logit_scale_max},
           {"seed", c.seed}};
+  // Written only when on, so the configs of models without timestamp features stay as they were.
+  if (c.time_buckets > 0) j["time_buckets"] = c.time_buckets;
+  return j;
 }
+
 
 hllm_config hllm_config_from_json(const nlohmann::json& j) {
   try {
@@ -118,6 +122,7 @@ hllm_config hllm_config_from_json(const nlohmann::json& j) {
     c.logit_scale_init = j.value("logit_scale_init", c.logit_scale_init);
     c.logit_scale_max = j.value("logit_scale_max", c.logit_scale_max);
     c.seed = j.value("seed", c.seed);
+    c.time_buckets = j.value("time_buckets", int64_t{0});
     c.validate();
     return c;
   } catch (const nlohmann::json::exception& e) {

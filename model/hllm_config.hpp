@@ -34,6 +34,9 @@ struct hllm_config {
   double logit_scale_init = 2.659260036932778;  // ln(1 / 0.07)
   double logit_scale_max = 4.605170185988092;   // ln(100)
   uint64_t seed = 2020;
+  // Timestamp features (paper appendix; REFERENCE.md): > 0 adds a learned embedding of the time since the previous
+  // interaction, bucketed by log2 seconds into this many buckets (time_bucket()), to every User-LLM input. 0: off.
+  int64_t time_buckets = 0;
 
   // Throws hllm::error(invalid_input) naming the field.
   void validate() const;

@@ -299,6 +299,7 @@ int64_t dataset::train_count(int32_t item) const { return impl_->item_train_coun
 
 span<const uint64_t> dataset::seq_offsets() const { return impl_->seq_offsets; }
 span<const int32_t> dataset::seq_items() const { return impl_->seq_items; }
+span<const int64_t> dataset::seq_times() const { return impl_->seq_times; }
 span<const uint64_t> dataset::item_token_offsets() const { return impl_->item_token_offsets; }
 span<const int32_t> dataset::item_tokens_all() const { return impl_->item_tokens; }
 span<const int64_t> dataset::item_train_counts() const { return impl_->item_train_count; }

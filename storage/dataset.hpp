@@ -105,6 +105,7 @@ class dataset {
   // Whole arrays, for bulk consumers (evaluators, samplers).
   span<const uint64_t> seq_offsets() const;
   span<const int32_t> seq_items() const;
+  span<const int64_t> seq_times() const;
   span<const uint64_t> item_token_offsets() const;
   span<const int32_t> item_tokens_all() const;
   span<const int64_t> item_train_counts() const;

@@ -95,3 +95,14 @@ TEST(job_config, toml_output_reads_back_to_the_same_tree) {
   auto b = job_config::from_toml(a.to_toml(), "round-trip");
   EXPECT_EQ(a.tree(), b.tree());
 }
+
+TEST(job_config, a_later_key_at_its_neutral_default_leaves_the_hash_of_older_jobs) {
+  // A job.toml written before model.time_buckets existed resumes under the new default (0: off) ...
+  auto now = hllm::launch::job_config::load("", {}, hllm::launch::default_job_toml);
+  auto before = now;
+  before.tree()["model"].erase("time_buckets");
+  EXPECT_EQ(now.hash(), before.hash());
+  // ... and turning the feature on is another job.
+  auto on = hllm::launch::job_config::load("", {"model.time_buckets=16"}, hllm::launch::default_job_toml);
+  EXPECT_NE(on.hash(), now.hash());
+}
