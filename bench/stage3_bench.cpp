@@ -3,7 +3,7 @@
 //      queries/s of the index and of exact search, at several ef_search values.
 //   2. Item export from an embedding cache: shard files (as the job writes them) -> X.npy + ids + fingerprints,
 //      rows/s.
-// usage: stage3_bench [--items 100000,1000000] [--dim 64] [--queries 200] [--out DIR]
+// usage: stage3_bench [--items 100000,1000000] [--dim 64] [--queries 200] [--threads 1 (build)] [--out DIR]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -53,6 +53,8 @@ long peak_rss_mb() {
   return kb / 1024;
 }
 
+unsigned build_threads = 1;
+
 void ann_rows(int64_t n, uint32_t dim, int64_t nq) {
   // One draw of n + nq rows: the first n are indexed, the rest are queries (near the items, not among them).
   auto all = clustered(n + nq, dim, std::max<int64_t>(n / 500, 10), 0.6, 2020);
@@ -60,7 +62,9 @@ void ann_rows(int64_t n, uint32_t dim, int64_t nq) {
   all.clear();
   all.shrink_to_fit();
   const auto t0 = clock_type::now();
-  auto idx = storage::ann_index::build(base.data(), n, dim, storage::ann_params{});
+  storage::ann_params params;
+  params.threads = build_threads;
+  auto idx = storage::ann_index::build(base.data(), n, dim, params);
   const double build_s = since(t0);
   std::vector<float> norm = base, q = queries;
   storage::l2_normalize_rows(norm.data(), n, dim);
@@ -153,14 +157,15 @@ int main(int argc, char** argv) {
     else if (a == "--dim") dim = static_cast<uint32_t>(std::atoi(argv[i + 1]));
     else if (a == "--queries") nq = std::atoll(argv[i + 1]);
     else if (a == "--out") out = argv[i + 1];
+    else if (a == "--threads") build_threads = static_cast<unsigned>(std::atoi(argv[i + 1]));
     else {
-      std::fprintf(stderr, "usage: stage3_bench [--items 100000,1000000] [--dim 64] [--queries 200] [--out DIR]\n");
+      std::fprintf(stderr, "usage: stage3_bench [--items 100000,1000000] [--dim 64] [--queries 200] [--threads 1] [--out DIR]\n");
       return 2;
     }
   }
-  std::printf("ANN index (HNSW M 16, ef_construction 200; single-threaded build and queries; %lld queries drawn like "
-              "the items, not in the index)\n\n",
-              static_cast<long long>(nq));
+  std::printf("ANN index (HNSW M 16, ef_construction 200; build on %u thread(s), queries on one; %lld queries drawn "
+              "like the items, not in the index)\n\n",
+              build_threads, static_cast<long long>(nq));
   std::printf("| items | dim | ef_search | build s | recall@10 vs exact | ANN queries/s | exact queries/s | speed-up | "
               "peak RSS MB |\n|---|---|---|---|---|---|---|---|---|\n");
   for (auto n : sizes) ann_rows(n, dim, nq);

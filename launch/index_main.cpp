@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "model/npy.hpp"
 #include "storage/ann_index.hpp"
@@ -44,10 +45,10 @@ int build(const options& o) {
                        {"embeddings", fs::absolute(o.embeddings).string()},
                        {"job", e.meta.value("job", std::string())}};
   idx.save(o.out, e.ids, extra);
-  std::printf("hllm index build: %lld items x %u -> %s (HNSW M %zu, ef_construction %zu, ef_search %zu; item "
-              "version %s) in %.2f s (%.0f items/s)\n",
+  std::printf("hllm index build: %lld items x %u -> %s (HNSW M %zu, ef_construction %zu, ef_search %zu, %u threads; "
+              "item version %s) in %.2f s (%.0f items/s)\n",
               static_cast<long long>(e.rows), e.dim, o.out.c_str(), o.params.m, o.params.ef_construction,
-              o.params.ef_search, extra["item_version"].get<std::string>().c_str(), build_s,
+              o.params.ef_search, o.params.threads, extra["item_version"].get<std::string>().c_str(), build_s,
               static_cast<double>(e.rows) / std::max(build_s, 1e-9));
   return 0;
 }
@@ -118,6 +119,10 @@ int main(int argc, char** argv) {
   b->add_option("--ef-construction", o.params.ef_construction, "HNSW candidate list while building")
       ->check(CLI::PositiveNumber)->capture_default_str();
   b->add_option("--ef-search", o.params.ef_search, "HNSW candidate list while searching (stored in the index)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  o.params.threads = std::max(1u, std::thread::hardware_concurrency());
+  b->add_option("--threads", o.params.threads, "insertion threads (default: every core; 1: the same graph every "
+                                               "time for the same rows)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   auto* c = app.add_subcommand("check", "recall@k of an index against exact search, and queries/s");
   c->add_option("--index", o.index, "index directory")->required();

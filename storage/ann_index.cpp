@@ -4,6 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -91,11 +95,34 @@ ann_index ann_index::build(const float* rows, int64_t n, uint32_t dim, const ann
   x->space = std::make_unique<hnswlib::InnerProductSpace>(dim);
   x->graph = std::make_unique<hnswlib::HierarchicalNSW<float>>(x->space.get(), static_cast<std::size_t>(n), p.m,
                                                                p.ef_construction, p.seed);
-  std::vector<float> v(dim);
-  for (int64_t r = 0; r < n; ++r) {
+  auto insert = [&](int64_t r, std::vector<float>& v) {
     std::copy(rows + r * dim, rows + (r + 1) * dim, v.begin());
     l2_normalize_rows(v.data(), 1, dim);
     x->graph->addPoint(v.data(), static_cast<hnswlib::labeltype>(r));
+  };
+  const unsigned threads = std::max(1u, std::min<unsigned>(p.threads, static_cast<unsigned>(n)));
+  if (threads == 1) {
+    std::vector<float> v(dim);
+    for (int64_t r = 0; r < n; ++r) insert(r, v);
+  } else {
+    std::atomic<int64_t> next{0};
+    std::vector<std::thread> pool;
+    std::exception_ptr failure;
+    std::mutex failure_mu;
+    for (unsigned t = 0; t < threads; ++t) {
+      pool.emplace_back([&] {
+        std::vector<float> v(dim);
+        try {
+          for (int64_t r; (r = next.fetch_add(1)) < n;) insert(r, v);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(failure_mu);
+          failure = std::current_exception();
+          next = n;
+        }
+      });
+    }
+    for (auto& t : pool) t.join();
+    if (failure) std::rethrow_exception(failure);
   }
   x->graph->setEf(p.ef_search);
   return ann_index(std::move(x));

@@ -24,6 +24,7 @@ struct ann_params {
   std::size_t ef_construction = 200;  // candidate list while inserting
   std::size_t ef_search = 128;        // candidate list while searching (>= k); stored, changeable at load
   std::size_t seed = 100;             // hnswlib's level generator: the same rows and seed give the same graph
+  unsigned threads = 1;               // insertion threads; 1: the graph is a pure function of rows and params
 };
 
 struct ann_hit {
@@ -40,8 +41,9 @@ std::vector<ann_hit> exact_top_k(const float* rows, int64_t n, uint32_t dim, con
 
 class ann_index {
  public:
-  // Builds over `rows` [n x dim] (normalised on the way in; the caller's matrix is not changed). Single-threaded
-  // insertion in row order, so the graph is a pure function of the rows and params.
+  // Builds over `rows` [n x dim] (normalised on the way in; the caller's matrix is not changed). With one thread
+  // the rows go in in order and the graph is a pure function of the rows and params; with more, hnswlib's
+  // thread-safe insertion is used and the graph depends on the interleaving (recall does not).
   static ann_index build(const float* rows, int64_t n, uint32_t dim, const ann_params& p);
   // Opens and verifies an index directory. Throws hllm::error naming the file: not_found, format, checksum, version.
   static ann_index load(const std::string& dir);

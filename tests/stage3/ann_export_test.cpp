@@ -89,6 +89,18 @@ TEST(ann_index, recall_at_10_against_exact_search_is_at_least_0_95) {
   EXPECT_LT(recall_at(idx, base, near, dim, 10), r_near);
 }
 
+TEST(ann_index, a_parallel_build_reaches_the_same_recall) {
+  const uint32_t dim = 32;
+  const int64_t n = 8000;
+  auto base = clustered(n, dim, 80, 0.6, 21);
+  auto near = clustered(300, dim, 80, 0.6, 21);
+  storage::ann_params p;
+  p.threads = 2;
+  auto idx = storage::ann_index::build(base.data(), n, dim, p);
+  EXPECT_EQ(idx.rows(), n);
+  EXPECT_GE(recall_at(idx, base, near, dim, 10), 0.95);
+}
+
 TEST(ann_index, results_are_best_first_cosine_scores_and_capped_at_the_row_count) {
   const uint32_t dim = 8;
   auto base = clustered(50, dim, 5, 0.3, 3);
