@@ -398,10 +398,22 @@ int main(int argc, char** argv) {
   app.add_option("--grace", grace, "seconds between SIGTERM and SIGKILL when stopping ranks")->capture_default_str();
   app.add_option("--train-exe", train_exe, "the hllm-train executable (default: the one beside this program; with "
                                            "--hostfile the same path on every host)");
-  app.add_option("train_args", train_args, "hllm train arguments (after --)");
   app.allow_extras();
-  CLI11_PARSE(app, argc, argv);
-  for (const auto& e : app.remaining()) train_args.push_back(e);
+  app.footer("Everything after `--` goes to hllm train verbatim (so do options hllm launch does not know).");
+  // Split at the first `--` here: CLI11 keeps the separator among its leftovers, and a restart appends
+  // `--resume auto`, which hllm train would then take as stray positionals.
+  int own = argc;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--") == 0) {
+      own = i;
+      break;
+    }
+  }
+  CLI11_PARSE(app, own, argv);
+  for (const auto& e : app.remaining()) {
+    if (e != "--") train_args.push_back(e);
+  }
+  for (int i = own + 1; i < argc; ++i) train_args.push_back(argv[i]);
   for (const auto& a : train_args) {
     if (a == "--world" || a.rfind("--world=", 0) == 0) {
       fail("--world is hllm train's own launcher; with hllm launch use --nproc-per-node");

@@ -7,6 +7,8 @@
 #   2. Host b's link is cut (`ip link set ... down`) mid-job: the job notices (a collective times out), stops with
 #      exit status 1 and its checkpoints intact, rank 1 ends by itself; with the link back, launching again
 #      (--resume auto) resumes and ends with the same digest.
+#   3. Rank 1 killed on host b with --max-restarts 1: the launcher stops rank 0 on host a over ssh, starts both
+#      again with --resume auto, and the job ends with the same digest.
 source "$(dirname "$0")/common.sh"
 [ "$(id -u)" -eq 0 ] || skip "network namespaces need root; this is uid $(id -u)"
 for exe in ip sshd ssh ssh-keygen; do
@@ -133,5 +135,25 @@ resume=$(grep '"event":"resume"' "$W/cut/metrics.jsonl" | tail -n 1)
 echo "$resume"
 echo "$resume" | grep -qF "\"checkpoint\":\"$latest\"" || fail "the relaunch did not resume from $latest"
 expect_digest "$W/cut"
+
+note "3. rank 1 on host b killed mid-job, --max-restarts 1"
+launch restart --max-restarts 1 -- "${TRAIN[@]}" --out "$W/restart" > "$W/restart.log" 2>&1 &
+launcher=$!
+n=$((15 + RANDOM % 30))
+wait_steps "$W/restart" 1 "$n" "$launcher" || { tail -n 20 "$W/restart.log"; fail "the job ended before rank 1's step line $n"; }
+victim=""
+for p in $(ip netns pids "$NS_B"); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = hllm-train ] && victim=$p; done
+[ -n "$victim" ] || fail "no hllm-train in host b's namespace"
+kill -9 "$victim"
+# The launcher stops rank 0 on host a through its ssh (the remote watcher sees its stdin close); were it left
+# running, it would hold the store's port and the restarted rank 0 could not listen there.
+wait "$launcher" || { tail -n 30 "$W/restart.log"; fail "the job did not finish after the restart"; }
+grep 'hllm launch' "$W/restart.log"
+grep -q "hllm launch: rank 1 on $B exited with status 137: stopping the other ranks" "$W/restart.log" ||
+  fail "no line naming the killed rank 1"
+grep -q 'restart 1 of 1' "$W/restart.log" || fail "no restart"
+expect_verified "$W/restart"
+expect_digest "$W/restart"
+
 passed=1
 note "two hosts: passed"
