@@ -68,8 +68,7 @@ train_batch make_train_batch(const interaction_table& t, const std::vector<int64
       b.items[r * width + (width - n) + j] = part[part.size() - n + j];
     }
   }
-  b.users = users;
-  if (!t.seq_times.empty()) attach_times(b, t);
+  b.users = users;  // attach_times reads them (timestamp features); the loader's batches never carry times
   return b;
 }
 

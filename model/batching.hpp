@@ -61,7 +61,8 @@ struct train_batch {
 // The time-interval bucket of an input: 0 = padding, 1 = the first item of a window (no earlier one), else
 // 2 + floor(log2(1 + seconds since the previous item)), capped at buckets - 1.
 int64_t time_bucket(int64_t previous, int64_t now, bool first, int64_t buckets);
-// Fills b.times from b.users and the table's timestamps (the same windows make_train_batch takes).
+// Fills b.times from b.users and the table's timestamps (the same windows make_train_batch takes). Only models with
+// timestamp features need it: the trainer calls it, so batches cost nothing extra when the feature is off.
 void attach_times(train_batch& b, const interaction_table& t);
 
 // Users with at least two training items (one input, one target).

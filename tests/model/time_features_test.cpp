@@ -73,6 +73,7 @@ double valid_recall10(const timed_data& d, int64_t time_buckets) {
     const auto order = epoch_order(users, model.seed, epoch);
     std::vector<int64_t> u(order.begin() + k * batch, order.begin() + (k + 1) * batch);
     auto b = make_train_batch(view, u, seq_len);
+    attach_times(b, view);
     b.negatives = sample_negatives(pool, 32, model.seed, 1, epoch, s, 0);
     t.step(b);
   }
@@ -84,6 +85,8 @@ TEST(time_features, batches_and_eval_sets_carry_the_timestamps_and_buckets_grow_
   const auto d = make_timed(4, 1);
   const auto v = d.view();
   auto b = make_train_batch(v, {0, 1}, 8);
+  EXPECT_TRUE(b.times.empty());  // only asked for
+  attach_times(b, v);
   ASSERT_EQ(b.times.size(), b.items.size());
   for (std::size_t i = 0; i < b.items.size(); ++i) EXPECT_EQ(b.items[i] == 0, b.times[i] == 0) << i;
   const auto e = make_eval_set(v, split::test, 8);
