@@ -7,10 +7,11 @@
 //     once per simulated second. Prints RSS at 0, 1, 5, 10, 30, 60 simulated minutes (it must stay flat: every
 //     history is a bounded ring) and the CPU cost of a round's render and of a request.
 //
-//   monitor_bench --job --data TINY [--pairs P] [--bin DIR]
-//     The job slowed by its console: the tiny job run with the console off and on (on: a client reading /api/status
-//     and /metrics every 100 ms, ten times a browser tab), alternating, P pairs; prints each wall time and the ratio
-//     of the medians.
+//   monitor_bench --job --data TINY [--pairs P] [--epochs E] [--bin DIR]
+//     The job slowed by its console: the tiny job (one torch thread, E stage-1 epochs, the cache fill, 3 stage-2 epochs, a checkpoint
+//     every 20 steps) run with the console off and on (on: a client reading /api/status and /metrics every 100 ms,
+//     ten times a browser tab), alternating which goes first, P pairs; prints each run's wall and CPU time (the job
+//     process, console threads included) and the ratios of the medians.
 #include <httplib.h>
 
 #include <signal.h>
@@ -166,13 +167,23 @@ int memory_bench(int argc, char** argv) {
 
 // ---- the job with the console off and on ----
 
-double run_job(const std::string& bin, const std::string& data, const std::string& out, bool console,
-               std::atomic<long>* served) {
+struct job_time {
+  double wall = 0, cpu = 0;  // cpu: user + system seconds of the job process (the console's threads included)
+};
+
+job_time run_job(const std::string& bin, const std::string& data, const std::string& out, bool console,
+                 std::atomic<long>* served, int epochs) {
   namespace fs = std::filesystem;
   fs::remove_all(out);
   std::vector<std::string> args{bin + "/hllm-train", "--data", data, "--out", out, "--monitor-port",
                                 console ? "0" : "-1"};
-  for (const char* s : {"job.stages=[\"stage1\", \"cache\", \"stage2\"]", "stage1.epochs=6", "stage1.batch_size=32",
+  args.push_back("--set");
+  args.push_back("stage1.epochs=" + std::to_string(epochs));
+  // One torch thread: on a shared 2-core machine two spinning OpenMP threads make the wall time swing several-fold
+  // with the load of other processes, which would drown the console's share.
+  args.push_back("--set");
+  args.push_back("job.threads=1");
+  for (const char* s : {"job.stages=[\"stage1\", \"cache\", \"stage2\"]", "stage1.batch_size=32",
                         "stage1.seq_len=6", "stage1.negatives=64", "stage2.epochs=3", "stage2.batch_size=32",
                         "stage2.seq_len=8", "stage2.negatives=64", "model.hidden_size=32",
                         "model.intermediate_size=64", "model.item_layers=1", "model.user_layers=1",
@@ -216,8 +227,12 @@ double run_job(const std::string& bin, const std::string& data, const std::strin
     });
   }
   int status = 0;
-  ::waitpid(pid, &status, 0);
-  double s = std::chrono::duration<double>(clock_type::now() - t0).count();
+  rusage ru{};
+  ::wait4(pid, &status, 0, &ru);
+  job_time s;
+  s.wall = std::chrono::duration<double>(clock_type::now() - t0).count();
+  s.cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   done = true;
   if (poller.joinable()) poller.join();
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -240,22 +255,26 @@ int job_bench(int argc, char** argv) {
     return 2;
   }
   std::string bin = arg(argc, argv, "--bin", HLLM_BIN_DIR);
-  int pairs = std::atoi(arg(argc, argv, "--pairs", "3"));
+  int pairs = std::atoi(arg(argc, argv, "--pairs", "6"));
+  int epochs = std::atoi(arg(argc, argv, "--epochs", "8"));
   std::string out = (std::filesystem::temp_directory_path() / ("hllm-monitor-bench-job-" + std::to_string(::getpid()))).string();
-  std::vector<double> off, on;
+  std::vector<double> off, on, off_cpu, on_cpu;
   std::atomic<long> served{0};
   for (int p = 0; p < pairs; ++p) {
     // Alternate which goes first, so a drift of the machine's load hits both arms alike.
     for (bool console : p % 2 == 0 ? std::vector<bool>{false, true} : std::vector<bool>{true, false}) {
-      double s = run_job(bin, data, out, console, &served);
-      (console ? on : off).push_back(s);
-      std::printf("pair %d console %-3s %.2f s\n", p + 1, console ? "on" : "off", s);
+      auto s = run_job(bin, data, out, console, &served, epochs);
+      (console ? on : off).push_back(s.wall);
+      (console ? on_cpu : off_cpu).push_back(s.cpu);
+      std::printf("pair %d console %-3s wall %6.2f s  cpu %6.2f s\n", p + 1, console ? "on" : "off", s.wall, s.cpu);
       std::fflush(stdout);
     }
   }
   std::filesystem::remove_all(out);
-  std::printf("median: off %.2f s, on %.2f s (%ld console requests answered): on/off = %.3f\n", median(off),
-              median(on), served.load(), median(on) / median(off));
+  std::printf("median wall: off %.2f s, on %.2f s: on/off = %.3f\n", median(off), median(on),
+              median(on) / median(off));
+  std::printf("median cpu:  off %.2f s, on %.2f s: on/off = %.3f (%ld console requests answered)\n", median(off_cpu),
+              median(on_cpu), median(on_cpu) / median(off_cpu), served.load());
   return 0;
 }
 
@@ -264,7 +283,7 @@ int job_bench(int argc, char** argv) {
 int main(int argc, char** argv) {
   if (flag(argc, argv, "--help")) {
     std::printf("usage: monitor_bench [--hours H] [--actors N] [--steps-per-s S]\n"
-                "       monitor_bench --job [--data DIR] [--pairs P] [--bin DIR]\n");
+                "       monitor_bench --job [--data DIR] [--pairs P] [--epochs E] [--bin DIR]\n");
     return 0;
   }
   try {
