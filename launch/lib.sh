@@ -60,16 +60,21 @@ ensure_packages() {
   phase_done
 }
 
+# configure_and_build [TARGET...]: configures $HLLM_BUILD_DIR once, then builds the given targets (default: all;
+# ./launch/quickstart passes quickstart_tools, ./launch/test builds everything).
 configure_and_build() {
   phase "configuring ($HLLM_BUILD_DIR)"
   if [ ! -f "$HLLM_BUILD_DIR/build.ninja" ]; then
-    cmake -S "$HLLM_ROOT" -B "$HLLM_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@"
+    cmake -S "$HLLM_ROOT" -B "$HLLM_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
   else
     echo "    already configured"
   fi
   phase_done
-  phase "building with $HLLM_JOBS jobs (ninja prints [done/total])"
+  local what="everything"
+  local targets=()
+  if [ $# -gt 0 ]; then what="$*"; targets=(--target "$@"); fi
+  phase "building $what with $HLLM_JOBS jobs (ninja prints [done/total])"
   # One heavy build at a time on this machine: serialize concurrent builds of the same tree.
-  flock "$HLLM_BUILD_DIR/.build.lock" cmake --build "$HLLM_BUILD_DIR" -j "$HLLM_JOBS"
+  flock "$HLLM_BUILD_DIR/.build.lock" cmake --build "$HLLM_BUILD_DIR" -j "$HLLM_JOBS" "${targets[@]}"
   phase_done
 }
