@@ -13,7 +13,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <caf/all.hpp>
@@ -183,21 +182,8 @@ int encode_new_items(encode_options o) {
       std::filesystem::remove_all(dir, ec);
     }
   } cleanup{tmp};
-  const std::string exe = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "hllm-prepare").string();
-  std::vector<std::string> args{exe, "--new-items", o.new_items, "--like", j.data_dir, "--out", tmp};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::execv(exe.c_str(), argv.data());
-    std::fprintf(stderr, "hllm encode: cannot run %s\n", exe.c_str());
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  const int status = stage3::run_sibling("prepare", {"--new-items", o.new_items, "--like", j.data_dir, "--out", tmp});
+  if (status != 0) {
     throw error(errc::invalid_input, "tokenizing " + o.new_items + " failed (hllm prepare --new-items, status " +
                                          std::to_string(status) + ")");
   }

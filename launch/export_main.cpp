@@ -7,7 +7,6 @@
 // --since-checkpoint PREV: only the rows whose fingerprint (model version + input) differs from PREV's.
 #include <CLI/CLI.hpp>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -70,28 +69,16 @@ int64_t keep_changed(storage::export_data& e, const std::string& prev_npy) {
 // encoder actors, as in the cache fill).
 std::vector<float> reencode(const stage3::job_info& j, const options& o, int64_t n, uint32_t& dim) {
   const std::string tmp = storage::export_paths(o.out).npy + ".reencode-" + std::to_string(::getpid()) + ".npy";
-  const std::string exe = (fs::path(fs::read_symlink("/proc/self/exe")).parent_path() / "hllm-encode").string();
-  std::vector<std::string> args{exe, "--data", j.data_dir, "--checkpoint", j.item_checkpoint, "--out", tmp,
+  std::vector<std::string> args{"--data", j.data_dir, "--checkpoint", j.item_checkpoint, "--out", tmp,
                                 "--threads", std::to_string(o.threads)};
   if (!o.verify) args.push_back("--no-verify");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::fflush(nullptr);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::execv(exe.c_str(), argv.data());
-    std::fprintf(stderr, "hllm export: cannot run %s\n", exe.c_str());
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  const int status = stage3::run_sibling("encode", args);
   const auto p = storage::export_paths(tmp);
   auto cleanup = [&] {
     std::remove(p.npy.c_str());
     std::remove(p.ids.c_str());
   };
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  if (status != 0) {
     cleanup();
     throw error(errc::io, "re-encoding the items with " + j.item_checkpoint + " failed (hllm encode, status " +
                               std::to_string(status) + ")");
@@ -118,7 +105,8 @@ int export_items(const options& o) {
     e.dim = cache.dim();
     matrix = cache.matrix(n);
   } catch (const error& err) {
-    if (err.code() != errc::mismatch && err.code() != errc::not_found) throw;
+    // A missing, stale, incomplete or damaged cache: the rows can be made again from the Item LLM.
+    if (err.code() == errc::invalid_input || err.code() == errc::io) throw;
     std::fprintf(stderr, "hllm export: %s\nhllm export: re-encoding %lld items with %s instead\n", err.what(),
                  static_cast<long long>(n), j.item_checkpoint.c_str());
     matrix = reencode(j, o, n, e.dim);

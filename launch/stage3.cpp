@@ -1,6 +1,11 @@
 #include "launch/stage3.hpp"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <filesystem>
 #include <unordered_map>
 
@@ -78,6 +83,27 @@ std::vector<int64_t> latest_times(const storage::dataset& d, int64_t user, int64
   auto t = d.user_times(user);
   const std::size_t start = t.size() > static_cast<std::size_t>(max_history) ? t.size() - max_history : 0;
   return std::vector<int64_t>(t.begin() + start, t.end());
+}
+
+int run_sibling(const std::string& command, const std::vector<std::string>& args) {
+  const std::string exe = (fs::read_symlink("/proc/self/exe").parent_path() / ("hllm-" + command)).string();
+  std::vector<std::string> all{exe};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw error(errc::io, "cannot start " + exe + ": fork failed");
+  if (pid == 0) {
+    ::execv(exe.c_str(), argv.data());
+    std::fprintf(stderr, "cannot run %s\n", exe.c_str());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 int64_t find_user(const storage::dataset& d, const std::string& raw_id) {

@@ -38,6 +38,11 @@ std::vector<int64_t> latest_times(const storage::dataset& d, int64_t user, int64
 // Dense user id of a raw user id; throws errc::not_found naming it (and the dataset) when unknown.
 int64_t find_user(const storage::dataset& d, const std::string& raw_id);
 
+// Runs `hllm-<command> args...` (the executable beside this one) and waits for it: its exit status, or 128 + the
+// signal that ended it. Stage-3 commands hand work to other commands this way (tokenizing must happen in a process
+// without torch; re-encoding reuses hllm encode).
+int run_sibling(const std::string& command, const std::vector<std::string>& args);
+
 // The User LLM of a checkpoint over item rows from the embedding cache: user embeddings exactly as evaluation
 // computes them (raw item embeddings in, last position out).
 class user_encoder {

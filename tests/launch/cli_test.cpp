@@ -8,31 +8,18 @@
 #include <set>
 
 #include "../storage/test_util.hpp"
+#include "run_hllm.hpp"
 #include "storage/dataset.hpp"
 
+using hllm::test::contains;
 using hllm::test::read_bytes;
+using hllm::test::run_result;
 using hllm::test::temp_dir;
 using hllm::test::write_text;
 
 namespace {
 
-struct run_result {
-  int status;
-  std::string output;
-};
-
-run_result run(const std::string& args) {
-  std::string cmd = std::string(HLLM_BIN_DIR) + "/hllm " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = ::pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
-
-bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+run_result run(const std::string& args) { return hllm::test::run_hllm(args); }
 
 std::set<std::string> lines_of(const std::string& text) {
   std::set<std::string> out;

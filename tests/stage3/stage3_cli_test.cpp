@@ -16,31 +16,18 @@
 
 #include "storage/ann_index.hpp"
 #include "storage/export.hpp"
+#include "../launch/run_hllm.hpp"
 #include "../storage/test_util.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace hllm;
+using test::contains;
+using test::run_result;
 
 namespace {
 
-struct run_result {
-  int status;
-  std::string output;
-};
-
-run_result run(const std::string& args, bool with_stderr = true) {
-  std::string cmd = std::string(HLLM_BIN_DIR) + "/hllm " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = ::pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
-
-bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+run_result run(const std::string& args, bool with_stderr = true) { return test::run_hllm(args, with_stderr); }
 
 std::string jobs() {
   const char* p = std::getenv("HLLM_STAGE3_JOBS");
@@ -115,6 +102,21 @@ TEST_F(stage3_cli, item_export_reads_the_cache_and_equals_a_fresh_encode) {
   double worst = 0;
   for (std::size_t i = 0; i < e.matrix.size(); ++i) worst = std::max(worst, std::fabs(double(e.matrix[i]) - f.matrix[i]));
   EXPECT_LT(worst, 1e-4);
+  // A damaged cache file is named and the rows are made again, the same ones.
+  fs::copy(job(), out("badcache"), fs::copy_options::recursive);
+  std::string shard;
+  for (const auto& entry : fs::directory_iterator(out("badcache/cache"))) {
+    if (entry.path().extension() == ".emb") shard = entry.path().string();
+  }
+  ASSERT_FALSE(shard.empty());
+  std::string bytes = test::read_bytes(shard);
+  bytes[bytes.size() - 5] ^= 0x41;
+  test::write_text(shard, bytes);
+  r = run("export items --job " + out("badcache") + " --out " + out("items-badcache.npy"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "re-encoding")) << r.output;
+  EXPECT_TRUE(contains(r.output, fs::path(shard).filename().string())) << r.output;
+  EXPECT_EQ(storage::read_export(out("items-badcache.npy")).ids, e.ids);
 }
 
 TEST_F(stage3_cli, recommend_agrees_with_exact_search_over_the_exports_and_excludes_seen_items) {
