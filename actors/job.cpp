@@ -618,8 +618,10 @@ class job_runner {
     co.host = mc.at("host").get<std::string>();
     co.token = mc.at("token").get<std::string>();
     if (const char* t = std::getenv("HLLM_MONITOR_TOKEN"); co.token.empty() && t != nullptr) co.token = t;
+    std::error_code stale;
+    fs::remove(opt_.out_dir + "/console.json", stale);  // an earlier run's console is gone
     monitor_ = std::make_unique<monitor_service>(*sys_, router_, mo, co);
-    if (co.port >= 0) {
+    if (monitor_->console_port() > 0) {
       const std::string url = monitor_->console_url();
       const std::string at = url.substr(7, url.size() - 8);  // HOST:PORT of http://HOST:PORT/
       spdlog::info("console: {}  (terminal: hllm top --connect {}; Prometheus: {}metrics)", url, at, url);

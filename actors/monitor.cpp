@@ -693,8 +693,16 @@ struct monitor_service::thread_state {
 monitor_service::monitor_service(caf::actor_system& sys, router_actor router, monitor_options o,
                                  console_options console)
     : sys_(sys), router_(std::move(router)), core_(std::make_shared<monitor>(std::move(o))) {
-  // First, so that a port that cannot be bound fails before anything runs.
-  if (console.port >= 0) console_ = std::make_unique<monitor_console>(core_, std::move(console));
+  // First, so that a bad console setting fails before anything runs. A port that cannot be bound (taken by
+  // another process) does not stop the job: it runs without its console, and says so.
+  if (console.port >= 0) {
+    try {
+      console_ = std::make_unique<monitor_console>(core_, std::move(console));
+    } catch (const error& e) {
+      if (e.code() == errc::invalid_input) throw;
+      spdlog::error("{}; the job runs without its console", e.what());
+    }
+  }
   actor_ = spawn_addressable(sys_, router_, core_->options().name,
                              std::make_unique<monitor_endpoint>(monitor_endpoint{core_}));
   core_->set_state(msg::actor_state::running);

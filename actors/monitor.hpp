@@ -183,8 +183,9 @@ class monitor_service {
  public:
   // Enrolls the monitor under options.name and starts polling (the first round at once). Throws hllm::error when
   // the router refuses the name.
-  // With console.port >= 0 it also serves the console (throws hllm::error when the port cannot be bound or the
-  // host is not loopback and there is no token).
+  // With console.port >= 0 it also serves the console: throws hllm::error (invalid_input) when the host is not
+  // loopback and there is no token or the port is out of range; a port that cannot be bound is logged and the
+  // monitor runs without a console (console_url() is then "").
   monitor_service(caf::actor_system& sys, router_actor router, monitor_options o, console_options console = {});
   ~monitor_service();  // stop()
   monitor_service(const monitor_service&) = delete;

@@ -663,3 +663,28 @@ TEST(monitor, console_history_is_bounded_and_a_resume_rolls_the_curve_back) {
   EXPECT_EQ(steps.back(), 450);
   EXPECT_EQ(steps.size(), 51u);
 }
+
+TEST(monitor, a_console_port_in_use_leaves_the_monitor_running_without_a_console) {
+  ASSERT_FALSE(tiny().empty()) << "HLLM_TINY_DATA is not set (ctest fixture prepared_tiny)";
+  console_fixture f;  // holds a port
+  monitor_options mo;
+  mo.name = "monitor-2";
+  mo.targets = {"loader-0"};
+  mo.interval = std::chrono::hours(1);
+  console_options taken;
+  taken.port = f.port();
+  monitor_service second(*f.env.sys, f.env.router, mo, taken);
+  EXPECT_EQ(second.console_url(), "");
+  EXPECT_EQ(second.console_port(), -1);
+  second.poll_once();
+  ASSERT_FALSE(second.core().history("loader-0").empty()) << "it polls on";
+  EXPECT_TRUE(second.core().history("loader-0").back().reachable);
+  second.stop();
+  // A setting that would expose the job without a token stops it at start instead.
+  console_options open;
+  open.port = 0;
+  open.host = "0.0.0.0";
+  mo.name = "monitor-3";
+  EXPECT_THROW(monitor_service(*f.env.sys, f.env.router, mo, open), hllm::error);
+  EXPECT_EQ(http_get(f.port(), "/api/status").status, 200) << "the first console is untouched";
+}
