@@ -57,10 +57,14 @@ expect_verified() {
   "$HLLM" checkpoint verify "$1" > "$1.verify.log" 2>&1 || { cat "$1.verify.log"; fail "checkpoints of $1 do not verify"; }
 }
 # A TCP port nobody listens on here (iproute2's ss; the kernel may still hand it out before it is used).
+# Below the kernel's ephemeral range (ip_local_port_range, 32768-60999 here): a port chosen there can be taken by an
+# outgoing connection of a test running alongside before the launcher binds it (seen once in CI-like runs: host 0
+# found its master port in use and host 1 waited out its rendezvous timeout).
 free_port() {
-  local p
+  local p lo
+  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   while :; do
-    p=$((20000 + RANDOM % 40000))
+    p=$((20000 + RANDOM % (lo > 21000 ? lo - 20000 : 10000)))
     [ -n "$(ss -Htln "sport = :$p")" ] || { echo "$p"; return; }
   done
 }
