@@ -153,9 +153,10 @@ void ann_index::save(const std::string& dir, const std::vector<std::string>& ids
       id_text += id;
       id_text += '\n';
     }
-    write_file_durably((staged / "ids.txt").string(), id_text.data(), id_text.size());
+    // write_file_durably returns the hash of what it wrote: ids.txt is not read back.
+    const std::string ihash = hash_hex(write_file_durably((staged / "ids.txt").string(), id_text.data(), id_text.size()));
+    const auto ibytes = static_cast<uint64_t>(id_text.size());
     auto [gbytes, ghash] = file_digest(graph_path);
-    auto [ibytes, ihash] = file_digest((staged / "ids.txt").string());
     json meta = extra.is_object() ? extra : json::object();
     meta["format"] = index_format;
     meta["version"] = index_format_version;
