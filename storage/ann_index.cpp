@@ -61,7 +61,9 @@ std::vector<ann_hit> exact_top_k(const float* rows, int64_t n, uint32_t dim, con
   k = std::min<std::size_t>(k, static_cast<std::size_t>(std::max<int64_t>(n, 0)));
   std::vector<ann_hit> all(static_cast<std::size_t>(n));
   for (int64_t r = 0; r < n; ++r) all[r] = {r, dot(rows + r * dim, query, dim)};
-  auto better = [](const ann_hit& a, const ann_hit& b) { return a.score > b.score || (a.score == b.score && a.row < b.row); };
+  auto better = [](const ann_hit& a, const ann_hit& b) {
+    return a.score > b.score || (a.score == b.score && a.row < b.row);
+  };
   std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(), better);
   all.resize(k);
   return all;
@@ -154,7 +156,8 @@ void ann_index::save(const std::string& dir, const std::vector<std::string>& ids
       id_text += '\n';
     }
     // write_file_durably returns the hash of what it wrote: ids.txt is not read back.
-    const std::string ihash = hash_hex(write_file_durably((staged / "ids.txt").string(), id_text.data(), id_text.size()));
+    const std::string ihash =
+        hash_hex(write_file_durably((staged / "ids.txt").string(), id_text.data(), id_text.size()));
     const auto ibytes = static_cast<uint64_t>(id_text.size());
     auto [gbytes, ghash] = file_digest(graph_path);
     json meta = extra.is_object() ? extra : json::object();
