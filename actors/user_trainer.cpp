@@ -1,7 +1,15 @@
 #include "actors/user_trainer.hpp"
 
 #include <chrono>
+#include <cerrno>
+#include <cstdlib>
+#include <fcntl.h>
 #include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -43,6 +51,78 @@ std::string fmt_eta(double seconds) {
   return s >= 60 ? std::to_string(s / 60) + "m" + std::to_string(s % 60) + "s" : std::to_string(s) + "s";
 }
 
+// TEST-ONLY pause hook (tests/cluster, docs/operations.md "Test hooks"): lets a kill test hold a rank at a known
+// step instead of racing the job's speed. Read once per process; when HLLM_TEST_PAUSE_AT_STEP is unset it costs one
+// branch per step. With HLLM_TEST_PAUSE_AT_STEP=N and HLLM_TEST_PAUSE_FILE=PATH (optionally HLLM_TEST_PAUSE_RANK=R,
+// default any rank), the rank's N-th step of this process (counted over every stage, after its step line and any
+// checkpoint of that step) creates PATH holding "<pid> <rank> <step>" (whole and exclusively, through link()) and
+// blocks until PATH is removed or the process is killed (at most HLLM_TEST_PAUSE_MAX_S seconds, default 600). A PATH
+// that exists already means an earlier process paused: no pause, so a rank restarted after the kill runs through.
+// Never set in a job.
+class test_pause_hook {
+ public:
+  test_pause_hook() {
+    const char* at = std::getenv("HLLM_TEST_PAUSE_AT_STEP");
+    if (at == nullptr || *at == '\0') return;
+    const char* file = std::getenv("HLLM_TEST_PAUSE_FILE");
+    if (file == nullptr || *file == '\0')
+      throw error(errc::invalid_input, "HLLM_TEST_PAUSE_AT_STEP is set but HLLM_TEST_PAUSE_FILE is not");
+    at_ = parse("HLLM_TEST_PAUSE_AT_STEP", at, 1);
+    if (const char* r = std::getenv("HLLM_TEST_PAUSE_RANK"); r != nullptr && *r != '\0')
+      rank_ = parse("HLLM_TEST_PAUSE_RANK", r, 0);
+    if (const char* m = std::getenv("HLLM_TEST_PAUSE_MAX_S"); m != nullptr && *m != '\0')
+      max_s_ = parse("HLLM_TEST_PAUSE_MAX_S", m, 1);
+    file_ = file;
+  }
+  // Called after every step of this process.
+  void after_step(int rank) {
+    if (at_ < 0 || (rank_ >= 0 && rank != rank_)) return;
+    std::int64_t step = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);  // `hllm train --world N` runs N ranks in one process
+      step = ++steps_[rank];
+    }
+    if (step != at_) return;
+    // Written under a temporary name and linked in: the marker appears whole, and link() fails when it exists.
+    const std::string tmp = file_ + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rank);
+    const std::string line =
+        std::to_string(::getpid()) + " " + std::to_string(rank) + " " + std::to_string(step) + "\n";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw error(errc::io, "test hook: cannot create '" + tmp + "'");
+    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    ::close(fd);
+    ok = ok && ::link(tmp.c_str(), file_.c_str()) == 0;
+    ::unlink(tmp.c_str());
+    if (!ok) return;  // an earlier process of this test paused already: run on
+    spdlog::warn("test hook: rank {} paused after step {} until {} is removed", rank, step, file_);
+    auto until = clock_type::now() + std::chrono::seconds(max_s_);
+    std::error_code ec;
+    while (std::filesystem::exists(file_, ec) && clock_type::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    spdlog::warn("test hook: rank {} resumed", rank);
+  }
+
+ private:
+  static std::int64_t parse(const char* name, const char* text, std::int64_t min) {
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < min || v > (1LL << 40))
+      throw error(errc::invalid_input, std::string(name) + "='" + text + "': expected an integer >= " +
+                                              std::to_string(min));
+    return v;
+  }
+  std::int64_t at_ = -1, rank_ = -1, max_s_ = 600;
+  std::string file_;
+  std::mutex mutex_;
+  std::map<int, std::int64_t> steps_;  // steps of this process, per rank
+};
+
+test_pause_hook& pause_hook() {
+  static test_pause_hook hook;  // one per process: the step count runs over every stage
+  return hook;
+}
+
 }  // namespace
 
 stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage_spec& spec,
@@ -50,6 +130,7 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
                                const std::string& stage_dir, metrics_log& log, model::process_group* group,
                                status_board* board, const resume_options& resume) {
   const bool chief = group == nullptr || group->rank() == 0;
+  pause_hook();  // a malformed test setting fails here, before the first step
   stage_outcome out;
   train_progress progress;
   if (resume.from != nullptr) {
@@ -129,6 +210,7 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
         progress.valid_ndcg200 = out.valid_ndcg200;
         resume.checkpoint(net, progress);
       }
+      pause_hook().after_step(resume.rank);  // test-only; see test_pause_hook
     }
     bool last_epoch = epoch + 1 == spec.epochs;
     if (chief && (spec.validate_every_epoch || last_epoch)) {
