@@ -2,10 +2,12 @@
 // Data from the job is only ever set as text (textContent), never parsed as HTML.
 (function () {
   "use strict";
-  var params = new URLSearchParams(window.location.search);
-  var token = params.get("token");
-  var headers = token ? { "Authorization": "Bearer " + token } : {};
-  var suffix = token ? "?token=" + encodeURIComponent(token) : "";
+  // The token never travels in this page's URLs: the console exchanged `?token=` for an HttpOnly session cookie
+  // (and redirected here without it), which the browser sends with every same-origin request below. A token left in
+  // the address (a console without a token does not redirect) is removed from the address bar and the history.
+  if (/[?&]token=/.test(window.location.search) && window.history && window.history.replaceState) {
+    window.history.replaceState(null, "", window.location.pathname);
+  }
   var colors = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#ca8a04"];
   var stageColor = {};
   var polls = 0;
@@ -235,9 +237,9 @@
   }
 
   function poll() {
-    fetch("api/status" + suffix, { headers: headers, cache: "no-store" })
+    fetch("api/status", { credentials: "same-origin", cache: "no-store" })
       .then(function (r) {
-        if (r.status === 401) throw new Error("401: wrong or missing token (open the page with ?token=...)");
+        if (r.status === 401) throw new Error("401: not signed in (open the console's address with ?token=... once; a restarted job wants it again)");
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.json();
       })
@@ -255,7 +257,7 @@
       .then(function () { setTimeout(poll, period); });
   }
 
-  $("api-link").setAttribute("href", "api/status" + suffix);
-  $("metrics-link").setAttribute("href", "metrics" + suffix);
+  $("api-link").setAttribute("href", "api/status");
+  $("metrics-link").setAttribute("href", "metrics");
   poll();
 })();

@@ -11,17 +11,86 @@
 
 #include <CLI/CLI.hpp>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "actors/monitor_console_token.hpp"
 #include "actors/monitor_view.hpp"
 
 namespace {
 
 using json = nlohmann::json;
+
+// Text from the job (actor names, errors, paths, anything in /api/status) and from the network reaches the terminal
+// only through here: control characters are removed, so nothing the job or a server says can move the cursor,
+// retitle the window, or hide lines. Removed: C0 controls (except newline where KEEP_NEWLINES, and tab, which
+// becomes a space), DEL, C1 controls (U+0080..U+009F, and raw bytes 0x80..0x9F outside UTF-8), bidirectional
+// overrides and isolates (U+202A..U+202E, U+2066..U+2069, U+200E, U+200F, U+061C), and bytes that are not UTF-8.
+std::string terminal_safe(const std::string& in, bool keep_newlines) {
+  std::string out;
+  out.reserve(in.size());
+  const auto* s = reinterpret_cast<const unsigned char*>(in.data());
+  const std::size_t n = in.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned char c = s[i];
+    if (c < 0x80) {
+      if (c == '\n' && keep_newlines) out.push_back('\n');
+      else if (c == '\t') out.push_back(' ');
+      else if (c >= 0x20 && c != 0x7f) out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    // A UTF-8 sequence: its length, then whether it is well formed (no overlong forms, no surrogates).
+    std::size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (len == 0 || i + len > n) {
+      ++i;  // not UTF-8 (a raw C1 byte among them): dropped
+      continue;
+    }
+    std::uint32_t cp = c & (len == 2 ? 0x1f : len == 3 ? 0x0f : 0x07);
+    bool ok = true;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((s[i + k] & 0xc0) != 0x80) ok = false;
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    if (ok) {
+      ok = !(len == 3 && cp < 0x800) && !(len == 4 && (cp < 0x10000 || cp > 0x10ffff)) && !(cp >= 0xd800 && cp <= 0xdfff);
+    }
+    if (!ok) {
+      ++i;
+      continue;
+    }
+    const bool hidden = (cp >= 0x80 && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
+                        cp == 0x200e || cp == 0x200f || cp == 0x061c;
+    if (!hidden) out.append(in, i, len);
+    i += len;
+  }
+  return out;
+}
+
+// Every string in DOC (keys too) made terminal_safe without newlines, so the screen's layout is computed on what
+// will be printed.
+json terminal_safe(const json& doc) {
+  if (doc.is_string()) return terminal_safe(doc.get<std::string>(), false);
+  if (doc.is_array()) {
+    json out = json::array();
+    for (const auto& v : doc) out.push_back(terminal_safe(v));
+    return out;
+  }
+  if (doc.is_object()) {
+    json out = json::object();
+    for (auto it = doc.begin(); it != doc.end(); ++it) out[terminal_safe(it.key(), false)] = terminal_safe(it.value());
+    return out;
+  }
+  return doc;
+}
+
+void print_error(const std::string& what) {
+  std::fprintf(stderr, "hllm top: %s\n", terminal_safe(what, false).c_str());
+}
 
 struct endpoint {
   std::string host;
@@ -92,6 +161,7 @@ bool fetch(const endpoint& at, const std::string& token, json& doc, std::string&
     why = where + "/api/status is not a console document";
     return false;
   }
+  doc = terminal_safe(doc);
   return true;
 }
 
@@ -118,7 +188,7 @@ std::size_t terminal_width() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string connect, job, token;
+  std::string connect, job, token, token_file;
   double interval = 1.0;
   bool once = false;
   CLI::App app{"hllm top: the running job's console in the terminal (actors, progress, loss, cache, checkpoints); "
@@ -126,20 +196,26 @@ int main(int argc, char** argv) {
                "hllm top"};
   app.add_option("--connect", connect, "HOST:PORT of the job's console (the job logs it: 'console: http://...')");
   app.add_option("--job", job, "job directory of a running job: read HOST:PORT from JOB/console.json");
-  app.add_option("--token", token, "bearer token of the console (default: $HLLM_MONITOR_TOKEN)");
+  app.add_option("--token", token,
+                 "bearer token of the console (visible to other users in the process list: prefer --token-file or "
+                 "$HLLM_MONITOR_TOKEN)");
+  app.add_option("--token-file", token_file,
+                 "file holding the console's bearer token (mode 600: readable by its owner only)");
   app.add_option("--interval", interval, "seconds between refreshes")->capture_default_str()->check(CLI::Range(0.1, 3600.0));
   app.add_flag("--once", once, "print one screen and exit (also when stdout is not a terminal)");
   CLI11_PARSE(app, argc, argv);
-  if (token.empty()) {
-    if (const char* t = std::getenv("HLLM_MONITOR_TOKEN")) token = t;
-  }
   endpoint at;
   try {
+    if (!token.empty() && !token_file.empty()) throw std::runtime_error("give --token or --token-file, not both");
+    if (!token_file.empty()) token = hllm::load_monitor_token(token_file);
+    if (token.empty()) {
+      if (const char* t = std::getenv("HLLM_MONITOR_TOKEN")) token = t;
+    }
     if (!connect.empty()) at = parse_endpoint(connect);
     else if (!job.empty()) at = endpoint_of_job(job);
     else throw std::runtime_error("give --connect HOST:PORT (the job logs 'console: http://HOST:PORT/') or --job DIR");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "hllm top: %s\n", e.what());
+    print_error(e.what());
     return 2;
   }
   const bool interactive = !once && ::isatty(STDOUT_FILENO) && ::isatty(STDIN_FILENO);
@@ -147,13 +223,13 @@ int main(int argc, char** argv) {
     json doc;
     std::string why;
     if (!fetch(at, token, doc, why)) {
-      std::fprintf(stderr, "hllm top: %s\n", why.c_str());
+      print_error(why);
       return 1;
     }
     try {
-      std::fputs(hllm::render_top(doc, 0).c_str(), stdout);
+      std::fputs(terminal_safe(hllm::render_top(doc, 0), true).c_str(), stdout);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "hllm top: %s\n", e.what());
+      print_error(e.what());
       return 1;
     }
     return 0;
@@ -183,7 +259,9 @@ int main(int argc, char** argv) {
     } else {
       screen = "hllm top: " + why + " (retrying)\n";
     }
-    std::string footer = "\n" + where + "  refresh " + std::to_string(interval).substr(0, 4) + "s  q quits\n";
+    screen = terminal_safe(screen, true);  // the only escape sequences printed are our own, below
+    std::string footer =
+        terminal_safe("\n" + where + "  refresh " + std::to_string(interval).substr(0, 4) + "s  q quits\n", true);
     std::fputs(("\x1b[H\x1b[2J" + screen + footer).c_str(), stdout);
     std::fflush(stdout);
     pollfd p{STDIN_FILENO, POLLIN, 0};
