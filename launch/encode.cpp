@@ -27,6 +27,7 @@
 #include "storage/dataset.hpp"
 #include "storage/error.hpp"
 #include "storage/export.hpp"
+#include "storage/file_io.hpp"
 
 namespace {
 
@@ -139,19 +140,12 @@ encoded encode_on_actors(const storage::dataset& d, const encode_options& o) {
 }
 
 void write_ids(const storage::dataset& d, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    for (int64_t i = 1; i <= d.num_items(); ++i) {
-      out << d.raw_item_id(static_cast<int32_t>(i)) << '\n';
-    }
-    if (!out) {
-      throw error(errc::io, "cannot write " + tmp);
-    }
+  std::string text;
+  for (int64_t i = 1; i <= d.num_items(); ++i) {
+    text += d.raw_item_id(static_cast<int32_t>(i));
+    text += '\n';
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    throw error(errc::io, "cannot rename " + tmp + " -> " + path);
-  }
+  storage::write_file_durably(path, text.data(), text.size());
 }
 
 std::string ids_path(const std::string& npy) {

@@ -31,6 +31,7 @@ struct options {
   int threads = 2;
   int64_t history = 0;  // 0: the job's eval.max_history
   bool verify = true;
+  bool force = false;
 };
 
 double seconds_since(clock_type::time_point t0) {
@@ -69,6 +70,8 @@ int64_t keep_changed(storage::export_data& e, const std::string& prev_npy) {
 // encoder actors, as in the cache fill).
 std::vector<float> reencode(const stage3::job_info& j, const options& o, int64_t n, uint32_t& dim) {
   const std::string tmp = storage::export_paths(o.out).npy + ".reencode-" + std::to_string(::getpid()) + ".npy";
+  // The export's folder may not exist yet (the export itself creates it later): hllm encode writes beside it.
+  if (const auto parent = fs::path(tmp).parent_path(); !parent.empty()) fs::create_directories(parent);
   std::vector<std::string> args{"--data", j.data_dir, "--checkpoint", j.item_checkpoint, "--out", tmp,
                                 "--threads", std::to_string(o.threads)};
   if (!o.verify) args.push_back("--no-verify");
@@ -125,7 +128,7 @@ int export_items(const options& o) {
             {"data", j.data_dir}, {"source", source},        {"delta", false}};
   int64_t left_out = 0;
   if (!o.since.empty()) left_out = keep_changed(e, o.since);
-  storage::write_export(o.out, e);
+  storage::write_export(o.out, e, o.force);
   const double s = seconds_since(t0);
   std::printf("hllm export items: %lld rows x %u -> %s (%s; item version %s; %lld unchanged rows left out) in %.2f s "
               "(%.0f rows/s)\n",
@@ -186,7 +189,7 @@ int export_users(const options& o) {
   const int64_t embedded = e.rows;
   int64_t left_out = 0;
   if (!o.since.empty()) left_out = keep_changed(e, o.since);
-  storage::write_export(o.out, e);
+  storage::write_export(o.out, e, o.force);
   std::printf("hllm export users: %lld rows x %u -> %s (of %lld users; %lld unchanged rows left out; model %s, item "
               "version %s) in %.2f s (%.0f users/s embedded)\n",
               static_cast<long long>(e.rows), e.dim, storage::export_paths(o.out).npy.c_str(),
@@ -211,6 +214,7 @@ int main(int argc, char** argv) {
                   "an earlier export (.npy) of the same kind: write only the rows that changed since it");
     c->add_option("--threads", o.threads, "torch threads")->check(CLI::PositiveNumber)->capture_default_str();
     c->add_flag("!--no-verify", o.verify, "skip the dataset checksum verification");
+    c->add_flag("--force", o.force, "replace files at --out even when they are not an hllm export");
   };
   auto* items = app.add_subcommand("items", "every item's embedding (from the embedding cache when its version "
                                             "matches the job's stage-1 Item LLM, else re-encoded)");

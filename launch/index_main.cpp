@@ -25,6 +25,7 @@ struct options {
   std::size_t k = 10;
   int64_t sample = 1000;
   uint64_t seed = 2020;
+  bool force = false;
 };
 
 double seconds_since(clock_type::time_point t0) {
@@ -33,6 +34,8 @@ double seconds_since(clock_type::time_point t0) {
 
 int build(const options& o) {
   const auto t0 = clock_type::now();
+  // Refuse an --out that holds anything but an index before the build (checked again when the index is swapped in).
+  storage::check_replaceable(o.out, storage::ann_index_replace_policy(o.force));
   auto e = storage::read_export(o.embeddings);
   if (e.meta.value("kind", std::string()) != "items") {
     throw error(errc::invalid_input, o.embeddings + " is an export of " + e.meta.value("kind", std::string()) +
@@ -44,7 +47,7 @@ int build(const options& o) {
   nlohmann::json extra{{"item_version", e.meta.value("item_version", std::string())},
                        {"embeddings", fs::absolute(o.embeddings).string()},
                        {"job", e.meta.value("job", std::string())}};
-  idx.save(o.out, e.ids, extra);
+  idx.save(o.out, e.ids, extra, o.force);
   std::printf("hllm index build: %lld items x %u -> %s (HNSW M %zu, ef_construction %zu, ef_search %zu, %u threads; "
               "item version %s) in %.2f s (%.0f items/s)\n",
               static_cast<long long>(e.rows), e.dim, o.out.c_str(), o.params.m, o.params.ef_construction,
@@ -114,7 +117,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   auto* b = app.add_subcommand("build", "build an index directory from an item export (hllm export items)");
   b->add_option("--embeddings", o.embeddings, "item export (.npy with .ids.txt and .meta.json beside it)")->required();
-  b->add_option("--out", o.out, "index directory to write (replaced atomically)")->required();
+  b->add_option("--out", o.out, "index directory to write: created, or replaced atomically when it holds an index; "
+                                "anything else (a job directory, exports) is refused (see --force)")
+      ->required();
+  b->add_flag("--force", o.force, "replace --out even when it is not an index (never the current directory or one "
+                                  "above it)");
   b->add_option("--M", o.params.m, "HNSW graph degree")->check(CLI::Range(2, 256))->capture_default_str();
   b->add_option("--ef-construction", o.params.ef_construction, "HNSW candidate list while building")
       ->check(CLI::PositiveNumber)->capture_default_str();

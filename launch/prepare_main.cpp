@@ -18,7 +18,11 @@ int main(int argc, char** argv) {
   std::string new_items, like;
   app.add_option("--interactions", o.interactions_path, "interactions CSV with header item_id,user_id,timestamp");
   app.add_option("--items", o.items_path, "item CSV with header item_id,<text fields...>");
-  app.add_option("--out", o.out_dir, "output dataset directory (replaced atomically)")->required();
+  app.add_option("--out", o.out_dir, "output dataset directory: created, or replaced atomically when it holds a "
+                                     "dataset of the same kind; anything else is refused (see --force)")
+      ->required();
+  app.add_flag("--force", o.force, "replace --out even when it holds something else (a directory of other files, a "
+                                   "file); never the inputs, the current directory or one above it");
   app.add_option("--new-items", new_items, "stage 3: an item CSV that arrived after training: tokenize it like the "
                                            "dataset --like (its prompt, fields, cut and tokenizer) into an items-only "
                                            "dataset for hllm encode --items");
@@ -45,7 +49,7 @@ int main(int argc, char** argv) {
     }
     try {
       auto tok = hllm::launch::load_sentencepiece(like + "/tokenizer.model");
-      auto r = hllm::storage::prepare_new_items(new_items, like, o.out_dir, *tok);
+      auto r = hllm::storage::prepare_new_items(new_items, like, o.out_dir, *tok, o.force);
       std::printf("hllm prepare: %lld new items from %s tokenized like %s -> %s (%lld rows skipped%s%s)\n",
                   static_cast<long long>(r.items), new_items.c_str(), like.c_str(), o.out_dir.c_str(),
                   static_cast<long long>(r.skipped), r.first_problem.empty() ? "" : "; first: ",

@@ -130,15 +130,31 @@ ann_index ann_index::build(const float* rows, int64_t n, uint32_t dim, const ann
   return ann_index(std::move(x));
 }
 
-void ann_index::save(const std::string& dir, const std::vector<std::string>& ids, const json& extra) const {
+replace_policy ann_index_replace_policy(bool force) {
+  replace_policy p;
+  p.what = "an ANN index";
+  p.how = "hllm index build";
+  p.force = force;
+  p.is_same_kind = [](const std::string& target) {
+    try {
+      const json m = json::parse(read_text_file(target + "/meta.json"));
+      return m.is_object() && m.value("format", std::string()) == index_format;
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  return p;
+}
+
+void ann_index::save(const std::string& dir, const std::vector<std::string>& ids, const json& extra,
+                     bool force) const {
+  const replace_policy policy = ann_index_replace_policy(force);
   if (static_cast<int64_t>(ids.size()) != impl_->rows) {
     throw error(errc::mismatch, "ann index '" + dir + "': " + std::to_string(ids.size()) + " ids for " +
                                     std::to_string(impl_->rows) + " rows");
   }
-  const fs::path target = fs::absolute(dir);
-  const fs::path staged = target.string() + ".staging-" + std::to_string(::getpid());
-  fs::remove_all(staged);
-  fs::create_directories(staged);
+  const fs::path target = check_replaceable(dir, policy);
+  const fs::path staged = make_staging_directory(target.string());
   try {
     const std::string graph_path = (staged / "index.hnsw").string();
     impl_->graph->saveIndex(graph_path);
@@ -175,8 +191,7 @@ void ann_index::save(const std::string& dir, const std::vector<std::string>& ids
     const std::string text = meta.dump(2) + "\n";
     write_file_durably((staged / "meta.json").string(), text.data(), text.size());
     fsync_directory(staged.string());
-    fs::create_directories(target.parent_path());
-    replace_directory_atomically(staged.string(), target.string());
+    replace_directory_atomically(staged.string(), target.string(), policy);
   } catch (...) {
     std::error_code ec;
     fs::remove_all(staged, ec);

@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "storage/file_io.hpp"
+
 namespace hllm::storage {
 
 struct ann_params {
@@ -54,7 +56,10 @@ class ann_index {
 
   // Writes the index directory atomically (staging directory, fsync, rename). `ids` has one raw id per row; `extra`
   // fields are stored in meta.json as they are (e.g. {"item_version": ...}).
-  void save(const std::string& dir, const std::vector<std::string>& ids, const nlohmann::json& extra) const;
+  // `dir` is created, or replaced atomically when it holds an index (meta.json of this format); anything else
+  // (a job directory, exports, files) is refused unless `force` (never the current directory or one above it).
+  void save(const std::string& dir, const std::vector<std::string>& ids, const nlohmann::json& extra,
+            bool force = false) const;
 
   // The k nearest rows to `query` (any scale; normalised here), best first. k is capped at the row count.
   std::vector<ann_hit> search(const float* query, std::size_t k) const;
@@ -72,5 +77,8 @@ class ann_index {
   explicit ann_index(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
 };
+
+// What may replace an index directory: an absent or empty one, or an index (its meta.json names this format).
+replace_policy ann_index_replace_policy(bool force);
 
 }  // namespace hllm::storage

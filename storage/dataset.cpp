@@ -66,17 +66,36 @@ dataset_info info_from_json(const json& j) {
 
 }  // namespace
 
+replace_policy dataset_replace_policy(bool items_only, bool force, std::vector<std::string> protect) {
+  replace_policy p;
+  p.what = items_only ? "an items-only dataset" : "a prepared dataset";
+  p.how = items_only ? "hllm prepare --new-items" : "hllm prepare";
+  p.force = force;
+  p.protect = std::move(protect);
+  p.is_same_kind = [items_only](const std::string& target) {
+    try {
+      const json m = json::parse(read_text_file(target + "/manifest.json"));
+      if (!m.is_object() || m.value("format", std::string()) != dataset_format) return false;
+      // A training dataset (users > 0) is never replaced by an items-only one.
+      const int64_t users = m.at("info").value("users", int64_t{0});
+      return !items_only || users == 0;
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  return p;
+}
+
 void write_dataset(const std::string& dir, const dataset_info& info, const dataset_arrays& a,
                    const std::string& tokenizer_model, const std::string& report_json) {
-  fs::path target = fs::absolute(fs::path(dir)).lexically_normal();
-  if (target.filename().empty()) target = target.parent_path();
+  write_dataset(dir, info, a, tokenizer_model, report_json, dataset_replace_policy(info.users == 0, false, {}));
+}
+
+void write_dataset(const std::string& dir, const dataset_info& info, const dataset_arrays& a,
+                   const std::string& tokenizer_model, const std::string& report_json, const replace_policy& policy) {
+  const fs::path target = check_replaceable(dir, policy);
+  const fs::path staged = make_staging_directory(target.string());
   std::error_code ec;
-  fs::create_directories(target.parent_path(), ec);
-  fs::path staged = target.parent_path() / ("." + target.filename().string() + ".staging-" + std::to_string(::getpid()));
-  fs::remove_all(staged, ec);
-  if (!fs::create_directory(staged, ec)) {
-    throw error(errc::io, "cannot create staging directory '" + staged.string() + "': " + ec.message());
-  }
   try {
     const std::pair<const void*, std::size_t> contents[] = {
         bytes_of(a.item_token_offsets), bytes_of(a.item_tokens), bytes_of(a.item_raw_offsets),
@@ -108,7 +127,7 @@ void write_dataset(const std::string& dir, const dataset_info& info, const datas
     std::string text = manifest.dump(2) + "\n";
     write_file_durably((staged / "manifest.json").string(), text.data(), text.size());
     fsync_directory(staged.string());
-    replace_directory_atomically(staged.string(), target.string());
+    replace_directory_atomically(staged.string(), target.string(), policy);
   } catch (...) {
     fs::remove_all(staged, ec);
     throw;

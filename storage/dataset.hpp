@@ -25,6 +25,8 @@
 #include <string_view>
 #include <vector>
 
+#include "storage/file_io.hpp"
+
 #include "storage/span.hpp"
 
 namespace hllm::storage {
@@ -66,8 +68,17 @@ struct dataset_arrays {
 // Writes a dataset into `dir` atomically: files go to a sibling staging directory, are fsynced and hashed, the
 // manifest is written last, then the staging directory replaces `dir` in one rename. `tokenizer_model` is the
 // serialized SentencePiece model (may be empty). `report` is stored in the manifest as is.
+// `dir` is replaced only when it is absent, empty or a dataset of the same kind (dataset_replace_policy), unless
+// `policy` says otherwise; a refused `dir` is left as it was (hllm::error(invalid_input)).
 void write_dataset(const std::string& dir, const dataset_info& info, const dataset_arrays& arrays,
                    const std::string& tokenizer_model, const std::string& report_json);
+void write_dataset(const std::string& dir, const dataset_info& info, const dataset_arrays& arrays,
+                   const std::string& tokenizer_model, const std::string& report_json, const replace_policy& policy);
+
+// What may replace a dataset directory: a training dataset replaces any dataset (re-preparing); an items-only one
+// (hllm prepare --new-items, `items_only`) only another items-only one, never a training dataset. `protect`: the
+// command's inputs (never replaced, even with `force`).
+replace_policy dataset_replace_policy(bool items_only, bool force, std::vector<std::string> protect);
 
 class dataset {
  public:

@@ -1,5 +1,7 @@
 #include "storage/export.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,19 +25,86 @@ namespace {
 constexpr const char* export_format = "hllm-export";
 constexpr int export_format_version = 1;
 
-// Writes `bytes` to path through a temporary file beside it (fsync, rename): a reader sees the old or the new file.
-void replace_file(const std::string& path, const void* data, std::size_t size) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+// The commit record of an export being replaced: once it exists, the new files (still under temporary names) are
+// the export, and whoever finds it finishes the renames (roll forward). Written atomically, removed last.
+std::string commit_record_path(const export_files& p) {
+  const fs::path n(p.npy);
+  return (n.parent_path() / ("." + n.filename().string() + ".commit.json")).string();
+}
+
+std::string directory_of(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path();
+  return parent.empty() ? std::string(".") : parent.string();
+}
+
+// Finishes an interrupted write_export: renames every staged file its commit record names, then drops the record.
+void recover_export(const export_files& p) {
+  const std::string rec = commit_record_path(p);
+  if (!path_exists(rec)) return;
+  json r;
   try {
-    write_file_durably(tmp, data, size);
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
+    r = json::parse(read_text_file(rec));
+  } catch (const json::exception& e) {
+    throw error(errc::format, rec + ": not valid JSON (" + e.what() + "); remove it and export again");
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw error(errc::io, "cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));
+  for (const auto& f : r.at("files")) {
+    const std::string from = f.at(0).get<std::string>(), to = f.at(1).get<std::string>();
+    if (path_exists(from) && std::rename(from.c_str(), to.c_str()) != 0) {
+      throw error(errc::io, "cannot finish the interrupted export " + p.npy + ": rename '" + from + "' to '" + to +
+                                "': " + std::strerror(errno));
+    }
   }
+  fsync_directory(directory_of(p.npy));
+  if (std::remove(rec.c_str()) != 0 && errno != ENOENT) {
+    throw error(errc::io, "cannot remove " + rec + ": " + std::strerror(errno));
+  }
+  fsync_directory(directory_of(p.npy));
+}
+
+// Serializes writers of one export (two exports to one path run one after the other, never interleaved).
+class export_lock {
+ public:
+  explicit export_lock(const export_files& p) {
+    const fs::path n(p.npy);
+    path_ = (n.parent_path() / ("." + n.filename().string() + ".lock")).string();
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw error(errc::io, "cannot create lock file '" + path_ + "': " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX) != 0) {
+      ::close(fd_);
+      throw error(errc::io, "cannot lock '" + path_ + "': " + std::strerror(errno));
+    }
+  }
+  ~export_lock() { ::close(fd_); }
+  export_lock(const export_lock&) = delete;
+  export_lock& operator=(const export_lock&) = delete;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// Refuses to write over files that are not an hllm export (a user's own .npy, a directory) unless `force`.
+void check_export_target(const export_files& p, bool force) {
+  bool any = false;
+  for (const std::string* f : {&p.npy, &p.ids, &p.fingerprints, &p.meta}) {
+    std::error_code ec;
+    const auto st = fs::symlink_status(*f, ec);
+    if (!fs::exists(st)) continue;
+    if (fs::is_directory(st)) {
+      throw error(errc::invalid_input, "refusing to write the export " + p.npy + ": '" + *f +
+                                           "' is a directory; give --out another .npy path");
+    }
+    any = true;
+  }
+  if (!any || force) return;
+  try {
+    const json m = json::parse(read_text_file(p.meta));
+    if (m.is_object() && m.value("format", std::string()) == export_format) return;
+  } catch (const std::exception&) {
+  }
+  throw error(errc::invalid_input, "refusing to replace " + p.npy + ": files of that name exist but " + p.meta +
+                                       " does not describe an hllm export; give --out another path, or pass "
+                                       "--force to replace them");
 }
 
 }  // namespace
@@ -113,34 +182,60 @@ export_files export_paths(const std::string& npy) {
   return {stem + ".npy", stem + ".ids.txt", stem + ".fp.u64", stem + ".meta.json"};
 }
 
-void write_export(const std::string& npy, const export_data& e) {
+void write_export(const std::string& npy, const export_data& e, bool force) {
   const auto p = export_paths(npy);
   if (static_cast<int64_t>(e.ids.size()) != e.rows || static_cast<int64_t>(e.fingerprints.size()) != e.rows ||
       e.matrix.size() != static_cast<std::size_t>(e.rows) * e.dim) {
     throw error(errc::invalid_input, "export " + p.npy + ": rows, ids, fingerprints and matrix disagree");
   }
-  if (auto parent = fs::path(p.npy).parent_path(); !parent.empty()) fs::create_directories(parent);
-  model::write_npy_f32(p.npy, e.matrix.data(), e.rows, e.dim);
   std::string ids;
   for (const auto& id : e.ids) {
     if (id.find('\n') != std::string::npos) throw error(errc::invalid_input, "export: an id holds a newline: " + id);
     ids += id;
     ids += '\n';
   }
-  replace_file(p.ids, ids.data(), ids.size());
-  replace_file(p.fingerprints, e.fingerprints.data(), e.fingerprints.size() * sizeof(uint64_t));
+  if (auto parent = fs::path(p.npy).parent_path(); !parent.empty()) fs::create_directories(parent);
+  export_lock lock(p);
+  recover_export(p);
+  check_export_target(p, force);
   json meta = e.meta.is_object() ? e.meta : json::object();
   meta["format"] = export_format;
   meta["version"] = export_format_version;
   meta["rows"] = e.rows;
   meta["dim"] = e.dim;
   meta["ids_xxh3_64"] = hash_hex(hash_bytes(ids.data(), ids.size()));
+  meta["matrix_xxh3_64"] = hash_hex(hash_bytes(e.matrix.data(), e.matrix.size() * sizeof(float)));
+  meta["fp_xxh3_64"] = hash_hex(hash_bytes(e.fingerprints.data(), e.fingerprints.size() * sizeof(uint64_t)));
   const std::string text = meta.dump(2) + "\n";
-  replace_file(p.meta, text.data(), text.size());
+  // 1. The four new files under temporary names; 2. the commit record (the commit point); 3. the renames;
+  // 4. the record removed. A crash before 2 leaves the old export (and stray temporaries); after 2, the next hllm
+  // command that reads or writes this export finishes the renames (recover_export): old or new, never a mix.
+  const std::string t_npy = temporary_path_beside(p.npy), t_ids = temporary_path_beside(p.ids),
+                    t_fp = temporary_path_beside(p.fingerprints), t_meta = temporary_path_beside(p.meta);
+  const std::vector<std::pair<std::string, std::string>> moves{
+      {t_npy, p.npy}, {t_ids, p.ids}, {t_fp, p.fingerprints}, {t_meta, p.meta}};
+  try {
+    model::write_npy_f32(t_npy, e.matrix.data(), e.rows, e.dim);
+    write_file_durably(t_ids, ids.data(), ids.size());
+    write_file_durably(t_fp, e.fingerprints.data(), e.fingerprints.size() * sizeof(uint64_t));
+    write_file_durably(t_meta, text.data(), text.size());
+    json rec{{"files", json::array()}};
+    for (const auto& [from, to] : moves) rec["files"].push_back({from, to});
+    const std::string rtext = rec.dump() + "\n";
+    write_file_durably(commit_record_path(p), rtext.data(), rtext.size());
+  } catch (...) {
+    for (const auto& m : moves) std::remove(m.first.c_str());
+    throw;
+  }
+  recover_export(p);
 }
 
 json read_export_meta(const std::string& npy) {
   const auto p = export_paths(npy);
+  if (path_exists(commit_record_path(p))) {
+    export_lock lock(p);
+    recover_export(p);
+  }
   if (!path_exists(p.meta)) {
     throw error(errc::not_found, p.meta + " does not exist (" + p.npy + " is not an hllm export: make one with "
                                                                         "hllm export items|users)");
@@ -181,6 +276,14 @@ export_data read_export(const std::string& npy) {
   }
   const std::string fp = read_text_file(p.fingerprints);
   if (fp.size() % 8 != 0) throw error(errc::format, p.fingerprints + ": size is not a multiple of 8");
+  // Exports written since the atomic-write change also name the matrix's and the fingerprints' hashes.
+  if (e.meta.contains("matrix_xxh3_64") &&
+      hash_hex(hash_bytes(e.matrix.data(), e.matrix.size() * sizeof(float))) != e.meta.value("matrix_xxh3_64", "")) {
+    throw error(errc::checksum, p.npy + ": rows do not match " + p.meta + " (damaged, or from another run)");
+  }
+  if (e.meta.contains("fp_xxh3_64") && hash_hex(hash_bytes(fp.data(), fp.size())) != e.meta.value("fp_xxh3_64", "")) {
+    throw error(errc::checksum, p.fingerprints + ": does not match " + p.meta + " (damaged, or from another run)");
+  }
   e.fingerprints.resize(fp.size() / 8);
   std::memcpy(e.fingerprints.data(), fp.data(), fp.size());
   const auto want = e.meta.value("rows", int64_t{-1});
@@ -217,7 +320,7 @@ void append_export(const std::string& npy, const export_data& more) {
   e.fingerprints.insert(e.fingerprints.end(), more.fingerprints.begin(), more.fingerprints.end());
   e.rows += more.rows;
   e.meta["appended_rows"] = e.meta.value("appended_rows", int64_t{0}) + more.rows;
-  write_export(npy, e);
+  write_export(npy, e, false);
 }
 
 uint64_t row_fingerprint(const std::string& model_version, const std::string& key, const void* input,

@@ -10,8 +10,9 @@
 //   X.meta.json      format "hllm-export", kind ("items" or "users"), item_version (the Item-LLM version the item rows
 //                    come from: the embedding cache's version tag), user_model (users: the hash of the User-LLM
 //                    checkpoint), dim, rows, delta (true: only changed rows), and where it came from
-// Each file is written to a temporary file, fsynced and renamed; the meta file goes last and names the row count,
-// so a reader that finds the files disagreeing reports it instead of pairing rows with the wrong ids.
+// The four files are replaced as one unit (write_export); meta.json names the row count and the hashes of the ids,
+// the rows and the fingerprints, so a reader that finds the files disagreeing reports it instead of pairing rows
+// with the wrong ids.
 //
 // The embedding cache of a job directory (JOB/cache/shard-i-of-S.emb, storage/embedding_shard.hpp) is read here
 // directly, without actors: `cache_reader` maps every shard file and hands out rows by item id.
@@ -62,8 +63,11 @@ struct export_data {
   nlohmann::json meta;
 };
 
-// Writes all four files. `meta` gets format, version, rows and dim set here. Throws hllm::error(io) naming the file.
-void write_export(const std::string& npy, const export_data& e);
+// Writes all four files as one unit: they go to temporary names, a commit record is written, then they are renamed
+// into place; a crash leaves the previous export or the new one (the next read or write finishes an interrupted
+// rename). Existing files of that name that are not an hllm export are refused unless `force`. `meta` gets
+// format, version, rows, dim and the files' hashes set here. Throws hllm::error naming the file.
+void write_export(const std::string& npy, const export_data& e, bool force = false);
 // Reads and cross-checks the four files (rows of X.npy, lines of X.ids.txt, fingerprints, meta.json agree).
 export_data read_export(const std::string& npy);
 // Only meta.json (cheap: for version checks).

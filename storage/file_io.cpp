@@ -6,7 +6,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +18,7 @@
 #include "storage/error.hpp"
 
 namespace hllm::storage {
+namespace fs = std::filesystem;
 namespace {
 
 [[noreturn]] void throw_io(const std::string& what, const std::string& path) {
@@ -73,30 +76,85 @@ std::string hash_hex(uint64_t h) {
   return buf;
 }
 
-uint64_t write_file_durably(const std::string& path, const void* data, std::size_t size) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw_io("cannot create", path);
-  const char* p = static_cast<const char*>(data);
-  std::size_t left = size;
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      errno = e;
-      throw_io("cannot write", path);
-    }
-    p += n;
-    left -= static_cast<std::size_t>(n);
-  }
+std::string temporary_path_beside(const std::string& path) {
+  static std::atomic<uint64_t> counter{0};
+  const fs::path p(path);
+  // pid + counter make the name unique in this host's processes; the clock-derived part keeps a recycled pid of an
+  // earlier, crashed writer from meeting its leftover (O_EXCL would refuse it anyway).
+  const uint64_t n = counter.fetch_add(1);
+  const auto now = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  const uint64_t salt = XXH3_64bits_withSeed(&n, sizeof n, now ^ (static_cast<uint64_t>(::getpid()) << 32));
+  const std::string name = "." + p.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
+                           std::to_string(n) + "-" + hash_hex(salt).substr(0, 8);
+  return (p.parent_path() / name).string();
+}
+
+namespace {
+
+std::string directory_of(const std::string& path) {
+  fs::path parent = fs::path(path).parent_path();
+  return parent.empty() ? std::string(".") : parent.string();
+}
+
+void fsync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_io("cannot open", path);
   if (::fsync(fd) != 0) {
     int e = errno;
     ::close(fd);
     errno = e;
     throw_io("cannot fsync", path);
   }
-  if (::close(fd) != 0) throw_io("cannot close", path);
+  ::close(fd);
+}
+
+}  // namespace
+
+void publish_file(const std::string& tmp, const std::string& path) {
+  try {
+    fsync_path(tmp);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) throw_io("cannot rename '" + tmp + "' to", path);
+    fsync_directory(directory_of(path));
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+}
+
+uint64_t write_file_durably(const std::string& path, const void* data, std::size_t size) {
+  const std::string tmp = temporary_path_beside(path);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) throw_io("cannot create", tmp);
+  auto fail = [&](const char* what) {
+    int e = errno;
+    ::close(fd);
+    std::remove(tmp.c_str());
+    errno = e;
+    throw_io(what, path);
+  };
+  const char* p = static_cast<const char*>(data);
+  std::size_t left = size;
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot write");
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) fail("cannot fsync");
+  if (::close(fd) != 0) {
+    std::remove(tmp.c_str());
+    throw_io("cannot close", path);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    std::remove(tmp.c_str());
+    errno = e;
+    throw_io("cannot rename '" + tmp + "' to", path);
+  }
+  fsync_directory(directory_of(path));
   return hash_bytes(data, size);
 }
 
@@ -112,19 +170,106 @@ void fsync_directory(const std::string& dir) {
   ::close(fd);
 }
 
-void replace_directory_atomically(const std::string& staged, const std::string& target) {
-  namespace fs = std::filesystem;
-  fs::path parent = fs::absolute(fs::path(target)).parent_path();
-  if (!fs::exists(target)) {
-    if (::rename(staged.c_str(), target.c_str()) != 0) throw_io("cannot rename '" + staged + "' to", target);
-  } else {
-    if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) != 0) {
-      throw_io("cannot exchange '" + staged + "' with", target);
-    }
-    std::error_code ec;
-    fs::remove_all(staged, ec);  // `staged` now holds the old content; leftovers are harmless
+std::string normalize_output_path(const std::string& dir) {
+  if (dir.empty()) throw error(errc::invalid_input, "an output path is empty");
+  fs::path p = fs::absolute(fs::path(dir)).lexically_normal();
+  std::string s = p.string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
+namespace {
+
+// `inner` is `outer` or lies below it (symlinks resolved as far as the paths exist).
+bool within(const fs::path& inner, const fs::path& outer) {
+  std::error_code ec;
+  fs::path a = fs::weakly_canonical(inner, ec);
+  if (ec) a = inner;
+  fs::path b = fs::weakly_canonical(outer, ec);
+  if (ec) b = outer;
+  const fs::path rel = a.lexically_relative(b);
+  return !rel.empty() && *rel.begin() != "..";
+}
+
+std::string listing_sample(const fs::path& dir, std::size_t* count) {
+  std::string names;
+  std::size_t n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (n < 3) names += std::string(n ? ", " : "") + "'" + e.path().filename().string() + "'";
+    ++n;
   }
-  fsync_directory(parent.string());
+  *count = n;
+  return n > 3 ? names + ", ..." : names;
+}
+
+}  // namespace
+
+std::string check_replaceable(const std::string& target, const replace_policy& policy) {
+  const std::string t = normalize_output_path(target);
+  const fs::path tp(t);
+  std::error_code ec;
+  const auto st = fs::symlink_status(tp, ec);
+  if (ec || !fs::exists(st)) return t;
+  const std::string what = policy.what.empty() ? "this command's output" : policy.what;
+  if (within(fs::current_path(), tp)) {
+    throw error(errc::invalid_input, "refusing to replace '" + t + "': it is the current directory or holds it; "
+                                     "give --out a new directory (e.g. " + (tp / "out").string() + ")");
+  }
+  for (const auto& in : policy.protect) {
+    if (!in.empty() && within(fs::absolute(in), tp)) {
+      throw error(errc::invalid_input, "refusing to replace '" + t + "': it holds '" + in +
+                                       "', an input of this command; give --out another directory");
+    }
+  }
+  if (!fs::is_directory(st)) {
+    if (policy.force) return t;
+    throw error(errc::invalid_input, "refusing to replace '" + t + "': it is a file, not " + what +
+                                     "; give --out another path, or pass --force to replace it");
+  }
+  std::size_t entries = 0;
+  const std::string sample = listing_sample(tp, &entries);
+  if (entries == 0) return t;
+  if (policy.is_same_kind && policy.is_same_kind(t)) return t;
+  if (policy.force) return t;
+  throw error(errc::invalid_input,
+              "refusing to replace '" + t + "': it is not " + what +
+                  (policy.how.empty() ? "" : " (made by " + policy.how + ")") + " but holds " +
+                  std::to_string(entries) + (entries == 1 ? " entry (" : " entries (") + sample +
+                  "); give --out another directory, or pass --force to replace it and delete what it holds");
+}
+
+std::string make_staging_directory(const std::string& target) {
+  const fs::path t(normalize_output_path(target));
+  std::error_code ec;
+  fs::create_directories(t.parent_path(), ec);
+  if (ec) throw error(errc::io, "cannot create directory '" + t.parent_path().string() + "': " + ec.message());
+  const fs::path staged = t.parent_path() / ("." + t.filename().string() + ".staging-" + std::to_string(::getpid()));
+  fs::remove_all(staged, ec);
+  if (!fs::create_directory(staged, ec)) {
+    throw error(errc::io, "cannot create staging directory '" + staged.string() + "': " +
+                              (ec ? ec.message() : std::string("it exists")));
+  }
+  return staged.string();
+}
+
+void replace_directory_atomically(const std::string& staged, const std::string& target, const replace_policy& policy) {
+  replace_directory_atomically(staged, check_replaceable(target, policy));
+}
+
+void replace_directory_atomically(const std::string& staged, const std::string& target) {
+  const std::string t = normalize_output_path(target);
+  const std::string parent = fs::path(t).parent_path().string();
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(t, ec))) {
+    if (::rename(staged.c_str(), t.c_str()) != 0) throw_io("cannot rename '" + staged + "' to", t);
+  } else {
+    if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, t.c_str(), RENAME_EXCHANGE) != 0) {
+      throw_io("cannot exchange '" + staged + "' with", t);
+    }
+    fs::remove_all(staged, ec);  // `staged` now holds the old content, checked above; leftovers are harmless
+  }
+  fsync_directory(parent);
 }
 
 std::string read_text_file(const std::string& path) {

@@ -23,7 +23,11 @@ std::string lower_trimmed(std::string_view s) {
 }  // namespace
 
 new_items_report prepare_new_items(const std::string& items_csv, const std::string& reference_dir,
-                                   const std::string& out_dir, const tokenizer& tok) {
+                                   const std::string& out_dir, const tokenizer& tok, bool force) {
+  // Never over the training dataset (--like) or the new items' file; an existing training dataset at out_dir is
+  // refused before any work (dataset_replace_policy).
+  const replace_policy policy = dataset_replace_policy(true, force, {items_csv, reference_dir});
+  check_replaceable(out_dir, policy);
   auto ref = dataset::open(reference_dir, false);
   const auto& info = ref.info();
   std::vector<std::string> fields;
@@ -106,7 +110,7 @@ new_items_report prepare_new_items(const std::string& items_csv, const std::stri
   out.cold_items = report.items;
   out.tokens = static_cast<int64_t>(a.item_tokens.size());
   out.source = "new items " + items_csv + " tokenized like " + reference_dir;
-  write_dataset(out_dir, out, a, tok.serialized_model(), "{}");
+  write_dataset(out_dir, out, a, tok.serialized_model(), "{}", policy);
   return report;
 }
 

@@ -20,6 +20,6 @@ struct new_items_report {
 // to `out_dir` (atomically). `reference_dir` is the prepared dataset the model was trained on. Throws hllm::error
 // naming the file for a missing column, an empty file, or no usable row.
 new_items_report prepare_new_items(const std::string& items_csv, const std::string& reference_dir,
-                                   const std::string& out_dir, const tokenizer& tok);
+                                   const std::string& out_dir, const tokenizer& tok, bool force = false);
 
 }  // namespace hllm::storage

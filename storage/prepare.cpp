@@ -167,6 +167,9 @@ std::string item_prompt_text(const std::string& prompt, const std::vector<std::s
 }
 
 prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory& make_tokenizer) {
+  // Refuse a --out that holds something else before any work (checked again when the dataset is swapped in).
+  const replace_policy out_policy = dataset_replace_policy(false, o.force, {o.interactions_path, o.items_path});
+  check_replaceable(o.out_dir, out_policy);
   prepare_report report;
   bad_rows bad(o.strict, report);
   if (o.max_text_tokens < 2) throw error(errc::invalid_input, "--max-text-tokens must be at least 2 (BOS + one token)");
@@ -443,7 +446,7 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
   for (const auto& f : o.fields) info.fields += (info.fields.empty() ? "" : ",") + f;
   info.source = o.source;
   auto t2 = clock_type::now();
-  write_dataset(o.out_dir, info, a, tok->serialized_model(), report.to_json());
+  write_dataset(o.out_dir, info, a, tok->serialized_model(), report.to_json(), out_policy);
   report.write_seconds = seconds_since(t2);
   return report;
 }

@@ -37,6 +37,9 @@ struct prepare_options {
   bool strict = false;        // strict: the first bad row is an error; lenient: skip it and count it
   bool progress = false;      // draw progress bars on stderr
   std::string source;         // recorded in the manifest
+  // Replace out_dir even when it is not a prepared dataset (a directory of other files, a file). Never the inputs,
+  // the current directory or one above it (storage/file_io.hpp check_replaceable).
+  bool force = false;
 };
 
 struct prepare_report {
