@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "storage/error.hpp"
@@ -47,6 +49,78 @@ nlohmann::json to_json(const toml::node& n) {
   throw error(errc::invalid_input, "config: dates and times are not used in job configs");
 }
 
+// The numeric keys of a job and their ranges. Upper bounds are generous (far beyond any job this code can run) but
+// finite, so a typo of a few extra digits is refused instead of allocating or overflowing. `dot` keys name one value;
+// a key ending in "[]" is an array whose every element has that range.
+struct numeric_key {
+  const char* key;
+  bool integer;
+  double min, max;
+  bool min_exclusive;  // "> min" (learning rates, epsilons)
+};
+
+constexpr double big = 9007199254740992.0;  // 2^53: every integer up to here is exact in a double
+
+// clang-format off
+constexpr numeric_key numeric_keys[] = {
+    {"job.seed", true, 0, big, false},
+    {"job.threads", true, 0, 4096, false},
+    {"model.hidden_size", true, 1, 65536, false},
+    {"model.intermediate_size", true, 1, 1048576, false},
+    {"model.item_layers", true, 1, 1024, false},
+    {"model.user_layers", true, 1, 1024, false},
+    {"model.heads", true, 1, 1024, false},
+    {"model.kv_heads", true, 1, 1024, false},
+    {"model.rms_norm_eps", false, 0, 1, true},
+    {"model.rope_theta", false, 0, 1e12, true},
+    {"model.false_negative_cosine", false, -1, 1, false},
+    {"model.cls_lambda", false, 0, 1e6, false},
+    {"model.time_buckets", true, 0, 1024, false},
+#define HLLM_STAGE_KEYS(s)                                                                                      \
+    {s ".epochs", true, 1, 1000000, false}, {s ".batch_size", true, 1, 1048576, false},                        \
+    {s ".seq_len", true, 1, 1048576, false}, {s ".negatives", true, 1, 16777216, false},                       \
+    {s ".lr", false, 0, 10, true}, {s ".weight_decay", false, 0, 10, false},                                    \
+    {s ".warmup_share", false, 0, 1, false}, {s ".clip_norm", false, 0, 1e9, false}
+    HLLM_STAGE_KEYS("baseline"), HLLM_STAGE_KEYS("stage1"), HLLM_STAGE_KEYS("stage2"),
+#undef HLLM_STAGE_KEYS
+    {"cache.unit_items", true, 1, 16777216, false},
+    {"cache.persist_every_units", true, 1, 1e9, false},
+    {"cache.unit_timeout_s", true, 1, 31536000, false},
+    {"eval.max_history", true, 1, 1048576, false},
+    {"train.window", true, 1, 1024, false},
+    {"train.request_timeout_ms", true, 1, 86400000, false},
+    {"train.collective_timeout_s", true, 1, 604800, false},
+    {"train.checkpoint_every_steps", true, 0, 1e12, false},
+    {"train.keep_checkpoints", true, 1, 1000000, false},
+    {"placement.loaders", true, 1, 1024, false},
+    {"placement.samplers", true, 1, 1024, false},
+    {"placement.encoders", true, 1, 1024, false},
+    {"placement.cache_shards", true, 1, 4096, false},
+    {"placement.workers", true, 0, 1024, false},
+    {"placement.encoder_ranks[]", true, 0, 65535, false},
+    {"placement.heartbeat_ms", true, 1, 3600000, false},
+    {"placement.heartbeat_timeout_ms", true, 1, 86400000, false},
+    {"placement.start_timeout_ms", true, 1, 86400000, false},
+    {"placement.max_respawns", true, 0, 1000000, false},
+    {"monitor.port", true, -1, 65535, false},
+    {"monitor.curve_points", true, 1, 10000000, false},
+    {"monitor.dead_kept", true, 0, 1000000, false},
+};
+// clang-format on
+
+std::string number_text(double v, bool integer) {
+  if (integer) return std::to_string(static_cast<long long>(v));
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+std::string range_text(const numeric_key& k) {
+  if (k.integer) return number_text(k.min, true) + ".." + number_text(k.max, true);
+  return (k.min_exclusive ? "> " + number_text(k.min, false) + " and <= " : number_text(k.min, false) + "..") +
+         number_text(k.max, false);
+}
+
 void to_toml_lines(const nlohmann::json& j, const std::string& prefix, std::ostringstream& out) {
   for (const auto& [k, v] : j.items()) {
     if (!v.is_object()) out << k << " = " << v.dump() << "\n";
@@ -81,6 +155,7 @@ job_config job_config::load(const std::string& path, const std::vector<std::stri
   job_config c = path.empty() ? from_toml(default_toml, "<embedded default job>")
                               : from_toml(storage::read_text_file(path), path);
   for (const auto& o : overrides) c.set(o);
+  c.validate();
   return c;
 }
 
@@ -120,6 +195,7 @@ void job_config::set(const std::string& assignment, bool allow_new) {
     if (old.is_number_float() && value.is_number_integer()) value = value.get<double>();
   }
   (*node)[parts.back()] = value;
+  set_by_.emplace_back(key, assignment);
 }
 
 const nlohmann::json& job_config::at(const std::string& path) const {
@@ -140,6 +216,57 @@ bool job_config::has(const std::string& path) const {
     node = &(*node)[p];
   }
   return true;
+}
+
+std::string job_config::origin_of(const std::string& key) const {
+  for (auto it = set_by_.rbegin(); it != set_by_.rend(); ++it) {
+    if (it->first == key) return "--set " + it->second;
+  }
+  return origin_.empty() ? std::string("the config") : origin_;
+}
+
+void job_config::validate() const {
+  auto fail = [&](const std::string& key, const nlohmann::json& v, const std::string& problem,
+                  const std::string& origin_key = "") {
+    throw error(errc::invalid_input, "config: " + key + " = " + v.dump() + " " + problem + "; from " +
+                                         origin_of(origin_key.empty() ? key : origin_key) + ")");
+  };
+  auto check = [&](const numeric_key& k, const std::string& key, const nlohmann::json& v, const std::string& base) {
+    const std::string allowed = "(allowed: " + std::string(k.integer ? "an integer " : "a number ") + range_text(k);
+    if (!v.is_number()) fail(key, v, "is not a number " + allowed, base);
+    const double d = v.get<double>();
+    if (k.integer && !v.is_number_integer() && !(std::isfinite(d) && d == std::floor(d))) {
+      fail(key, v, "is not an integer " + allowed, base);
+    }
+    const bool below = k.min_exclusive ? !(d > k.min) : !(d >= k.min);
+    if (!std::isfinite(d) || below || d > k.max) fail(key, v, "is out of range " + allowed, base);
+  };
+  for (const auto& k : numeric_keys) {
+    std::string key = k.key;
+    const bool array = key.size() > 2 && key.compare(key.size() - 2, 2, "[]") == 0;
+    if (array) key.resize(key.size() - 2);
+    if (!has(key)) continue;
+    const nlohmann::json& v = at(key);
+    if (!array) {
+      check(k, key, v, key);
+      continue;
+    }
+    if (!v.is_array()) fail(key, v, "is not an array (allowed: [] or integers " + range_text(k));
+    for (std::size_t i = 0; i < v.size(); ++i) check(k, key + "[" + std::to_string(i) + "]", v[i], key);
+  }
+  // `part` must divide `whole`; the error names the one a --set changed (the other is as the file says).
+  auto divides = [&](const std::string& part, const std::string& whole) {
+    if (!has(part) || !has(whole)) return;
+    const auto p = static_cast<int64_t>(at(part).get<double>()), w = static_cast<int64_t>(at(whole).get<double>());
+    if (w % p == 0) return;
+    const auto by_set = [&](const std::string& key) { return origin_of(key).rfind("--set ", 0) == 0; };
+    if (by_set(whole) && !by_set(part)) {
+      fail(whole, at(whole), "is not a multiple of " + part + " = " + at(part).dump() + " (allowed: a multiple of it");
+    }
+    fail(part, at(part), "does not divide " + whole + " = " + at(whole).dump() + " (allowed: a divisor of it");
+  };
+  divides("model.heads", "model.hidden_size");
+  divides("model.kv_heads", "model.heads");
 }
 
 void job_config::throw_type_error(const std::string& path, const nlohmann::json& v) {

@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
+#include <functional>
+
 #include "launch/default_job.hpp"
 #include "launch/job_config.hpp"
 #include "storage/error.hpp"
@@ -105,4 +109,91 @@ TEST(job_config, a_later_key_at_its_neutral_default_leaves_the_hash_of_older_job
   // ... and turning the feature on is another job.
   auto on = hllm::launch::job_config::load("", {"model.time_buckets=16"}, hllm::launch::default_job_toml);
   EXPECT_NE(on.hash(), now.hash());
+}
+
+namespace {
+
+std::string load_error(std::vector<std::string> sets) {
+  return error_of([&] { job_config::load("", sets, hllm::launch::default_job_toml); });
+}
+
+}  // namespace
+
+TEST(job_config, a_zero_batch_size_is_one_line_naming_key_value_range_and_origin) {
+  // Before: accepted, and the job died of SIGFPE (exit 136) dividing by it.
+  EXPECT_EQ(load_error({"stage1.batch_size=0"}),
+            "config: stage1.batch_size = 0 is out of range (allowed: an integer 1..1048576; from --set "
+            "stage1.batch_size=0)");
+  EXPECT_EQ(load_error({"stage2.lr=0"}),
+            "config: stage2.lr = 0.0 is out of range (allowed: a number > 0 and <= 10; from --set stage2.lr=0)");
+  EXPECT_EQ(load_error({"baseline.seq_len=1.5"}),
+            "config: baseline.seq_len = 1.5 is not an integer (allowed: an integer 1..1048576; from --set "
+            "baseline.seq_len=1.5)");
+  EXPECT_EQ(load_error({"monitor.port=70000"}),
+            "config: monitor.port = 70000 is out of range (allowed: an integer -1..65535; from --set "
+            "monitor.port=70000)");
+  EXPECT_EQ(load_error({"placement.encoder_ranks=[0, -2]"}),
+            "config: placement.encoder_ranks[1] = -2 is out of range (allowed: an integer 0..65535; from --set "
+            "placement.encoder_ranks=[0, -2])");
+}
+
+TEST(job_config, every_range_has_both_ends_checked) {
+  // One key of each kind at its first bad value on each side; every good edge loads.
+  const std::vector<std::string> bad{
+      "job.threads=-1",          "model.hidden_size=0",        "model.item_layers=0",       "model.heads=0",
+      "model.kv_heads=0",        "model.rms_norm_eps=0",       "model.rope_theta=-1",       "model.time_buckets=-1",
+      "model.false_negative_cosine=1.5", "model.cls_lambda=-0.1", "baseline.epochs=0",    "stage1.negatives=0",
+      "stage2.seq_len=0",        "stage2.warmup_share=1.01",   "stage1.weight_decay=-1",    "stage1.clip_norm=-1",
+      "stage1.lr=11",            "cache.unit_items=0",         "cache.persist_every_units=0", "cache.unit_timeout_s=0",
+      "eval.max_history=0",      "train.window=0",             "train.request_timeout_ms=0", "train.collective_timeout_s=0",
+      "train.checkpoint_every_steps=-1", "train.keep_checkpoints=0", "placement.loaders=0",  "placement.samplers=0",
+      "placement.encoders=0",    "placement.cache_shards=0",   "placement.workers=-1",      "placement.heartbeat_ms=0",
+      "placement.heartbeat_timeout_ms=0", "placement.start_timeout_ms=0", "placement.max_respawns=-1",
+      "monitor.port=-2",         "monitor.curve_points=0",     "monitor.dead_kept=-1",      "stage1.batch_size=1048577",
+      "model.hidden_size=65537", "job.seed=-1"};
+  for (const auto& b : bad) {
+    const std::string key = b.substr(0, b.find('='));
+    const std::string msg = load_error({b});
+    EXPECT_EQ(msg.rfind("config: " + key + " = ", 0), 0u) << b << ": " << msg;
+    EXPECT_NE(msg.find("(allowed: "), std::string::npos) << msg;
+    EXPECT_NE(msg.find("from --set " + b + ")"), std::string::npos) << msg;
+  }
+  for (const char* good : {"stage1.batch_size=1", "stage1.batch_size=1048576", "monitor.port=-1",
+                           "monitor.port=65535", "train.checkpoint_every_steps=0", "placement.workers=0",
+                           "stage1.lr=10", "stage1.warmup_share=0", "model.false_negative_cosine=1",
+                           "baseline.clip_norm=0", "job.threads=0"}) {
+    EXPECT_EQ(load_error({good}), "") << good;
+  }
+}
+
+TEST(job_config, heads_must_divide_and_the_error_names_the_key_that_was_set) {
+  EXPECT_EQ(load_error({"model.heads=3"}),
+            "config: model.heads = 3 does not divide model.hidden_size = 64 (allowed: a divisor of it; from --set "
+            "model.heads=3)");
+  EXPECT_EQ(load_error({"model.hidden_size=30"}),
+            "config: model.hidden_size = 30 is not a multiple of model.heads = 4 (allowed: a multiple of it; from "
+            "--set model.hidden_size=30)");
+  EXPECT_EQ(load_error({"model.kv_heads=3"}),
+            "config: model.kv_heads = 3 does not divide model.heads = 4 (allowed: a divisor of it; from --set "
+            "model.kv_heads=3)");
+  EXPECT_EQ(load_error({"model.heads=2", "model.kv_heads=2", "model.hidden_size=32"}), "");
+}
+
+TEST(job_config, a_bad_value_in_a_file_names_the_file) {
+  const std::string path = ::testing::TempDir() + "/job_config_range_test.toml";
+  std::string text = hllm::launch::default_job_toml;
+  const std::string from = "[stage2]               # User LLM only, from the stage-1 weights, item embeddings from the "
+                           "cache\nepochs = 3";
+  const auto at = text.find(from);
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, from.size(), from.substr(0, from.size() - 1) + "0");
+  {
+    std::ofstream f(path);
+    f << text;
+  }
+  EXPECT_EQ(error_of([&] { job_config::load(path, {}, ""); }),
+            "config: stage2.epochs = 0 is out of range (allowed: an integer 1..1000000; from " + path + ")");
+  // A --set that repairs it is what counts.
+  EXPECT_EQ(error_of([&] { job_config::load(path, {"stage2.epochs=2"}, ""); }), "");
+  std::remove(path.c_str());
 }
