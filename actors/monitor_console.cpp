@@ -48,8 +48,9 @@ void no_store(httplib::Response& res) {
 
 using clock_type = std::chrono::steady_clock;
 
-// The largest request head read into memory; a longer one gets 431.
-constexpr std::size_t max_head_bytes = 16 * 1024;
+// The largest request head read into memory; a longer one gets 431. Room for cpp-httplib's own limits (a request
+// line over 8 KiB: 414; a header line over 8 KiB: 400) to answer first.
+constexpr std::size_t max_head_bytes = 64 * 1024;
 
 // 32 random bytes as hex: the session key a valid ?token= is exchanged for.
 std::string random_session_key() {
@@ -189,6 +190,12 @@ class connection_stream : public httplib::Stream {
  private:
   void note_header(const char* ptr, std::size_t size) {
     head_.append(ptr, size);
+    // An answer to a request cpp-httplib could not parse (400, 414, ...) or refused: the connection ends with it,
+    // since what follows in it cannot be trusted to start a request.
+    if (head_.size() >= 12 && head_.compare(0, 5, "HTTP/") == 0) {
+      const char d = head_[9];
+      if (d == '4' || d == '5') closes_ = true;
+    }
     std::string lower = head_;
     std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
     if (lower.find("\r\nconnection: close\r\n") != std::string::npos) closes_ = true;
@@ -252,6 +259,10 @@ struct monitor_console::impl {
   void close_connection(connection* c) {
     // The count drops before the close, so a client that has seen the connection end finds the slot free.
     open.fetch_sub(1);
+    // What the client sent and nobody read would turn the close into a reset, which can cost it the answer.
+    char scratch[4096];
+    for (int i = 0; i < 16 && ::recv(c->fd, scratch, sizeof scratch, MSG_DONTWAIT) > 0; ++i) {
+    }
     ::shutdown(c->fd, SHUT_RDWR);
     ::close(c->fd);
     delete c;
@@ -342,7 +353,7 @@ void monitor_console::impl::poll_loop() {
           if (c->in.size() > max_head_bytes) {
             reading.remove(c);
             open.fetch_sub(1);
-            answer_and_close(c->fd, "431 Request Header Fields Too Large", "request head over 16 KiB\n");
+            answer_and_close(c->fd, "431 Request Header Fields Too Large", "request head over 64 KiB\n");
             delete c;
             gone = true;
             break;

@@ -4,7 +4,7 @@
 //   GET /            the page (console/, embedded at build time; works offline), polls /api/status every second
 //   GET /api/status  monitor::console_json() as JSON
 //   GET /metrics     the same as Prometheus text (format 0.0.4)
-// Anything else: 404; another method: 405; a body over max_body_bytes: 413; a request head over 16 KiB: 431; a
+// Anything else: 404; another method: 405; a body over max_body_bytes: 413; a request head over 64 KiB: 431; a
 // request line over 8 KiB or malformed: 400/414 (cpp-httplib).
 //
 // With a token every request needs one of
