@@ -4,6 +4,8 @@
 
 #include <ctime>
 
+#include "storage/error.hpp"
+
 using namespace hllm::storage;
 
 namespace {
@@ -29,8 +31,95 @@ TEST(timestamp, integers_pass_through) {
   EXPECT_EQ(ts(" -5 "), -5);
   EXPECT_EQ(ts("0"), 0);
   int64_t v = 0;
-  for (const char* s : {"", "yesterday", "12abc", "1.5", "1e9", "2020/01/01", "99999999999999999999"}) {
+  for (const char* s : {"", "yesterday", "12abc", "1.5x", "1e", "2020/01/01", "99999999999999999999"}) {
     EXPECT_EQ(parse_timestamp(s, v), timestamp_error::not_numeric) << s;
+  }
+}
+
+TEST(timestamp, floats_as_pandas_writes_them_are_whole_seconds_rounded_down) {
+  // Before: "1600031572.0" was "non-numeric", and a file of them ended in "no usable rows".
+  EXPECT_EQ(ts("1600031572.0"), 1600031572);
+  EXPECT_EQ(ts("1600031572.000"), 1600031572);
+  EXPECT_EQ(ts("1600031572.999"), 1600031572);  // fraction dropped, as for ISO times
+  EXPECT_EQ(ts(" 1600031572.5\t"), 1600031572);
+  EXPECT_EQ(ts("-1.5"), -2);                     // rounded down: the second that holds it
+  EXPECT_EQ(ts("-0.0"), 0);
+  EXPECT_EQ(ts("1.6e9"), 1600000000);
+  EXPECT_EQ(ts("1.600031572E+09"), 1600031572);
+  EXPECT_EQ(ts("1600031572000.0"), 1600031572000);  // milliseconds stay as they are here: the column decides
+}
+
+TEST(timestamp, a_rejected_value_says_why) {
+  auto why = [](const char* s) {
+    int64_t v = 0;
+    std::string w;
+    EXPECT_EQ(parse_timestamp(s, v, &w), timestamp_error::not_numeric) << s;
+    return w;
+  };
+  EXPECT_EQ(why(""), "empty");
+  EXPECT_EQ(why("  "), "empty");
+  EXPECT_EQ(why("yesterday"), "not a number or a date (YYYY-MM-DD...)");
+  EXPECT_EQ(why("12abc"), "not a number or a date (YYYY-MM-DD...)");
+  EXPECT_EQ(why("nan"), "not a number or a date (YYYY-MM-DD...)");
+  EXPECT_EQ(why("inf"), "not a number or a date (YYYY-MM-DD...)");
+  EXPECT_EQ(why("+5"), "not a number or a date (YYYY-MM-DD...)");
+  EXPECT_EQ(why("1."), "expected digits after the decimal point");
+  EXPECT_EQ(why("99999999999999999999"), "does not fit in 64 bits");
+  EXPECT_EQ(why("1e19"), "does not fit in 64 bits");
+  EXPECT_EQ(why("1e400"), "does not fit in 64 bits");
+}
+
+TEST(timestamp, units_by_magnitude_and_conversion_round_down) {
+  EXPECT_EQ(unit_by_magnitude(1600031572), time_unit::seconds);
+  EXPECT_EQ(unit_by_magnitude(99999999999), time_unit::seconds);       // the year 5138
+  EXPECT_EQ(unit_by_magnitude(100000000000), time_unit::milliseconds);
+  EXPECT_EQ(unit_by_magnitude(1600031572000), time_unit::milliseconds);
+  EXPECT_EQ(unit_by_magnitude(1600031572000000), time_unit::microseconds);
+  EXPECT_EQ(unit_by_magnitude(1600031572000000000), time_unit::nanoseconds);
+  EXPECT_EQ(unit_by_magnitude(INT64_MIN), time_unit::nanoseconds);
+  EXPECT_EQ(unit_by_magnitude(-5), time_unit::seconds);
+  EXPECT_EQ(to_seconds(1600031572999, time_unit::milliseconds), 1600031572);
+  EXPECT_EQ(to_seconds(-1, time_unit::milliseconds), -1);
+  EXPECT_EQ(to_seconds(1600031572123456789, time_unit::nanoseconds), 1600031572);
+  EXPECT_EQ(to_seconds(42, time_unit::seconds), 42);
+}
+
+TEST(timestamp, a_column_in_milliseconds_is_detected_and_noted) {
+  timestamp_column col("inter.csv");
+  int64_t v = 0;
+  EXPECT_EQ(col.parse("1600031572000", 2, v), timestamp_error::none);
+  EXPECT_EQ(col.parse("1600031573500.0", 3, v), timestamp_error::none);
+  EXPECT_EQ(v, 1600031573500);
+  EXPECT_EQ(col.unit(), time_unit::milliseconds);
+  EXPECT_EQ(col.note(),
+            "inter.csv: timestamps are in milliseconds (e.g. line 2: 1600031572000; every value is >= 1e11, which in "
+            "seconds would be after the year 5138): converted to seconds");
+  timestamp_column secs("s.csv");
+  EXPECT_EQ(secs.parse("1600031572", 2, v), timestamp_error::none);
+  EXPECT_EQ(secs.parse("2021-07-12", 3, v), timestamp_error::none);
+  EXPECT_EQ(secs.parse("9999-12-31", 4, v), timestamp_error::none);  // a date is seconds whatever its year
+  EXPECT_EQ(secs.unit(), time_unit::seconds);
+  EXPECT_EQ(secs.note(), "");
+  EXPECT_EQ(timestamp_column("empty.csv").unit(), time_unit::seconds);
+}
+
+TEST(timestamp, a_column_mixing_units_is_refused_naming_a_line_of_each) {
+  timestamp_column col("inter.csv");
+  int64_t v = 0;
+  std::string why;
+  EXPECT_EQ(col.parse("1600031572000", 2, v), timestamp_error::none);
+  EXPECT_EQ(col.parse("1600031573000", 3, v), timestamp_error::none);
+  EXPECT_EQ(col.parse("junk", 4, v, &why), timestamp_error::not_numeric);  // rejected rows do not count
+  EXPECT_EQ(col.parse("1600031574", 7, v), timestamp_error::none);
+  try {
+    col.unit();
+    FAIL() << "mixed units accepted";
+  } catch (const hllm::error& e) {
+    EXPECT_EQ(e.code(), hllm::errc::invalid_input);
+    EXPECT_EQ(std::string(e.what()),
+              "inter.csv: the timestamp column mixes units: line 7 has 1600031574 (seconds, 1 rows), line 2 has "
+              "1600031572000 (milliseconds, 2 rows); write every value in one unit (Unix seconds or ISO dates, or "
+              "milliseconds throughout)");
   }
 }
 
