@@ -15,6 +15,7 @@
 #include "model/npy.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
+#include "storage/number.hpp"
 
 namespace hllm::storage {
 namespace fs = std::filesystem;
@@ -123,7 +124,10 @@ cache_reader cache_reader::open(const std::string& cache_dir, const std::string&
     std::smatch m;
     const std::string name = e.path().filename().string();
     if (std::regex_match(name, m, name_re)) {
-      sets[static_cast<uint32_t>(std::stoul(m[2]))].insert(static_cast<uint32_t>(std::stoul(m[1])));
+      const std::string where = cache_dir + "/" + name;
+      const auto count = parse_int<uint32_t>(m[2].str(), "shard count in " + where, 1, 1u << 20);
+      const auto index = parse_int<uint32_t>(m[1].str(), "shard index in " + where, 0, count - 1);
+      sets[count].insert(index);
     }
   }
   if (sets.empty()) throw error(errc::not_found, "embedding cache '" + cache_dir + "': no shard-i-of-S.emb files");
