@@ -158,11 +158,6 @@ class job_runner {
     fs::create_directories(opt_.out_dir);
     chief_ = opt_.rank == 0;
     threads_ = torch_threads(cfg_, opt_.local_ranks);
-    metrics_path_ = opt_.out_dir + (chief_ ? std::string("/metrics.jsonl")
-                                           : "/metrics.rank-" + std::to_string(opt_.rank) + ".jsonl");
-    // Read before the log appends to it: did an earlier run of this job directory train anything?
-    earlier_steps_logged_ = logged_a_step(metrics_path_);
-    log_ = std::make_unique<metrics_log>(metrics_path_);
     seed_ = cfg_.at("job").at("seed").get<uint64_t>();
     job_.id = opt_.config_hash;
     const json& p = cfg_.at("placement");
@@ -209,6 +204,13 @@ class job_runner {
       group_ = std::make_unique<model::process_group>(po);
       check_same_config();
     }
+    // Opened only after the rendezvous: rank 0 checks the job directory (and with --fresh sets an earlier run's
+    // files aside, metrics included) before it starts the store, so no rank appends to an earlier run's log.
+    metrics_path_ = opt_.out_dir + (chief_ ? std::string("/metrics.jsonl")
+                                           : "/metrics.rank-" + std::to_string(opt_.rank) + ".jsonl");
+    // Read before the log appends to it: did an earlier run of this job directory train anything?
+    earlier_steps_logged_ = logged_a_step(metrics_path_);
+    log_ = std::make_unique<metrics_log>(metrics_path_);
     job_.epoch = next_job_epoch();
     caf_cfg_ = std::make_unique<caf::actor_system_config>();
     configure_actor_system(*caf_cfg_);
@@ -616,7 +618,9 @@ class job_runner {
     console_options co;
     co.port = mc.at("port").get<int>();
     co.host = mc.at("host").get<std::string>();
-    co.token = mc.at("token").get<std::string>();
+    // The token: --monitor-token-file, else monitor.token, else HLLM_MONITOR_TOKEN. Never logged; JOB/job.toml
+    // records only whether one was set (launch/train_main.cpp).
+    co.token = !opt_.monitor_token.empty() ? opt_.monitor_token : mc.at("token").get<std::string>();
     if (const char* t = std::getenv("HLLM_MONITOR_TOKEN"); co.token.empty() && t != nullptr) co.token = t;
     std::error_code stale;
     fs::remove(opt_.out_dir + "/console.json", stale);  // an earlier run's console is gone

@@ -42,6 +42,9 @@ struct job_options {
   std::string resume = "never";
   // The `hllm-train` executable that worker processes run (placement.workers > 0): `hllm-train --worker SPEC`.
   std::string worker_executable;
+  // The console's bearer token from `hllm train --monitor-token-file` (in memory only; never written or logged).
+  // Empty: monitor.token of the config, else the environment variable HLLM_MONITOR_TOKEN, else none.
+  std::string monitor_token;
 };
 
 // Runs the job; returns 0 on success. Throws hllm::error on what cannot go on (bad config, missing data).

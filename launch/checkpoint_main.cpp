@@ -1,6 +1,8 @@
 // `hllm checkpoint list|verify|digest`: inspects job checkpoints (launch/job_checkpoint.hpp) without torch.
 //   list JOB       every checkpoint under JOB/checkpoints, newest first, with its position and validity
-//   verify JOB|CKPT  checks manifests and checksums; exit 1 when any checkpoint is bad
+//   verify JOB|CKPT  checks manifests and checksums; exit 1 when any checkpoint is bad or there is none
+// A path that does not exist or holds no JOB/checkpoints (nor, for verify, a checkpoint's manifest) is an error
+// (exit 1, one line), never "0 checkpoints".
 //   digest CKPT|DIR  one XXH3 over every parameter tensor's name, dtype, shape and bytes, printed as the last line:
 //                  of a job checkpoint (CKPT/trainer), a trainer checkpoint (DIR/model.safetensors), or a job
 //                  directory's final parameters (the best of its last trained stage: stage2, stage1, baseline)
@@ -56,13 +58,31 @@ std::string position(const nlohmann::json& s) {
          " steps done)";
 }
 
+// A path that is neither a job directory with checkpoints nor (for verify) one checkpoint is an error, never an
+// empty listing: `verify /no/such/dir` must not look like a job whose checkpoints are all fine.
+void require_checkpoints(const std::string& path, bool verify_only) {
+  if (!fs::exists(path)) throw error(errc::not_found, "'" + path + "' does not exist");
+  if (!fs::is_directory(path)) {
+    throw error(errc::invalid_input, "'" + path + "' is not a directory (a job directory" +
+                                         std::string(verify_only ? " or one checkpoint directory" : "") + ")");
+  }
+  if (!fs::is_directory(job_checkpoint::root_of(path))) {
+    throw error(errc::not_found, "'" + path + "' holds no job checkpoints (no " + job_checkpoint::root_of(path) +
+                                     (verify_only ? " and no manifest.json of a checkpoint" : "") + ")");
+  }
+}
+
 int list(const std::string& job, bool verify_only) {
   if (verify_only && fs::exists(job + "/" + job_checkpoint::manifest_name)) {
     std::string problem = job_checkpoint::check(job);
     std::printf("%s: %s\n", job.c_str(), problem.empty() ? "ok" : problem.c_str());
     return problem.empty() ? 0 : 1;
   }
+  require_checkpoints(job, verify_only);
   auto all = job_checkpoint::list(job);
+  if (verify_only && all.empty()) {
+    throw error(errc::not_found, "no checkpoints under " + job_checkpoint::root_of(job) + " (nothing to verify)");
+  }
   std::string latest = job_checkpoint::latest(job);
   int bad = 0;
   for (const auto& c : all) {
@@ -84,7 +104,7 @@ int main(int argc, char** argv) {
   std::string dir;
   auto* l = app.add_subcommand("list", "list JOB/checkpoints, newest first");
   l->add_option("DIR", dir, "job directory")->required();
-  auto* v = app.add_subcommand("verify", "check manifests and checksums (exit 1 when one is bad)");
+  auto* v = app.add_subcommand("verify", "check manifests and checksums (exit 1 when one is bad or there is none)");
   v->add_option("DIR", dir, "job directory or one checkpoint directory")->required();
   auto* d = app.add_subcommand("digest", "one hash over every parameter tensor (last line of the output)");
   d->add_option("CKPT", dir, "job checkpoint, trainer checkpoint, model.safetensors or job directory")->required();

@@ -14,8 +14,10 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/job.hpp"
+#include "actors/monitor_console_token.hpp"
 #include "launch/default_job.hpp"
 #include "launch/job_config.hpp"
+#include "launch/job_directory.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
 #include "storage/net.hpp"
@@ -51,7 +53,8 @@ std::vector<pid_t> start_local_ranks(int argc, char** argv, int world, std::uint
   return pids;
 }
 
-// The same command line with `--resume auto --max-restarts LEFT` in place of any --resume/--max-restarts.
+// The same command line with `--resume auto --max-restarts LEFT` in place of any --resume/--max-restarts, and
+// without --fresh (the restarted job continues this run; it never sets this run's checkpoints aside).
 std::vector<std::string> restart_args(int argc, char** argv, int left) {
   std::vector<std::string> out;
   for (int i = 0; i < argc; ++i) {
@@ -60,12 +63,52 @@ std::vector<std::string> restart_args(int argc, char** argv, int left) {
       ++i;  // and its value
       continue;
     }
-    if (a.rfind("--resume=", 0) == 0 || a.rfind("--max-restarts=", 0) == 0) continue;
+    if (a.rfind("--resume=", 0) == 0 || a.rfind("--max-restarts=", 0) == 0 || a == "--fresh") continue;
     out.push_back(a);
   }
   for (std::string a : {"--resume", "auto", "--max-restarts"}) out.push_back(a);
   out.push_back(std::to_string(left));
   return out;
+}
+
+// Rank 0, before anything is written into --out: the job directory belongs to one job (launch/job_directory.hpp).
+// Refuses (hllm::error, one line) a resume of another config or dataset and a new run over an earlier one unless
+// `fresh`; with `fresh` the earlier run's files are moved to OUT/previous-<time>/. Then writes job.toml (without the
+// token), OUT/dataset and OUT/dataset.json.
+void claim_job_directory(const std::string& out_dir, const std::string& data_dir, const std::string& resume,
+                         bool fresh, const hllm::launch::job_config& cfg, bool token_set) {
+  namespace jd = hllm::job_directory;
+  const auto data = jd::identify_dataset(data_dir);
+  const auto earlier = jd::inspect(out_dir);
+  if (earlier.any()) {
+    const std::string differs = resume == "never" ? "" : jd::differences(earlier, cfg, data);
+    const bool continue_it = resume != "never" && differs.empty();
+    if (!continue_it && !fresh) {
+      if (resume == "never") {
+        throw hllm::error(hllm::errc::invalid_input,
+                          "--out '" + out_dir + "' holds an earlier run (" + earlier.describe() +
+                              "); continue it with --resume auto, or start over with --fresh (its files are moved "
+                              "to '" + out_dir + "/previous-<time>/'); nothing was changed");
+      }
+      throw hllm::error(hllm::errc::mismatch,
+                        "--out '" + out_dir + "' holds another job's run (" + earlier.describe() + "): " + differs +
+                            "; resume with the same --config, --set and --data, or start over with --fresh (its "
+                            "files are moved to '" + out_dir + "/previous-<time>/'); nothing was changed");
+    }
+    if (!continue_it) {
+      const std::string aside = jd::set_aside(out_dir);
+      spdlog::warn("--fresh: the earlier run in {} ({}) was moved to {}; this run starts from the beginning",
+                   out_dir, earlier.describe(), aside);
+    }
+  }
+  std::filesystem::create_directories(out_dir);
+  std::string toml = jd::recorded(cfg, token_set).to_toml();
+  hllm::storage::write_file_durably(out_dir + "/job.toml", toml.data(), toml.size());
+  // The dataset's path, for the stage-3 commands (hllm export, hllm recommend), and its identity.
+  const std::string path_line = data.path + "\n";
+  hllm::storage::write_file_durably(out_dir + "/dataset", path_line.data(), path_line.size());
+  const std::string id = data.to_json().dump(1) + "\n";
+  hllm::storage::write_file_durably(out_dir + "/dataset.json", id.data(), id.size());
 }
 
 }  // namespace
@@ -89,8 +132,21 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--resume", resume,
                  "auto: continue from the newest valid checkpoint in OUT/checkpoints (a truncated, corrupt or "
-                 "foreign one is reported and skipped); never: start from the beginning; or a checkpoint directory")
+                 "foreign one is reported and skipped); never: start from the beginning; or a checkpoint directory. "
+                 "A resume of another config (keys outside the operational ones) or another dataset is refused, "
+                 "naming what differs, and changes nothing")
       ->capture_default_str();
+  bool fresh = false;
+  app.add_flag("--fresh", fresh,
+               "start over in an --out that holds an earlier run (refused without this flag): the earlier run's "
+               "files (checkpoints, metrics, stage bests, cache, results, job.toml) are moved, not deleted, to "
+               "OUT/previous-<UTC time>/. With --resume auto a run of the same config and dataset is still "
+               "continued");
+  std::string monitor_token_file;
+  app.add_option("--monitor-token-file", monitor_token_file,
+                 "read the console's bearer token from this file (mode 600 or stricter; one line). Prefer it, or "
+                 "the environment variable HLLM_MONITOR_TOKEN, to --set monitor.token=..., which any user of the "
+                 "host can read in /proc/PID/cmdline. JOB/job.toml records only that a token was set");
   app.add_option("--max-restarts", max_restarts,
                  "when this process started the ranks itself (no torchrun/Slurm): after a failure (a rank died, a "
                  "collective timed out) stop every rank and start the job again with --resume auto, at most this "
@@ -124,8 +180,11 @@ int main(int argc, char** argv) {
   try {
     if (monitor_port != -2) sets.push_back("monitor.port=" + std::to_string(monitor_port));
     auto cfg = hllm::launch::job_config::load(config_path, sets, hllm::launch::default_job_toml);
+    const char* env_token = env("HLLM_MONITOR_TOKEN");
+    const bool token_set = !monitor_token_file.empty() || env_token != nullptr;
     if (print_config) {
-      std::printf("%s", cfg.to_toml().c_str());
+      // As job.toml records it: a token is never printed.
+      std::printf("%s", hllm::job_directory::recorded(cfg, token_set).to_toml().c_str());
       return 0;
     }
     hllm::job_options o;
@@ -134,6 +193,7 @@ int main(int argc, char** argv) {
     o.data_dir = data_dir;
     o.out_dir = out_dir;
     o.resume = resume;
+    if (!monitor_token_file.empty()) o.monitor_token = hllm::load_monitor_token(monitor_token_file);
     // Workers run this very executable: "/proc/self/exe" (which the forked child execs) stays valid when the file
     // is replaced or deleted while the job runs (a rebuild, an upgrade), where its resolved path would then name
     // another build or nothing ("... (deleted)": every respawn failed with exit status 127).
@@ -155,19 +215,15 @@ int main(int argc, char** argv) {
       o.world_size = world;
       o.local_ranks = world;
       o.master_port = hllm::storage::free_tcp_port();
-      children = start_local_ranks(argc, argv, world, o.master_port);
     } else if (world < 1) {
       throw hllm::error(hllm::errc::invalid_input, "--world must be at least 1");
     }
     spdlog::set_pattern(o.world_size > 1 ? "[%H:%M:%S r" + std::to_string(o.rank) + "] %v" : "[%H:%M:%S] %v");
+    // Rank 0 decides whether this run may use --out, before any rank starts (ranks started by a launcher wait for
+    // rank 0's store, which rank 0 opens only after this) and before anything in it changes.
+    if (o.rank == 0) claim_job_directory(out_dir, data_dir, resume, fresh, cfg, token_set);
     std::filesystem::create_directories(out_dir);
-    if (o.rank == 0) {
-      std::string toml = cfg.to_toml();
-      hllm::storage::write_file_durably(out_dir + "/job.toml", toml.data(), toml.size());
-      // The dataset's path, for the stage-3 commands (hllm export, hllm recommend).
-      const std::string data_abs = std::filesystem::absolute(data_dir).string() + "\n";
-      hllm::storage::write_file_durably(out_dir + "/dataset", data_abs.data(), data_abs.size());
-    }
+    if (launcher && world > 1) children = start_local_ranks(argc, argv, world, o.master_port);
     rc = hllm::run_job(o);
     for (pid_t& pid : children) {
       int status = 0;

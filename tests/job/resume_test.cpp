@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -81,6 +82,10 @@ std::string newest_checkpoint(const std::string& job) {
   std::getline(in, name);
   return name;
 }
+
+// A shorter tiny job (stage 1 only, one epoch, about 18 steps) for the cases that need a run but not all stages.
+std::string short_sets() { return " --set 'job.stages=[\"stage1\"]' --set stage1.epochs=1"; }
+std::string short_job() { return short_sets(); }
 
 std::string resumed_from(const std::string& job) {
   std::string from;
@@ -154,16 +159,149 @@ TEST(job, corrupt_newest_checkpoint_is_reported_and_the_previous_one_resumed) {
 }
 
 TEST(job, checkpoint_of_another_config_is_skipped) {
+  // A run of another config in the same directory is refused before anything is touched (the cases below); a
+  // foreign checkpoint copied in among the job's own is still skipped by --resume auto, and the job's own newest
+  // one is used. The foreign one (a whole tiny job) has a higher serial than the short job's newest.
   test::temp_dir tmp;
-  ASSERT_EQ(train(tmp / "job", tmp / "a.log", " --set stage1.lr=0.002"), 0);
-  ASSERT_EQ(train(tmp / "job", tmp / "b.log", " --resume auto"), 0);
-  std::string log = test::read_bytes(tmp / "b.log");
-  EXPECT_NE(log.find("foreign checkpoint: config hash"), std::string::npos) << log;
-  EXPECT_NE(log.find("no valid checkpoint"), std::string::npos) << log;
+  ASSERT_EQ(train(tmp / "other", tmp / "a.log", " --set stage1.lr=0.002"), 0);
+  ASSERT_EQ(train(tmp / "job", tmp / "b.log", short_job()), 0) << test::read_bytes(tmp / "b.log");
+  const std::string own = newest_checkpoint(tmp / "job");
+  const std::string foreign = newest_checkpoint(tmp / "other");
+  ASSERT_FALSE(own.empty());
+  fs::copy(tmp / ("other/checkpoints/" + foreign), tmp / "job/checkpoints/zz-foreign", fs::copy_options::recursive);
+  ASSERT_EQ(train(tmp / "job", tmp / "c.log", short_job() + " --resume auto"), 0) << test::read_bytes(tmp / "c.log");
+  std::string log = test::read_bytes(tmp / "c.log");
+  EXPECT_NE(log.find("skipping checkpoint zz-foreign: foreign checkpoint: config hash"), std::string::npos) << log;
+  EXPECT_EQ(resumed_from(tmp / "job"), own);
+}
+
+namespace {
+
+// Every file and directory under DIR (relative path -> content; "<dir>" for a directory): equal snapshots mean
+// nothing was created, removed, renamed or rewritten with other bytes.
+std::map<std::string, std::string> snapshot(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    const std::string rel = fs::relative(e.path(), dir).string();
+    out[rel] = e.is_directory() ? "<dir>" : test::read_bytes(e.path().string());
+  }
+  return out;
+}
+
+// The names in SNAP that differ from BEFORE (added, removed or changed), for a readable failure.
+std::string changed(const std::map<std::string, std::string>& before, const std::map<std::string, std::string>& after) {
+  std::string out;
+  for (const auto& [k, v] : before) {
+    auto it = after.find(k);
+    if (it == after.end()) out += " removed:" + k;
+    else if (it->second != v) out += " changed:" + k;
+  }
+  for (const auto& [k, v] : after) {
+    if (before.count(k) == 0) out += " added:" + k;
+  }
+  return out;
+}
+
+// Lines of TEXT that hold WHAT.
+int lines_with(const std::string& text, const std::string& what) {
+  int n = 0;
+  std::size_t start = 0;
+  for (std::size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1) {
+    n += text.substr(start, nl - start).find(what) != std::string::npos;
+  }
+  return n;
+}
+
+// The one directory JOB/previous-* (empty when there is none or more than one).
+std::string previous_run_dir(const std::string& job) {
+  std::vector<std::string> found;
+  for (const auto& e : fs::directory_iterator(job)) {
+    if (e.path().filename().string().rfind("previous-", 0) == 0) found.push_back(e.path().string());
+  }
+  return found.size() == 1 ? found.front() : "";
+}
+
+int exit_status(const std::string& cmd) {
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+}  // namespace
+
+TEST(job, resume_with_another_config_is_refused_naming_the_key_and_changes_nothing) {
+  // Issue 20: forgetting one of the original --set values on resume started from scratch and rotated the old run's
+  // checkpoints out. Now the resume is refused with one line naming the key, old and new value, and the job
+  // directory is byte for byte as it was; --fresh then moves the earlier run aside (nothing deleted) and starts over.
+  test::temp_dir tmp;
+  ASSERT_EQ(train(tmp / "job", tmp / "a.log", short_job() + " --set stage1.lr=0.002"), 0);
+  const auto before = snapshot(tmp / "job");
+  ASSERT_FALSE(newest_checkpoint(tmp / "job").empty());
+  EXPECT_EQ(train(tmp / "job", tmp / "b.log", short_job() + " --resume auto"), 1);
+  const std::string log = test::read_bytes(tmp / "b.log");
+  EXPECT_EQ(lines_with(log, "error:"), 1) << log;
+  EXPECT_NE(log.find("hllm train: error: --out '" + tmp / "job" + "' holds another job's run"), std::string::npos) << log;
+  EXPECT_NE(log.find("the config differs (stage1.lr 0.002 -> 0.001; config hash "), std::string::npos) << log;
+  EXPECT_NE(log.find("or start over with --fresh"), std::string::npos) << log;
+  EXPECT_EQ(log.find("the dataset differs"), std::string::npos) << log;
+  EXPECT_EQ(changed(before, snapshot(tmp / "job")), "");
+  // An explicit checkpoint of that run is refused the same way.
+  EXPECT_EQ(train(tmp / "job", tmp / "c.log",
+                  short_job() + " --resume " + tmp / ("job/checkpoints/" + newest_checkpoint(tmp / "job"))), 1);
+  EXPECT_NE(test::read_bytes(tmp / "c.log").find("stage1.lr 0.002 -> 0.001"), std::string::npos);
+  EXPECT_EQ(changed(before, snapshot(tmp / "job")), "");
+
+  // --fresh: the earlier run's files move to JOB/previous-*/ unchanged; this run starts from the beginning.
+  ASSERT_EQ(train(tmp / "job", tmp / "d.log", short_job() + " --resume auto --fresh"), 0) << test::read_bytes(tmp / "d.log");
+  const std::string aside = previous_run_dir(tmp / "job");
+  ASSERT_FALSE(aside.empty());
+  EXPECT_NE(test::read_bytes(tmp / "d.log").find("was moved to " + aside), std::string::npos);
+  for (const auto& [rel, content] : before) {
+    if (rel == "job_epoch" || rel == "console.json") continue;  // the incarnation count stays; the console is this run's
+    auto moved = snapshot(aside);
+    ASSERT_EQ(moved.count(rel), 1u) << rel;
+    EXPECT_TRUE(moved.at(rel) == content) << rel;
+  }
+  EXPECT_EQ(exit_status(bin() + " checkpoint verify " + aside + " > /dev/null 2>&1"), 0);
   EXPECT_TRUE(resumed_from(tmp / "job").empty());
-  // The second run trained from the beginning and its checkpoints are the newest.
-  ASSERT_EQ(train(tmp / "ref", tmp / "ref.log"), 0);
-  EXPECT_EQ(digest(tmp / "ref"), digest(tmp / "job"));
+  EXPECT_NE(test::read_bytes(tmp / "job/job.toml").find("lr = 0.001"), std::string::npos);
+  EXPECT_EQ(test::read_bytes(tmp / "job/job.toml").find("lr = 0.002"), std::string::npos);
+  // A restart of the same command (--fresh still given) continues this run instead of setting it aside again.
+  ASSERT_EQ(train(tmp / "job", tmp / "e.log", short_job() + " --resume auto --fresh"), 0) << test::read_bytes(tmp / "e.log");
+  EXPECT_EQ(previous_run_dir(tmp / "job"), aside);
+  EXPECT_FALSE(resumed_from(tmp / "job").empty());
+}
+
+TEST(job, resume_on_another_dataset_is_refused_and_the_job_directory_is_unchanged) {
+  // Issue 20: data prepared again (same path, same item count) resumed silently on the old cache. The job records
+  // the dataset's identity (JOB/dataset.json: the checksum of its manifest's files); another one is refused.
+  test::temp_dir tmp;
+  fs::copy(tiny(), tmp / "data", fs::copy_options::recursive);
+  const std::string on_copy = " --data " + tmp / "data" + test::shell_sets(test::tiny_job_sets()) + short_sets();
+  auto train_on = [&](const std::string& log, const std::string& extra) {
+    return exit_status(bin() + " train --out " + tmp / "job" + on_copy + extra + " > " + log + " 2>&1");
+  };
+  ASSERT_EQ(train_on(tmp / "a.log", ""), 0) << test::read_bytes(tmp / "a.log");
+  const std::string recorded = test::read_bytes(tmp / "job/dataset.json");
+  EXPECT_NE(recorded.find("\"files_xxh3\""), std::string::npos) << recorded;
+  // Prepared again in place from the same CSVs with shorter item texts: same path, same 240 items.
+  const std::string csv = fs::path(tiny()).parent_path().string() + "/csv";
+  ASSERT_EQ(exit_status(bin() + " prepare --interactions " + csv + "/interactions.csv --items " + csv +
+                        "/items.csv --out " + tmp / "data" + " --train-tokenizer 600 --max-text-tokens 24 --quiet > " +
+                        tmp / "prep.log" + " 2>&1"),
+            0)
+      << test::read_bytes(tmp / "prep.log");
+  const auto before = snapshot(tmp / "job");
+  EXPECT_EQ(train_on(tmp / "b.log", " --resume auto"), 1);
+  const std::string log = test::read_bytes(tmp / "b.log");
+  EXPECT_EQ(lines_with(log, "error:"), 1) << log;
+  EXPECT_NE(log.find("the dataset differs (it trained on '" + tmp / "data" + "' (checksum "), std::string::npos) << log;
+  EXPECT_NE(log.find(", 240 items, 600 users), --data is '" + tmp / "data" + "' (checksum "), std::string::npos) << log;
+  EXPECT_EQ(log.find("the config differs"), std::string::npos) << log;
+  EXPECT_EQ(changed(before, snapshot(tmp / "job")), "");
+  // The dataset it trained on, at another path (the fixture it was copied from): the same job, so it continues.
+  ASSERT_EQ(train(tmp / "job", tmp / "c.log", short_sets() + " --resume auto"), 0) << test::read_bytes(tmp / "c.log");
+  EXPECT_FALSE(resumed_from(tmp / "job").empty());
+  EXPECT_EQ(test::read_bytes(tmp / "job/dataset"), fs::absolute(tiny()).lexically_normal().string() + "\n");
 }
 
 TEST(job, unwritable_checkpoint_directory_stops_the_job_with_a_clear_error) {
@@ -288,11 +426,22 @@ TEST(job, killed_trainer_rank_restarts_the_job_from_its_checkpoint_to_the_same_r
 }
 
 TEST(job, a_new_run_in_an_old_job_directory_keeps_its_own_checkpoints) {
-  // Retention removes the lowest serials: a run that does not resume must still number its checkpoints after the
-  // ones on disk, or it would delete its own newest checkpoints and keep the old run's.
+  // A new run (--resume never) over an earlier one is refused without --fresh (issue 20: it used to rotate the
+  // earlier run's checkpoints out); with --fresh the earlier run moves to JOB/previous-*/ whole, and the new run's
+  // retention keeps its own newest checkpoints.
   test::temp_dir tmp;
   ASSERT_EQ(train(tmp / "job", tmp / "a.log"), 0);
-  ASSERT_EQ(train(tmp / "job", tmp / "b.log", " --set train.checkpoint_every_steps=7 --resume never"), 0);
+  const auto before = snapshot(tmp / "job");
+  EXPECT_EQ(train(tmp / "job", tmp / "refused.log", " --set train.checkpoint_every_steps=7 --resume never"), 1);
+  const std::string log = test::read_bytes(tmp / "refused.log");
+  EXPECT_EQ(lines_with(log, "error:"), 1) << log;
+  EXPECT_NE(log.find("hllm train: error: --out '" + tmp / "job" + "' holds an earlier run (job.toml, the dataset it "
+                     "trained on and 3 checkpoints (latest stage2-e1-s18)); continue it with --resume auto, or start "
+                     "over with --fresh"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(changed(before, snapshot(tmp / "job")), "");
+  ASSERT_EQ(train(tmp / "job", tmp / "b.log", " --set train.checkpoint_every_steps=7 --resume never --fresh"), 0);
   std::string latest = newest_checkpoint(tmp / "job");
   EXPECT_TRUE(fs::is_directory(tmp / ("job/checkpoints/" + latest))) << latest;
   EXPECT_EQ(latest, "stage2-e1-s18");
@@ -302,6 +451,70 @@ TEST(job, a_new_run_in_an_old_job_directory_keeps_its_own_checkpoints) {
   EXPECT_EQ(kept, 3);
   EXPECT_TRUE(fs::is_directory(tmp / "job/checkpoints/stage2-e0-s14"));
   EXPECT_TRUE(fs::is_directory(tmp / "job/checkpoints/stage2-e0-s7"));
+  // The first run's three checkpoints are intact beside it.
+  const std::string aside = previous_run_dir(tmp / "job");
+  ASSERT_FALSE(aside.empty());
+  int old_kept = 0;
+  for (const auto& e : fs::directory_iterator(aside + "/checkpoints")) old_kept += e.is_directory();
+  EXPECT_EQ(old_kept, 3);
+  EXPECT_EQ(newest_checkpoint(aside), "stage2-e1-s18");
+  EXPECT_EQ(exit_status(bin() + " checkpoint verify " + aside + " > /dev/null 2>&1"), 0);
+  EXPECT_EQ(digest(aside), digest(tmp / "job"));  // the same computation (the interval is operational)
+}
+
+TEST(job, job_toml_records_that_a_console_token_was_set_never_its_value) {
+  // Issue 20: monitor.token was written in clear to JOB/job.toml. A token from --set, from --monitor-token-file or
+  // from HLLM_MONITOR_TOKEN never reaches a file of the job directory nor the output; job.toml says token_set.
+  test::temp_dir tmp;
+  const std::string quick = " --data " + tiny() + " --set 'job.stages=[\"popularity\"]'";
+  const std::string secret_set = "s3t-Secret-From-Set-41ac";
+  const std::string secret_file = "s3t-Secret-From-File-9d2e";
+  const std::string secret_env = "s3t-Secret-From-Env-77b0";
+  auto nowhere = [&](const std::string& secret) {
+    for (const auto& [rel, content] : snapshot(tmp / "job")) {
+      EXPECT_EQ(content.find(secret), std::string::npos) << rel << " holds the token";
+    }
+    for (const char* log : {"a.log", "b.log", "c.log", "print.log"}) {
+      if (fs::exists(tmp / log)) {
+        EXPECT_EQ(test::read_bytes(tmp / log).find(secret), std::string::npos) << log;
+      }
+    }
+  };
+  auto train_quick = [&](const std::string& log, const std::string& extra, const std::string& env = "") {
+    return exit_status(env + bin() + " train --out " + tmp / "job" + quick + extra + " > " + log + " 2>&1");
+  };
+  ASSERT_EQ(train_quick(tmp / "a.log", " --set monitor.token=" + secret_set), 0) << test::read_bytes(tmp / "a.log");
+  std::string toml = test::read_bytes(tmp / "job/job.toml");
+  EXPECT_NE(toml.find("token_set = true"), std::string::npos) << toml;
+  EXPECT_NE(toml.find("token = \"\""), std::string::npos) << toml;
+  EXPECT_NE(test::read_bytes(tmp / "job/console.json").find("\"token\": true"), std::string::npos);
+  nowhere(secret_set);
+  // A token file readable by others is refused with one line, before the job directory changes.
+  test::write_text(tmp / "token", secret_file + "\n");
+  fs::permissions(tmp / "token", fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                                     fs::perms::others_read);
+  const auto before = snapshot(tmp / "job");
+  EXPECT_EQ(train_quick(tmp / "b.log", " --resume auto --monitor-token-file " + tmp / "token"), 1);
+  const std::string refused = test::read_bytes(tmp / "b.log");
+  EXPECT_EQ(lines_with(refused, "error:"), 1) << refused;
+  EXPECT_NE(refused.find("monitor token file '" + tmp / "token" + "' has mode 0644"), std::string::npos) << refused;
+  EXPECT_EQ(changed(before, snapshot(tmp / "job")), "");
+  fs::permissions(tmp / "token", fs::perms::owner_read | fs::perms::owner_write);
+  ASSERT_EQ(train_quick(tmp / "c.log", " --resume auto --monitor-token-file " + tmp / "token"), 0)
+      << test::read_bytes(tmp / "c.log");
+  EXPECT_NE(test::read_bytes(tmp / "job/job.toml").find("token_set = true"), std::string::npos);
+  EXPECT_NE(test::read_bytes(tmp / "job/console.json").find("\"token\": true"), std::string::npos);
+  nowhere(secret_file);
+  ASSERT_EQ(train_quick(tmp / "c.log", " --resume auto", "HLLM_MONITOR_TOKEN=" + secret_env + " "), 0)
+      << test::read_bytes(tmp / "c.log");
+  EXPECT_NE(test::read_bytes(tmp / "job/job.toml").find("token_set = true"), std::string::npos);
+  nowhere(secret_env);
+  // --print-config shows the config as job.toml records it.
+  EXPECT_EQ(exit_status(bin() + " train --print-config --set monitor.token=" + secret_set + " > " + tmp / "print.log" +
+                        " 2>&1"),
+            0);
+  EXPECT_NE(test::read_bytes(tmp / "print.log").find("token_set = true"), std::string::npos);
+  nowhere(secret_set);
 }
 
 TEST(job, repeated_random_kills_of_either_rank_end_with_the_same_digest) {

@@ -212,3 +212,37 @@ TEST(cli, tiny_fixture_dataset_is_prepared_and_verifies) {
   EXPECT_GT(ds.info().cold_items, 0);
   EXPECT_LE(ds.item_tokens(1).size(), 32u);
 }
+
+TEST(cli, checkpoint_commands_on_a_path_without_a_job_fail_with_one_line) {
+  // Issue 20: `hllm checkpoint verify /no/such/dir` printed "0 checkpoints, 0 bad" and exited 0.
+  temp_dir tmp;
+  std::filesystem::create_directories(tmp / "empty");
+  std::filesystem::create_directories(tmp / "job-without-checkpoints");
+  write_text(tmp / "job-without-checkpoints/job.toml", "[job]\n");
+  write_text(tmp / "a-file", "not a job\n");
+  std::filesystem::create_directories(tmp / "job-with-none/checkpoints");
+  struct expectation {
+    std::string args, line;
+  };
+  const std::string missing = tmp / "no/such/dir";
+  for (const auto& e : std::vector<expectation>{
+           {"verify " + missing, "hllm checkpoint: error: '" + missing + "' does not exist"},
+           {"list " + missing, "hllm checkpoint: error: '" + missing + "' does not exist"},
+           {"digest " + missing, "hllm checkpoint: error: no model.safetensors for '" + missing + "'"},
+           {"verify " + tmp / "empty", "holds no job checkpoints (no " + tmp / "empty/checkpoints"},
+           {"list " + tmp / "empty", "holds no job checkpoints (no " + tmp / "empty/checkpoints"},
+           {"verify " + tmp / "job-without-checkpoints", "holds no job checkpoints"},
+           {"verify " + tmp / "a-file", "'" + tmp / "a-file" + "' is not a directory"},
+           {"verify " + tmp / "job-with-none", "no checkpoints under " + tmp / "job-with-none/checkpoints" +
+                                                   " (nothing to verify)"}}) {
+    auto r = run("checkpoint " + e.args);
+    EXPECT_EQ(r.status, 1) << e.args << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, e.line)) << e.args << "\n" << r.output;
+    EXPECT_EQ(lines_of(r.output).size(), 1u) << e.args << "\n" << r.output;
+    EXPECT_FALSE(contains(r.output, "0 checkpoints")) << r.output;
+  }
+  // An empty checkpoints directory lists as empty (the job exists; it has written none yet).
+  auto r = run("checkpoint list " + tmp / "job-with-none");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "no checkpoints under")) << r.output;
+}
