@@ -46,6 +46,25 @@ wait_steps() {
     sleep 0.02
   done
 }
+# Kill tests hold the victim at a known step with the trainer's test-only pause hook (actors/user_trainer.cpp): with
+# HLLM_TEST_PAUSE_AT_STEP=N HLLM_TEST_PAUSE_RANK=R HLLM_TEST_PAUSE_FILE=F in the job's environment, rank R's N-th step
+# of its process creates F ("PID RANK STEP") and blocks until F is removed or the process is killed; a rank started
+# again after the kill finds F and runs through. So the job can never finish before the kill, however fast it is.
+# (Set them on the one command that starts the job, never exported: a later command must not pause.)
+# Waits until the pause marker FILE exists (prints the paused process's pid), or PID ended (returns 1), or TIMEOUT
+# seconds passed (returns 2).
+wait_paused() {
+  local file=$1 pid=$2 timeout=${3:-300} t0=$SECONDS
+  until [ -s "$file" ]; do
+    kill -0 "$pid" 2>/dev/null || return 1
+    [ $((SECONDS - t0)) -lt "$timeout" ] || return 2
+    sleep 0.02
+  done
+  local p
+  read -r p _ < "$file"
+  [ "$(cat "/proc/$p/comm" 2>/dev/null)" = hllm-train ] || { echo "pause marker $file names pid $p, not an hllm-train"; return 3; }
+  echo "$p"
+}
 expect_digest() {
   local got want
   got=$(digest "$1")

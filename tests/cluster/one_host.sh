@@ -13,19 +13,21 @@ grep -q 'hllm launch: all 2 ranks finished' "$W/plain.log" || fail "no 'all 2 ra
 grep -q 'placement: rank 1 on localhost (127.0.0.1): trainer-1' "$W/plain.log" || { grep placement "$W/plain.log"; fail "no placement line for rank 1"; }
 expect_digest "$W/plain"
 
-# Kills rank RANK (a child of the launcher: its RANK variable says which) after it logged N step lines.
+# Kills rank RANK (a child of the launcher: its RANK variable says which) while it is paused after its step N (the
+# test hook, common.sh), so the job cannot end before the kill.
 kill_rank_test() {
   local rank=$1 n=$2 job="$W/kill-rank-$1"
-  note "rank $rank killed at its step line $n"
-  "$HLLM" launch --nproc-per-node 2 --max-restarts 2 -- --data "$HLLM_TINY_DATA" --out "$job" "${JOB_SETS[@]}" \
+  note "rank $rank killed at its step $n"
+  HLLM_TEST_PAUSE_AT_STEP=$n HLLM_TEST_PAUSE_RANK=$rank HLLM_TEST_PAUSE_FILE="$job.pause" \
+    "$HLLM" launch --nproc-per-node 2 --max-restarts 2 -- --data "$HLLM_TINY_DATA" --out "$job" "${JOB_SETS[@]}" \
     > "$job.log" 2>&1 &
   local launcher=$!
-  wait_steps "$job" "$rank" "$n" "$launcher" || fail "the job ended (or hung) before rank $rank's step line $n"
-  local victim=""
-  for c in $(cat /proc/$launcher/task/*/children); do
-    if tr '\0' '\n' < /proc/$c/environ 2>/dev/null | grep -qx "RANK=$rank"; then victim=$c; fi
-  done
-  [ -n "$victim" ] || fail "no rank-$rank process under the launcher"
+  local victim
+  victim=$(wait_paused "$job.pause" "$launcher") ||
+    { tail -n 30 "$job.log"; fail "rank $rank did not pause at its step $n: $victim"; }
+  grep -qw -- "$victim" /proc/$launcher/task/*/children || fail "the paused process $victim is not a child of the launcher"
+  tr '\0' '\n' < "/proc/$victim/environ" | grep -qx "RANK=$rank" || fail "the paused process $victim is not rank $rank"
+  note "rank $rank (pid $victim) paused after its step $n (step lines: $(step_lines "$job" "$rank")); killing it"
   kill -9 "$victim"
   wait "$launcher" || { tail -n 30 "$job.log"; fail "hllm launch failed after rank $rank was killed"; }
   grep -q "hllm launch: rank $rank on localhost was killed by signal Killed: stopping the other ranks" "$job.log" ||

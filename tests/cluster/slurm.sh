@@ -43,14 +43,13 @@ grep 'placement:' "$W/plain.out"
 expect_digest "$W/plain"
 
 note "rank 1 killed mid-job under Slurm, HLLM_MAX_RESTARTS=1"
-HLLM_MAX_RESTARTS=1 submit killed &
-sb=$!
+# Rank 1 pauses after its step N (the test hook, common.sh): the job cannot end before the kill.
 n=$((12 + RANDOM % 40))
-wait_steps "$W/killed" 1 "$n" "$sb" || fail "the job ended before rank 1's step line $n"
-victim=$(pids_with "--out $W/killed " | while read -r p; do
-  tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx 'SLURM_PROCID=1' && [ "$(cat /proc/$p/comm)" = hllm-train ] && echo "$p"
-done | head -n 1)
-[ -n "$victim" ] || fail "no rank-1 hllm-train process"
+HLLM_MAX_RESTARTS=1 HLLM_TEST_PAUSE_AT_STEP=$n HLLM_TEST_PAUSE_RANK=1 HLLM_TEST_PAUSE_FILE="$W/killed.pause" submit killed &
+sb=$!
+victim=$(wait_paused "$W/killed.pause" "$sb") || { cat "$W/killed.out"; fail "rank 1 did not pause at its step $n: $victim"; }
+tr '\0' '\n' < "/proc/$victim/environ" | grep -qx 'SLURM_PROCID=1' || fail "the paused process $victim is not Slurm's task 1"
+note "rank 1 (pid $victim) paused after its step $n (step lines: $(step_lines "$W/killed" 1)); killing it"
 kill -9 "$victim"
 wait "$sb" || { cat "$W/killed.out"; fail "the Slurm job failed after rank 1 was killed"; }
 grep -q 'running it again from the newest checkpoint (--resume auto), restart 1 of 1' "$W/killed.out" ||

@@ -98,13 +98,17 @@ grep -qF "placement: rank 1 on $B ($B): trainer-1, loader-1, cache-shard-1, enco
 expect_digest "$W/plain"
 
 note "2. host b's link cut mid-job"
-launch cut -- "${TRAIN[@]}" --out "$W/cut" > "$W/cut.log" 2>&1 &
-launcher=$!
+# Rank 1 pauses after its step N (the test hook, common.sh), the link is cut while it waits, then it is released.
 n=$((15 + RANDOM % 30))
-wait_steps "$W/cut" 1 "$n" "$launcher" || { tail -n 20 "$W/cut.log"; fail "the job ended before rank 1's step line $n"; }
+HLLM_TEST_PAUSE_AT_STEP=$n HLLM_TEST_PAUSE_RANK=1 HLLM_TEST_PAUSE_FILE="$W/cut.pause" \
+  launch cut -- "${TRAIN[@]}" --out "$W/cut" > "$W/cut.log" 2>&1 &
+launcher=$!
+paused=$(wait_paused "$W/cut.pause" "$launcher") ||
+  { tail -n 20 "$W/cut.log"; fail "rank 1 did not pause at its step $n: $paused"; }
 ip link set "$V_B" down
 t_cut=$SECONDS
-note "cut host b's link at rank 1's step line $(step_lines "$W/cut" 1)"
+rm -f "$W/cut.pause"
+note "cut host b's link while rank 1 (pid $paused) was paused after its step $n (step lines: $(step_lines "$W/cut" 1)); released it"
 rc=0
 wait "$launcher" || rc=$?
 note "the launcher ended $((SECONDS - t_cut)) s after the cut with exit status $rc"
@@ -137,13 +141,13 @@ echo "$resume" | grep -qF "\"checkpoint\":\"$latest\"" || fail "the relaunch did
 expect_digest "$W/cut"
 
 note "3. rank 1 on host b killed mid-job, --max-restarts 1"
-launch restart --max-restarts 1 -- "${TRAIN[@]}" --out "$W/restart" > "$W/restart.log" 2>&1 &
+HLLM_TEST_PAUSE_AT_STEP=$((15 + RANDOM % 30)) HLLM_TEST_PAUSE_RANK=1 HLLM_TEST_PAUSE_FILE="$W/restart.pause" \
+  launch restart --max-restarts 1 -- "${TRAIN[@]}" --out "$W/restart" > "$W/restart.log" 2>&1 &
 launcher=$!
-n=$((15 + RANDOM % 30))
-wait_steps "$W/restart" 1 "$n" "$launcher" || { tail -n 20 "$W/restart.log"; fail "the job ended before rank 1's step line $n"; }
-victim=""
-for p in $(ip netns pids "$NS_B"); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = hllm-train ] && victim=$p; done
-[ -n "$victim" ] || fail "no hllm-train in host b's namespace"
+victim=$(wait_paused "$W/restart.pause" "$launcher") ||
+  { tail -n 20 "$W/restart.log"; fail "rank 1 did not pause: $victim"; }
+ip netns pids "$NS_B" | grep -qx "$victim" || fail "the paused rank 1 (pid $victim) is not in host b's namespace"
+note "rank 1 (pid $victim) paused after its step $(cut -d' ' -f3 "$W/restart.pause"); killing it"
 kill -9 "$victim"
 # The launcher stops rank 0 on host a through its ssh (the remote watcher sees its stdin close); were it left
 # running, it would hold the store's port and the restarted rank 0 could not listen there.
