@@ -10,10 +10,13 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "storage/error.hpp"
+#include "storage/file_io.hpp"
+#include "storage/number.hpp"
 
 namespace hllm::model {
 namespace {
@@ -51,24 +54,41 @@ tensor_view parse_entry(const std::string& name, const nlohmann::json& e, const 
   tensor_view t;
   t.name = name;
   try {
+    if (!e.is_object()) throw error(errc::format, where + ": header entry is not an object");
     t.dtype = parse_dtype(e.at("dtype").get<std::string>(), where);
-    t.shape = e.at("shape").get<std::vector<int64_t>>();
-    const auto offsets = e.at("data_offsets").get<std::vector<uint64_t>>();
-    if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size) {
-      throw error(errc::format, where + ": data_offsets outside the data section (file truncated?)");
+    const nlohmann::json& shape = e.at("shape");
+    const nlohmann::json& offsets = e.at("data_offsets");
+    if (!shape.is_array()) throw error(errc::format, where + ": shape is not an array");
+    for (const auto& d : shape) {
+      if (!d.is_number_integer()) throw error(errc::format, where + ": shape holds " + d.dump(-1, ' ', true).substr(0, 40) + ", not an integer");
+      t.shape.push_back(d.get<int64_t>());
     }
-    t.data = data + offsets[0];
-    t.bytes = offsets[1] - offsets[0];
+    if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+        !offsets[1].is_number_unsigned()) {
+      throw error(errc::format, where + ": data_offsets is not a pair of non-negative integers");
+    }
+    const auto begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
+    if (begin > end || end > data_size) {
+      throw error(errc::format, where + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                    "] outside the data section of " + std::to_string(data_size) +
+                                    " bytes (file truncated?)");
+    }
+    t.data = data + begin;
+    t.bytes = end - begin;
   } catch (const nlohmann::json::exception& ex) {
     throw error(errc::format, where + ": bad header entry: " + ex.what());
   }
+  // numel * element size must equal the byte count; computed without overflow (a shape of [2^62, 8] is refused,
+  // not wrapped around to a small number).
+  std::optional<uint64_t> n = uint64_t{element_size(t.dtype)};
   for (int64_t d : t.shape) {
     if (d < 0) {
       throw error(errc::format, where + ": negative dimension");
     }
+    if (n) n = storage::checked_mul<uint64_t>(*n, static_cast<uint64_t>(d));
   }
-  if (static_cast<uint64_t>(t.numel()) * element_size(t.dtype) != t.bytes) {
-    throw error(errc::format, where + ": byte count does not match shape and dtype");
+  if (!n || *n != t.bytes) {
+    throw error(errc::format, where + ": byte count " + std::to_string(t.bytes) + " does not match shape and dtype");
   }
   return t;
 }
@@ -162,8 +182,11 @@ std::shared_ptr<safetensors_file> safetensors_file::open(const std::string& path
   const uint64_t data_size = size - 8 - header_len;
   for (const auto& [key, value] : header.items()) {
     if (key == "__metadata__") {
+      // The format's metadata is a map of strings to strings (the reference implementation refuses anything else).
+      if (!value.is_object()) throw error(errc::format, path + ": __metadata__ is not an object");
       for (const auto& [mk, mv] : value.items()) {
-        f->metadata_[mk] = mv.is_string() ? mv.get<std::string>() : mv.dump();
+        if (!mv.is_string()) throw error(errc::format, path + ": __metadata__ '" + mk + "' is not a string");
+        f->metadata_[mk] = mv.get<std::string>();
       }
       continue;
     }
@@ -268,8 +291,9 @@ void write_safetensors(const std::string& path, const std::vector<tensor_blob>& 
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A unique temporary name beside PATH (two writers of one path never share it), published by rename.
+  const std::string tmp = storage::temporary_path_beside(path);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
     throw error(errc::io, "cannot create " + tmp + ": " + errno_text());
   }
@@ -283,18 +307,16 @@ void write_safetensors(const std::string& path, const std::vector<tensor_blob>& 
     for (const auto* t : order) {
       write_all(fd, t->data, t->bytes, tmp);
     }
-    if (::fsync(fd) != 0) {
-      throw error(errc::io, "fsync " + tmp + ": " + errno_text());
-    }
   } catch (...) {
     ::close(fd);
     ::unlink(tmp.c_str());
     throw;
   }
-  ::close(fd);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    throw error(errc::io, "rename " + tmp + " -> " + path + ": " + errno_text());
+  if (::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw error(errc::io, "close " + tmp + ": " + errno_text());
   }
+  storage::publish_file(tmp, path);  // fsync, rename over PATH, fsync of the directory
 }
 
 }  // namespace hllm::model

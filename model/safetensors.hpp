@@ -73,7 +73,8 @@ struct tensor_blob {
   std::size_t bytes = 0;
 };
 
-// Writes PATH atomically (temporary file, fsync, rename). Tensors are laid out in name order.
+// Writes PATH atomically (a unique temporary name beside it, fsync, rename, directory fsync: two writers of one
+// path never share a temporary file). Tensors are laid out in name order.
 void write_safetensors(const std::string& path, const std::vector<tensor_blob>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
