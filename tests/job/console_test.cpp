@@ -358,8 +358,11 @@ TEST(job, console_page_in_a_real_browser_fills_the_actors_table_and_grows_the_cu
   running_job job("browser");
   ASSERT_GT(job.port, 0) << "no JOB/console.json; job log:\n" << job.log();
   auto browser = std::make_unique<webdriver>(job.dir);
-  // The page carries the token in its URL and forwards it to /api/status.
+  // The address with ?token= once: the console answers 303 to the clean address with an HttpOnly session cookie,
+  // and the page polls /api/status with that cookie; the token is in no URL the page has or builds.
   browser->go(job.url() + "?token=" + job.token);
+  EXPECT_EQ(browser->run("return window.location.href;"), job.url());
+  EXPECT_EQ(browser->run("return document.cookie;"), "") << "the session cookie is HttpOnly";
   // Each wait is bounded (300 s on a shared machine: liveness, no speed claim).
   auto poll_page = [&](const std::string& script, auto pred) {
     json v;
@@ -385,6 +388,7 @@ TEST(job, console_page_in_a_real_browser_fills_the_actors_table_and_grows_the_cu
   EXPECT_GE(x2.get<int>(), x1.get<int>() + 20) << "the curve did not grow in the page";
   // What the page shows is the live job.
   EXPECT_EQ(browser->run("return document.getElementById('conn').textContent;"), "live");
+  EXPECT_EQ(browser->run("return document.getElementById('api-link').getAttribute('href');"), "api/status");
   EXPECT_EQ(browser->run("return document.querySelector('#card-stage .v').textContent;"), "stage1");
   EXPECT_EQ(browser->run("return document.querySelector('#actors tr[data-actor=\"trainer-0\"] .badge').textContent;"),
             "running");
