@@ -52,9 +52,10 @@ int main(int argc, char** argv) {
     auto report = hllm::storage::convert_dataset(o);
     std::printf("hllm convert %s: wrote %s/interactions.csv and %s/items.csv\n%s", to_string(o.format),
                 o.out_dir.c_str(), o.out_dir.c_str(), report.summary().c_str());
-    std::printf("next: hllm prepare --interactions %s/interactions.csv --items %s/items.csv --out DATASET %s "
+    std::printf("next: hllm prepare --interactions %s/interactions.csv --items %s/items.csv --out DATASET %s%s"
                 "(--tokenizer MODEL | --train-tokenizer VOCAB)\n",
-                o.out_dir.c_str(), o.out_dir.c_str(), report.prepare_hint.c_str());
+                o.out_dir.c_str(), o.out_dir.c_str(), report.prepare_hint.c_str(),
+                report.prepare_hint.empty() ? "" : " ");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hllm convert: error: %s\n", e.what());
     return 1;

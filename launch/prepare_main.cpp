@@ -9,7 +9,7 @@
 
 int main(int argc, char** argv) {
   hllm::storage::prepare_options o;
-  std::string tokenizer_path, fields = "title,tag,description";
+  std::string tokenizer_path, fields;
   int train_vocab = 0;
   bool quiet = false;
   CLI::App app{"hllm prepare: build a prepared dataset (dense ids, time-ordered sequences, leave-one-out split, "
@@ -32,8 +32,8 @@ int main(int argc, char** argv) {
                                                                "on the item texts instead");
   tk->excludes(tr);
   tr->excludes(tk);
-  app.add_option("--fields", fields, "item text fields in prompt order (Books: title,description)")
-      ->capture_default_str();
+  app.add_option("--fields", fields, "item text fields in prompt order (Books: title,description); default: every "
+                                     "column of the items file but item_id, in the file's order");
   app.add_option("--prompt", o.prompt, "text before the fields")->capture_default_str();
   app.add_option("--max-text-tokens", o.max_text_tokens, "tokens per item including BOS (paper: 256)")
       ->capture_default_str();

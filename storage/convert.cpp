@@ -201,21 +201,21 @@ class converter {
     switch (o_.format) {
       case convert_format::pixelrec:
         r_.fields = {"title", "tag", "description"};
-        r_.prepare_hint = "--fields title,tag,description";
+        r_.prepare_hint = "";  // prepare takes the items file's text columns as they are
         pixelrec_interactions();
         if (r_.interactions_written == 0) no_interactions();
         pixelrec_items();
         break;
       case convert_format::amazon_books:
         r_.fields = {"title", "description"};
-        r_.prepare_hint = "--fields title,description --kcore 5";
+        r_.prepare_hint = "--kcore 5";  // the paper's 5-core
         amazon_ratings();
         if (r_.interactions_written == 0) no_interactions();
         amazon_meta();
         break;
       case convert_format::movielens:
         r_.fields = {"title", "tag"};
-        r_.prepare_hint = "--fields title,tag";
+        r_.prepare_hint = "";
         if (ends_with(r_.interactions_input, ".dat")) {
           movielens_ratings_dat();
         } else {

@@ -166,6 +166,19 @@ std::string item_prompt_text(const std::string& prompt, const std::vector<std::s
   return text;
 }
 
+std::vector<std::string> item_text_columns(const std::string& items_path) {
+  csv_reader reader(items_path);
+  if (reader.next() != csv_reader::result::record) {
+    throw error(errc::invalid_input, "items file '" + items_path + "' is empty or its header row is malformed");
+  }
+  std::vector<std::string> out;
+  for (auto f : reader.fields()) {
+    std::string name = lower(trim(f));
+    if (!name.empty() && name != "item_id") out.push_back(name);
+  }
+  return out;
+}
+
 prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory& make_tokenizer) {
   // Refuse a --out that holds something else before any work (checked again when the dataset is swapped in).
   const replace_policy out_policy = dataset_replace_policy(false, o.force, {o.interactions_path, o.items_path});
@@ -173,7 +186,13 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
   prepare_report report;
   bad_rows bad(o.strict, report);
   if (o.max_text_tokens < 2) throw error(errc::invalid_input, "--max-text-tokens must be at least 2 (BOS + one token)");
-  if (o.fields.empty()) throw error(errc::invalid_input, "--fields must name at least one item text field");
+  // No --fields: every column of the items file but item_id, in the file's order (what hllm synth and every
+  // converter write: title first).
+  const std::vector<std::string> fields = o.fields.empty() ? item_text_columns(o.items_path) : o.fields;
+  if (fields.empty()) {
+    throw error(errc::invalid_input, "items file '" + o.items_path + "' has no text column besides item_id (give "
+                                     "--fields or add a title/description column)");
+  }
   auto t0 = clock_type::now();
 
   // 1. Interactions.
@@ -310,7 +329,7 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
   // 5. Item texts.
   csv_reader item_csv(o.items_path);
   std::vector<std::string> wanted{"item_id"};
-  wanted.insert(wanted.end(), o.fields.begin(), o.fields.end());
+  wanted.insert(wanted.end(), fields.begin(), fields.end());
   auto icols = find_columns(item_csv, wanted, false, "items");
   std::size_t ineed = *std::max_element(icols.begin(), icols.end()) + 1;
   std::vector<std::string> texts(static_cast<std::size_t>(n_items) + 1);
@@ -318,7 +337,7 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
   std::vector<std::string> titles(static_cast<std::size_t>(n_items) + 1);  // first text field, for people
   {
     progress_bar bar(o.progress, "reading item texts");
-    std::vector<std::string_view> values(o.fields.size());
+    std::vector<std::string_view> values(fields.size());
     for (auto r = item_csv.next(); r != csv_reader::result::end; r = item_csv.next()) {
       bar.update(item_csv.position(), item_csv.size());
       if (r == csv_reader::result::malformed) {
@@ -347,8 +366,8 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
         bad.add(item_csv.name(), item_csv.line(), "duplicate item row");
         continue;
       }
-      for (std::size_t k = 0; k < o.fields.size(); ++k) values[k] = f[icols[k + 1]];
-      texts[d] = item_prompt_text(o.prompt, o.fields, values);
+      for (std::size_t k = 0; k < fields.size(); ++k) values[k] = f[icols[k + 1]];
+      texts[d] = item_prompt_text(o.prompt, fields, values);
       titles[d] = std::string(values[0]);
       has_text[d] = 1;
     }
@@ -443,7 +462,7 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
   info.vocab_size = tok->vocab_size();
   info.bos_id = tok->bos_id();
   info.prompt = o.prompt;
-  for (const auto& f : o.fields) info.fields += (info.fields.empty() ? "" : ",") + f;
+  for (const auto& f : fields) info.fields += (info.fields.empty() ? "" : ",") + f;
   info.source = o.source;
   auto t2 = clock_type::now();
   write_dataset(o.out_dir, info, a, tok->serialized_model(), report.to_json(), out_policy);

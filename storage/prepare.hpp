@@ -30,7 +30,9 @@ struct prepare_options {
   std::string interactions_path;
   std::string items_path;
   std::string out_dir;
-  std::vector<std::string> fields{"title", "tag", "description"};  // item text fields, in prompt order
+  // Item text fields, in prompt order. Empty: every column of the items file except item_id, in the file's order
+  // (item_text_columns).
+  std::vector<std::string> fields;
   std::string prompt = "Compress the following sentence into embedding: ";
   int max_text_tokens = 256;  // tokens per item including BOS
   int kcore = 0;              // 0: off; k: keep items and users with >= k interactions (one pass)
@@ -62,6 +64,8 @@ struct prepare_report {
 // Builds the dataset. Throws hllm::error naming file and line for bad input in strict mode, and for problems no
 // mode can skip (missing file or column, empty file, nothing left). On any error nothing is written.
 prepare_report prepare_dataset(const prepare_options& options, const tokenizer_factory& make_tokenizer);
+// The text columns of an items CSV: its header's names except item_id (lower-cased, trimmed), in the file's order.
+std::vector<std::string> item_text_columns(const std::string& items_path);
 
 // The prompt text of one item: prompt, then "<field>: <value>" for every non-empty field, no separator.
 std::string item_prompt_text(const std::string& prompt, const std::vector<std::string>& field_names,

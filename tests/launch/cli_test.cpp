@@ -121,9 +121,15 @@ TEST(cli, prepare_reads_hand_written_pixelrec_and_books_layouts) {
           " --fields title,description --train-tokenizer 100 --quiet --strict");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(hllm::storage::dataset::open(tmp / "bk").info().fields, "title,description");
-  // Books layout with the PixelRec fields: the missing column is named.
+  // Without --fields the Books layout takes its own text columns, in the file's order (issue 22: a converter's
+  // output prepares as it is).
+  r = run("prepare --interactions " + tmp / "inter.csv" + " --items " + tmp / "books.csv" + " --out " + tmp / "auto" +
+          " --train-tokenizer 100 --quiet --strict");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(hllm::storage::dataset::open(tmp / "auto").info().fields, "title,description");
+  // Books layout with the PixelRec fields asked for: the missing column is named.
   r = run("prepare --interactions " + tmp / "inter.csv" + " --items " + tmp / "books.csv" + " --out " + tmp / "bad" +
-          " --train-tokenizer 100 --quiet");
+          " --fields title,tag,description --train-tokenizer 100 --quiet");
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(contains(r.output, "missing column 'tag'")) << r.output;
 }
@@ -161,9 +167,10 @@ TEST(cli, convert_then_prepare_amazon_books_with_the_papers_5_core) {
   EXPECT_TRUE(contains(r.output, "malformed metadata line: 2")) << r.output;
   EXPECT_TRUE(contains(r.output, "next: hllm prepare --interactions " + tmp / "csv/interactions.csv")) << r.output;
   r = run("prepare --interactions " + tmp / "csv/interactions.csv" + " --items " + tmp / "csv/items.csv" + " --out " +
-          tmp / "ds" + " --fields title,description --kcore 5 --train-tokenizer 120 --quiet");
+          tmp / "ds" + " --kcore 5 --train-tokenizer 120 --quiet");
   ASSERT_EQ(r.status, 0) << r.output;
   auto ds = hllm::storage::dataset::open(tmp / "ds");
+  EXPECT_EQ(ds.info().fields, "title,description");  // the converter's columns, no --fields needed
   // 6 readers x 6 books survive the one-pass 5-core; the noise reader (2 ratings) and book (1 rating) do not.
   EXPECT_EQ(ds.num_users(), 6);
   EXPECT_EQ(ds.num_items(), 6);
@@ -190,9 +197,10 @@ TEST(cli, convert_then_prepare_pixelrec_and_movielens_with_iso_dates) {
   r = run("convert movielens --in " + data + "/ml-1m --out " + tmp / "ml");
   ASSERT_EQ(r.status, 0) << r.output;
   r = run("prepare --interactions " + tmp / "ml/interactions.csv" + " --items " + tmp / "ml/items.csv" + " --out " +
-          tmp / "mlds" + " --fields title,tag --train-tokenizer 80 --quiet --strict");
+          tmp / "mlds" + " --train-tokenizer 80 --quiet --strict");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(hllm::storage::dataset::open(tmp / "mlds").num_items(), 3);
+  EXPECT_EQ(hllm::storage::dataset::open(tmp / "mlds").info().fields, "title,tag");
   // A missing input: one line naming it, exit status 1, nothing written.
   r = run("convert movielens --in " + tmp / "nope" + " --out " + tmp / "ml2");
   EXPECT_EQ(r.status, 1);

@@ -257,7 +257,7 @@ TEST(convert, amazon_books_reads_headerless_ratings_and_python_dict_metadata) {
     EXPECT_TRUE(has(rep.dropped_columns, std::string("meta_Books.json: ") + k)) << k;
   }
   EXPECT_TRUE(has(rep.dropped_columns, "ratings_Books.csv: rating"));
-  EXPECT_EQ(rep.prepare_hint, "--fields title,description --kcore 5");
+  EXPECT_EQ(rep.prepare_hint, "--kcore 5");
 }
 
 TEST(convert, amazon_books_strict_stops_at_the_first_bad_line_and_replaces_nothing) {
@@ -314,7 +314,7 @@ TEST(convert, movielens_csv_quoted_titles_genres_as_tag_and_missing_titles) {
   EXPECT_EQ(rep.items_without_text, 0);
   EXPECT_EQ(rep.item_rows_unused, 1);
   EXPECT_TRUE(has(rep.dropped_columns, "ratings.csv: rating"));
-  EXPECT_EQ(rep.prepare_hint, "--fields title,tag");
+  EXPECT_EQ(rep.prepare_hint, "");
 }
 
 TEST(convert, movielens_1m_dat_layout_with_latin1_titles) {

@@ -115,12 +115,21 @@ TEST(prepare, item_text_is_prompt_plus_nonempty_fields_with_bos_first_and_cut) {
 
 TEST(prepare, missing_column_names_the_column_and_file) {
   fixture f("item_id,user_id,timestamp\nA,u,1\nB,u,2\nC,u,3\n", "item_id,title\nA,x\n");
+  f.opts.fields = {"title", "tag"};
   std::string e = f.error_of();
   EXPECT_NE(e.find("missing column 'tag'"), std::string::npos) << e;
   EXPECT_NE(e.find("items.csv"), std::string::npos) << e;
   fixture g("item_id,user,timestamp\nA,u,1\n", good_items);
   e = g.error_of();
   EXPECT_NE(e.find("missing column 'user_id'"), std::string::npos) << e;
+}
+
+TEST(prepare, without_fields_every_text_column_is_used_in_file_order) {
+  fixture f("item_id,user_id,timestamp\nA,u,1\nB,u,2\nC,u,3\n", "Description,item_id, Title \nd,A,t\n");
+  f.run();
+  EXPECT_EQ(dataset::open(f.opts.out_dir).info().fields, "description,title");
+  fixture g("item_id,user_id,timestamp\nA,u,1\nB,u,2\nC,u,3\n", "item_id\nA\n");
+  EXPECT_NE(g.error_of().find("no text column besides item_id"), std::string::npos) << g.error_of();
 }
 
 TEST(prepare, interactions_without_header_names_are_read_by_position) {
