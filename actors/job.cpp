@@ -7,6 +7,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -36,6 +37,7 @@
 #include "model/ranking.hpp"
 #include "model/trainer.hpp"
 #include "storage/dataset.hpp"
+#include "storage/number.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
 #include "storage/net.hpp"
@@ -105,7 +107,7 @@ struct actor_home {
 // the process has verified the dataset once, so the actors do not.
 addressable_actor spawn_job_actor(caf::actor_system& sys, const router_actor& router, const std::string& name,
                                   const actor_home& h) {
-  auto index = [&] { return static_cast<uint32_t>(std::stoul(name.substr(name.rfind('-') + 1))); };
+  auto index = [&] { return storage::parse_int<uint32_t>(name.substr(name.rfind('-') + 1), "actor name '" + name + "'"); };
   if (name.rfind("loader-", 0) == 0) {
     data_loader_options lo{name, h.data_dir, h.seed};
     lo.verify_dataset = false;
@@ -403,23 +405,24 @@ class job_runner {
       const std::string path = opt_.out_dir + "/job_epoch";
       uint32_t e = 0;
       if (fs::exists(path)) {
+        std::string text = storage::read_text_file(path);
+        while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
         try {
-          e = static_cast<uint32_t>(std::stoul(storage::read_text_file(path)));
-        } catch (const std::exception&) {
-          throw error(errc::format, "'" + path + "' does not hold a job epoch (a number); remove it to start at 0");
+          e = storage::parse_int<uint32_t>(text, "'" + path + "'", 0, std::numeric_limits<uint32_t>::max() - 1);
+        } catch (const std::exception& x) {
+          throw error(errc::format, std::string(x.what()) + ": it does not hold a job epoch; remove it to start at 0");
         }
         ++e;
       }
       std::string text = std::to_string(e) + "\n";
-      storage::write_file_durably(path + ".tmp", text.data(), text.size());
-      fs::rename(path + ".tmp", path);
+      storage::write_file_durably(path, text.data(), text.size());  // atomic: a unique temporary, then rename
       v = std::to_string(e);
       if (group_) group_->publish("job_epoch", v);
     } else {
       v = group_->lookup("job_epoch");
     }
     spdlog::info("rank {}: job epoch {}", opt_.rank, v);
-    return static_cast<uint32_t>(std::stoul(v));
+    return storage::parse_int<uint32_t>(v, "the job epoch rank 0 published");
   }
 
   void start_actors() {
@@ -827,9 +830,7 @@ class job_runner {
       storage::replace_directory_atomically(tmp, root + "/" + name);
       storage::fsync_directory(root);
       std::string latest = name + "\n";
-      storage::write_file_durably(root + "/latest.tmp", latest.data(), latest.size());
-      fs::rename(root + "/latest.tmp", root + "/latest");
-      storage::fsync_directory(root);
+      storage::write_file_durably(root + "/latest", latest.data(), latest.size());  // atomic replace
     } catch (const std::exception& e) {
       std::error_code ec;
       fs::remove_all(tmp, ec);

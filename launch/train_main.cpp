@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <spdlog/spdlog.h>
 
 #include "actors/job.hpp"
@@ -21,6 +22,7 @@
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
 #include "storage/net.hpp"
+#include "storage/number.hpp"
 
 namespace {
 
@@ -126,7 +128,10 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path, "job config (TOML); default: the embedded default job");
   app.add_option("--data", data_dir, "prepared dataset directory (hllm prepare)");
   app.add_option("--out", out_dir, "job directory: checkpoints, cache, metrics.jsonl, results")->capture_default_str();
-  app.add_option("--set", sets, "override a config value: section.key=value (repeatable)");
+  app.add_option("--set", sets,
+                 "override a config value: section.key=value (repeatable). Not for secrets: every user of the host "
+                 "can read a command line in /proc/PID/cmdline; give the console token with --monitor-token-file or "
+                 "HLLM_MONITOR_TOKEN, not --set monitor.token=...");
   app.add_option("--world", world, "trainer processes to start on this host (data-parallel ranks; under torchrun "
                                    "or Slurm the environment decides)")
       ->capture_default_str();
@@ -199,13 +204,24 @@ int main(int argc, char** argv) {
     // another build or nothing ("... (deleted)": every respawn failed with exit status 127).
     o.worker_executable = "/proc/self/exe";
     if (const char* r = env("RANK") ? env("RANK") : env("SLURM_PROCID")) {
-      o.rank = std::atoi(r);
-      const char* w = env("WORLD_SIZE") ? env("WORLD_SIZE") : env("SLURM_NTASKS");
-      o.world_size = w != nullptr ? std::atoi(w) : 1;
+      // Strict numbers (storage/number.hpp): "70000" is not silently port 4464, "1x" not rank 1.
+      using hllm::storage::parse_int;
+      const char* world_var = env("WORLD_SIZE") ? "WORLD_SIZE" : "SLURM_NTASKS";
+      o.world_size = env(world_var) ? parse_int<int>(env(world_var), std::string("environment variable ") + world_var,
+                                                     1, 1 << 20)
+                                    : 1;
+      o.rank = parse_int<int>(r, env("RANK") ? "environment variable RANK" : "environment variable SLURM_PROCID", 0,
+                              o.world_size - 1);
       o.master_addr = env("MASTER_ADDR") ? env("MASTER_ADDR") : "127.0.0.1";
-      o.master_port = static_cast<std::uint16_t>(env("MASTER_PORT") ? std::atoi(env("MASTER_PORT")) : 29500);
-      if (const char* l = env("LOCAL_WORLD_SIZE") ? env("LOCAL_WORLD_SIZE") : env("SLURM_NTASKS_PER_NODE")) {
-        o.local_ranks = std::atoi(l);
+      o.master_port = env("MASTER_PORT") ? parse_int<std::uint16_t>(env("MASTER_PORT"),
+                                                                    "environment variable MASTER_PORT", 1, 65535)
+                                         : std::uint16_t{29500};
+      if (const char* l = env("LOCAL_WORLD_SIZE")) {
+        o.local_ranks = parse_int<int>(l, "environment variable LOCAL_WORLD_SIZE", 1, 1 << 20);
+      } else if (const char* sl = env("SLURM_NTASKS_PER_NODE")) {
+        // Slurm writes "2" or, for unequal nodes, "2(x3),1": this node's count is the first number.
+        const std::string first(sl, std::strcspn(sl, "(,"));
+        o.local_ranks = parse_int<int>(first, "environment variable SLURM_NTASKS_PER_NODE", 1, 1 << 20);
       } else if (o.master_addr == "127.0.0.1" || o.master_addr == "localhost") {
         o.local_ranks = o.world_size;
       }
