@@ -22,6 +22,11 @@ torch::Tensor long_tensor(const std::vector<int64_t>& v) {
   return torch::from_blob(const_cast<int64_t*>(v.data()), {static_cast<int64_t>(v.size())}, torch::kInt64).clone();
 }
 
+// Host-assembled indices on the model's device (the host tensor itself on the CPU).
+torch::Tensor long_tensor(const std::vector<int64_t>& v, const torch::Device& d) {
+  return to_device(long_tensor(v), d);
+}
+
 torch::Tensor normal_vector(int64_t n, double std, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
   return torch::empty({n}).normal_(0.0, std, gen);
@@ -42,13 +47,13 @@ id_rows unique_ids(std::vector<int32_t> ids) {
   return {std::move(ids)};
 }
 
-// Rows of `ids` in `rows` (0 -> `pad_row`), as an int64 tensor.
-torch::Tensor rows_of(const id_rows& rows, const std::vector<int32_t>& ids, int64_t pad_row) {
+// Rows of `ids` in `rows` (0 -> `pad_row`), as an int64 tensor on `d`.
+torch::Tensor rows_of(const id_rows& rows, const std::vector<int32_t>& ids, int64_t pad_row, const torch::Device& d) {
   std::vector<int64_t> out(ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) {
     out[i] = ids[i] == 0 ? pad_row : rows.row(ids[i]);
   }
-  return long_tensor(out);
+  return long_tensor(out, d);
 }
 
 }  // namespace
@@ -111,7 +116,20 @@ void item_llm_impl::init_random(uint64_t seed) {
   item_token.copy_(normal_vector(item_token.size(0), 0.02, stream_seed({seed, 1})));
 }
 
-torch::Tensor item_llm_impl::forward(const packed_items& p) {
+torch::Tensor item_llm_impl::forward(const packed_items& host) {
+  // Packed on the host; on a GPU the index tensors travel pinned and non-blocking (the plan in model->forward).
+  const auto d = item_token.device();
+  packed_items moved;
+  const packed_items* use = &host;
+  if (!d.is_cpu()) {
+    moved = host;
+    moved.token_ids = to_device(host.token_ids, d);
+    moved.source_rows = to_device(host.source_rows, d);
+    moved.pick = to_device(host.pick, d);
+    moved.counts = to_device(host.counts, d);
+    use = &moved;
+  }
+  const packed_items& p = *use;
   auto text = model->embed(p.token_ids);
   auto rows = torch::cat({text, item_token.unsqueeze(0).to(text.scalar_type())}, 0).index_select(0, p.source_rows);
   auto h = model->forward(rows, p.plan);
@@ -143,7 +161,7 @@ void user_llm_impl::init_random(uint64_t seed) {
 
 torch::Tensor user_llm_impl::forward(const torch::Tensor& x, const torch::Tensor& valid) {
   const int64_t b = x.size(0), s = x.size(1);
-  auto positions = torch::arange(s, torch::kInt64).repeat({b});
+  auto positions = torch::arange(s, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).repeat({b});
   auto plan = plan_dense(b, s, causal_blocked(valid), positions);
   return model->forward(x.reshape({b * s, x.size(2)}), plan).view({b, s, -1});
 }
@@ -152,13 +170,15 @@ std::pair<torch::Tensor, torch::Tensor> user_llm_impl::forward_with_extras(const
                                                                            const torch::Tensor& valid,
                                                                            const torch::Tensor& extras) {
   const int64_t b = x.size(0), s = x.size(1), e = extras.size(1), t = s + e;
+  const auto flags = torch::TensorOptions().dtype(torch::kBool).device(x.device());
+  const auto longs = torch::TensorOptions().dtype(torch::kInt64).device(x.device());
   auto pad_key = valid.logical_not();                                   // [B, S]
   auto prefix_rows = torch::cat({causal_blocked(valid).squeeze(1),      // [B, S, S]
-                                 torch::ones({b, s, e}, torch::kBool)}, 2);
-  auto not_self = torch::eye(e, torch::kBool).logical_not().unsqueeze(0).expand({b, e, e});
+                                 torch::ones({b, s, e}, flags)}, 2);
+  auto not_self = torch::eye(e, flags).logical_not().unsqueeze(0).expand({b, e, e});
   auto extra_rows = torch::cat({pad_key.unsqueeze(1).expand({b, e, s}), not_self}, 2);
   auto blocked = torch::cat({prefix_rows, extra_rows}, 1).unsqueeze(1);  // [B, 1, T, T]
-  auto pos_row = torch::cat({torch::arange(s, torch::kInt64), torch::full({e}, s, torch::kInt64)});
+  auto pos_row = torch::cat({torch::arange(s, longs), torch::full({e}, s, longs)});
   auto plan = plan_dense(b, t, blocked, pos_row.repeat({b}));
   auto all = torch::cat({x, extras.to(x.scalar_type())}, 1).reshape({b * t, x.size(2)});
   auto h = model->forward(all, plan).view({b, t, -1});
@@ -228,7 +248,7 @@ torch::Tensor recommender_impl::add_time(const torch::Tensor& x, const std::vect
       buckets[i] = time_bucket(first ? 0 : times[i - 1], times[i], first, config_.time_buckets);
     }
   }
-  return x + time_table->forward(long_tensor(buckets).view({rows, len}));
+  return x + time_table->forward(long_tensor(buckets, x.device()).view({rows, len}));
 }
 
 void recommender_impl::set_item_cache(torch::Tensor cache) {
@@ -239,7 +259,14 @@ void recommender_impl::set_item_cache(torch::Tensor cache) {
       cache.size(0) != config_.num_items + 1) {
     throw error(errc::mismatch, "recommender: the item cache must be [num_items + 1, user hidden size]");
   }
-  cache_ = std::move(cache);
+  cache_ = to_device(cache, device());
+}
+
+void recommender_impl::move_to(const torch::Device& d) {
+  to(d);
+  if (cache_.defined()) {
+    cache_ = to_device(cache_, d);
+  }
 }
 
 void recommender_impl::set_compute_dtype(torch::Dtype d) {
@@ -267,14 +294,15 @@ torch::Tensor recommender_impl::item_embeddings(const item_text_table& texts, co
                                      "or train on batches that carry their cached rows)");
   }
   const auto& table = item_table ? item_table->weight : cache_;
-  return table.index_select(0, long_tensor(rows));
+  return table.index_select(0, long_tensor(rows, table.device()));
 }
 
 torch::Tensor recommender_impl::cls_loss(const torch::Tensor& extra_out, const torch::Tensor& candidates) {
   // Column 0 of the candidates is the true next item, the rest are sampled negatives.
-  auto labels = torch::zeros({candidates.size(0), candidates.size(1)});
+  const auto floats = torch::TensorOptions().dtype(torch::kFloat32).device(candidates.device());
+  auto labels = torch::zeros({candidates.size(0), candidates.size(1)}, floats);
   labels.select(1, 0).fill_(1.0);
-  torch::Tensor loss = torch::zeros({});
+  torch::Tensor loss = torch::zeros({}, floats);
   const int64_t k = candidates.size(1);
   if (config_.early_fusion) {
     auto out = extra_out.narrow(1, extra_out.size(1) - k, k);
@@ -317,9 +345,10 @@ torch::Tensor recommender_impl::batch_item_embeddings(const train_batch& b, cons
     }
     pick[i] = it - b.row_ids.begin();
   }
-  // index_select copies: the batch's floats are only read here.
+  // index_select copies: the batch's floats are only read here. The gather runs on the host (the cache shards stay
+  // in host memory); only the batch's rows travel to the device.
   auto table = torch::from_blob(const_cast<float*>(b.rows.data()), {n, h}, torch::kFloat32);
-  return table.index_select(0, long_tensor(pick));
+  return to_device(table.index_select(0, long_tensor(pick)), device());
 }
 
 loss_output recommender_impl::training_loss(const train_batch& b, const item_text_table& texts,
@@ -348,7 +377,8 @@ loss_output recommender_impl::training_loss(const train_batch& b, const item_tex
   auto emb = batch_item_embeddings(b, texts, rows.unique);  // [U, H]
   const int64_t u = static_cast<int64_t>(rows.unique.size()), h = emb.size(1);
   auto emb_pad = torch::cat({emb, torch::zeros({1, h}, emb.options())}, 0);  // row U = padding
-  auto in_rows = rows_of(rows, inputs, u), tgt_rows = rows_of(rows, targets, u);
+  const auto dev = device();
+  auto in_rows = rows_of(rows, inputs, u, dev), tgt_rows = rows_of(rows, targets, u, dev);
   auto x = emb_pad.index_select(0, in_rows).view({bs, len, h});
   if (config_.time_buckets > 0) {
     std::vector<int64_t> in_times;
@@ -365,12 +395,13 @@ loss_output recommender_impl::training_loss(const train_batch& b, const item_tex
     valid_flags[i] = inputs[i] != 0 && targets[i] != 0;
     positions += valid_flags[i];
   }
-  auto valid = torch::tensor(valid_flags).to(torch::kBool).view({bs, len});
-  auto input_valid = torch::tensor(std::vector<int32_t>(inputs.begin(), inputs.end())).ne(0).view({bs, len});
+  auto valid = to_device(torch::tensor(valid_flags), dev).to(torch::kBool).view({bs, len});
+  auto input_valid =
+      to_device(torch::tensor(std::vector<int32_t>(inputs.begin(), inputs.end())), dev).ne(0).view({bs, len});
 
   std::vector<int64_t> neg_ids(b.negatives.begin(), b.negatives.end());
-  auto negatives = emb_pad.index_select(0, rows_of(rows, b.negatives, u));  // [P, H]
-  auto negative_ids = long_tensor(neg_ids);
+  auto negatives = emb_pad.index_select(0, rows_of(rows, b.negatives, u, dev));  // [P, H]
+  auto negative_ids = long_tensor(neg_ids, dev);
   loss_output r;
   // Global batch of the shared pool: this rank's first row, and the totals the objective is a mean over.
   int64_t first_row = 0, total_rows = bs, total_positions = positions;
@@ -391,11 +422,13 @@ loss_output recommender_impl::training_loss(const train_batch& b, const item_tex
       }
     }
     // Pools may differ in size between ranks: padded to the largest for the collective, cut back after it.
-    auto id_send = torch::zeros({p_max}, torch::kInt64);
+    // The pool's collectives run on the model's device (NCCL on a GPU); the small meta tensor above stays on the
+    // host, where the exchange copies it as its backend needs.
+    auto id_send = torch::zeros({p_max}, negative_ids.options());
     id_send.narrow(0, 0, p).copy_(negative_ids);
     // bf16 rows travel as fp32 (exact), fp32 and float64 as they are.
     const auto wire = emb.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-    auto emb_send = torch::zeros({p_max, h}, wire);
+    auto emb_send = torch::zeros({p_max, h}, emb.options().dtype(wire));
     emb_send.narrow(0, 0, p).copy_(negatives.detach());
     auto all_ids = exchange->all_gather(id_send).view({w, p_max});
     auto all_emb = exchange->all_gather(emb_send).view({w, p_max, h});
@@ -424,11 +457,11 @@ loss_output recommender_impl::training_loss(const train_batch& b, const item_tex
           pick.push_back(((first_row + row) * k + j) % pool_rows);
         }
       }
-      cand_emb = torch::cat({emb_pad.index_select(0, rows_of(rows, last, u)).view({bs, 1, h}),
-                             negatives.index_select(0, long_tensor(pick)).view({bs, k, h})},
+      cand_emb = torch::cat({emb_pad.index_select(0, rows_of(rows, last, u, dev)).view({bs, 1, h}),
+                             negatives.index_select(0, long_tensor(pick, dev)).view({bs, k, h})},
                             1);
     } else {
-      cand_emb = emb_pad.index_select(0, rows_of(rows, cls_cands, u)).view({bs, k + 1, h});
+      cand_emb = emb_pad.index_select(0, rows_of(rows, cls_cands, u, dev)).view({bs, k + 1, h});
     }
     std::vector<torch::Tensor> extras;
     if (config_.late_fusion) {
@@ -445,7 +478,7 @@ loss_output recommender_impl::training_loss(const train_batch& b, const item_tex
   std::vector<int64_t> tgt_ids(targets.begin(), targets.end());
   auto nce = info_nce(out.reshape({bs * len, h}).index_select(0, sel), emb_pad.index_select(0, tgt_rows.index_select(0, sel)),
                       negatives, logit_scale, config_.false_negative_cosine,
-                      long_tensor(tgt_ids).index_select(0, sel), negative_ids);
+                      long_tensor(tgt_ids, dev).index_select(0, sel), negative_ids);
   r.nce = nce.loss.item<double>();
   const double nce_weight = cls ? config_.cls_lambda : 1.0;
   torch::Tensor c;
@@ -493,7 +526,7 @@ void backward_loss(const loss_output& out, negative_exchange* exchange) {
                                 /*allow_unused=*/true)[0];
     }
     const auto wire = out.pool.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-    g = g.defined() ? g.to(wire).contiguous() : torch::zeros(out.pool.sizes(), wire);
+    g = g.defined() ? g.to(wire).contiguous() : torch::zeros(out.pool.sizes(), out.pool.options().dtype(wire));
     exchange->all_reduce_sum(g);  // every rank takes part, even one whose loss reached no negative
     auto mine = g.narrow(0, out.pool_offset, out.pool_local.size(0)).to(out.pool_local.scalar_type());
     // Phase 2: one backward pass through the User and Item LLMs for the local loss and the negatives' share.
@@ -517,7 +550,7 @@ torch::Tensor recommender_impl::item_matrix(const item_text_table& texts, int64_
     return (item_table ? item_table->weight : cache_).detach().clone();
   }
   const int64_t n = texts.num_items();
-  auto out = torch::zeros({n + 1, config_.user_llm.hidden_size});
+  auto out = torch::zeros({n + 1, config_.user_llm.hidden_size}, torch::TensorOptions().device(device()));
   for (int64_t start = 1; start <= n; start += chunk) {
     std::vector<int32_t> ids;
     for (int64_t i = start; i < std::min(start + chunk, n + 1); ++i) {
@@ -531,7 +564,7 @@ torch::Tensor recommender_impl::item_matrix(const item_text_table& texts, int64_
 torch::Tensor recommender_impl::user_embeddings(const torch::Tensor& items, const eval_set& e, int64_t chunk) {
   torch::NoGradGuard no_grad;
   const int64_t h = items.size(1);
-  auto out = torch::zeros({e.size(), h});
+  auto out = torch::zeros({e.size(), h}, torch::TensorOptions().device(items.device()));
   for (int64_t start = 0; start < e.size(); start += chunk) {
     const int64_t rows = std::min(chunk, e.size() - start);
     int64_t len = 1;
@@ -549,7 +582,7 @@ torch::Tensor recommender_impl::user_embeddings(const torch::Tensor& items, cons
         if (!times.empty()) times[r * len + (len - n) + j] = e.history_times[b + j];
       }
     }
-    auto id_t = long_tensor(ids);
+    auto id_t = long_tensor(ids, items.device());
     // Raw embeddings, exactly what training fed the User LLM (CALIBRATION.md trap 3).
     auto x = add_time(items.index_select(0, id_t).view({rows, len, h}), ids32, times, rows, len);
     auto y = user->forward(x, id_t.ne(0).view({rows, len}));
@@ -580,9 +613,10 @@ hllm_config read_checkpoint_config(const std::string& dir) {
   return hllm_config_from_json(j.at("model"));
 }
 
-recommender load_recommender(const std::string& dir, torch::Tensor cache) {
+recommender load_recommender(const std::string& dir, torch::Tensor cache, const torch::Device& device) {
   recommender r(read_checkpoint_config(dir), std::move(cache));
   load_module(*r, safetensors_archive::open_file(dir + "/model.safetensors"), "");
+  r->move_to(device);
   return r;
 }
 

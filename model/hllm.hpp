@@ -106,6 +106,11 @@ class recommender_impl : public torch::nn::Module {
   // The User LLM's last-position output for every query of `e`, reading rows of `items` (no gradients).
   torch::Tensor user_embeddings(const torch::Tensor& items, const eval_set& e, int64_t chunk = 256);
 
+  // Moves parameters and the item cache to `d` (the model is always built and initialised on the CPU).
+  void move_to(const torch::Device& d);
+  // Where the parameters live.
+  torch::Device device() const { return logit_scale.defined() ? logit_scale.device() : torch::Device(torch::kCPU); }
+
   void set_compute_dtype(torch::Dtype d);
   // Clamps the learnable logit scale into [0, logit_scale_max] (after every optimizer step).
   void clamp_logit_scale();
@@ -138,8 +143,10 @@ TORCH_MODULE_IMPL(recommender, recommender_impl);
 void backward_loss(const loss_output& out, negative_exchange* exchange);
 
 // A trained model from a checkpoint directory (trainer.hpp describes the layout): config.json + model.safetensors.
-// `cache` is read only when the checkpoint's item source is the embedding cache (optional there too).
-recommender load_recommender(const std::string& dir, torch::Tensor cache = {});
+// `cache` is read only when the checkpoint's item source is the embedding cache (optional there too). The tensors are
+// read on the host and the model moved to `device` (a checkpoint written on any device loads on any other).
+recommender load_recommender(const std::string& dir, torch::Tensor cache = {},
+                             const torch::Device& device = torch::Device(torch::kCPU));
 hllm_config read_checkpoint_config(const std::string& dir);
 
 }  // namespace hllm::model

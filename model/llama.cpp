@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include <nlohmann/json.hpp>
+#include <torch/version.h>
 
 #include "storage/error.hpp"
 
@@ -85,9 +86,33 @@ std::string shape_text(at::IntArrayRef s) {
 
 }  // namespace
 
+torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) {
+  if (!host.defined() || host.device() == device) {
+    return host;
+  }
+  if (!host.is_cpu() || !device.is_cuda()) {
+    return host.to(device);
+  }
+  return host.pin_memory().to(device, /*non_blocking=*/true);
+}
+
+attention_plan to_device(const attention_plan& plan, const torch::Device& device) {
+  if (!plan.positions.defined() || plan.positions.device() == device) {
+    return plan;
+  }
+  attention_plan p = plan;
+  p.positions = to_device(plan.positions, device);
+  p.gather = to_device(plan.gather, device);
+  p.scatter = to_device(plan.scatter, device);
+  for (auto& g : p.groups) {
+    g.blocked = to_device(g.blocked, device);
+  }
+  return p;
+}
+
 torch::Tensor causal_blocked(const torch::Tensor& valid) {
   const int64_t len = valid.size(1);
-  auto future = torch::ones({len, len}, torch::kBool).triu(1);
+  auto future = torch::ones({len, len}, torch::TensorOptions().dtype(torch::kBool).device(valid.device())).triu(1);
   auto pad_key = valid.logical_not().unsqueeze(1);  // [rows, 1, len]
   return future.unsqueeze(0).logical_or(pad_key).unsqueeze(1);
 }
@@ -208,6 +233,24 @@ torch::Tensor llama_attention_impl::attend_group(const torch::Tensor& slots, con
   const int64_t qw = heads_ * head_dim_, kw = kv_heads_ * head_dim_;
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   auto qkv = slots.split_with_sizes({qw, kw, kw}, 1);
+#if TORCH_VERSION_MAJOR >= 2
+  if (slots.is_cuda()) {
+    // Fused attention (libtorch >= 2, CUDA only; the CPU path below stays as it is). Its default scale is
+    // 1/sqrt(head_dim), as below. KV heads are repeated for their query groups (no enable_gqa before 2.5). A
+    // padding slot whose every key is blocked may attend itself instead: a fully masked row would be NaN in the
+    // fused kernels, and its output is discarded (never scattered back) either way.
+    auto q4 = apply_rope(qkv[0].reshape({n, heads_, head_dim_}), cos, sin).view({r, t, heads_, head_dim_});
+    auto k4 = apply_rope(qkv[1].reshape({n, kv_heads_, head_dim_}), cos, sin).view({r, t, kv_heads_, head_dim_});
+    auto v4 = qkv[2].reshape({r, t, kv_heads_, head_dim_});
+    auto qh = q4.permute({0, 2, 1, 3});
+    auto kh = k4.permute({0, 2, 1, 3}).repeat_interleave(g, 1);
+    auto vh = v4.permute({0, 2, 1, 3}).repeat_interleave(g, 1);
+    auto self = torch::eye(t, torch::TensorOptions().dtype(torch::kBool).device(slots.device()));
+    auto allowed = grp.blocked.logical_and(self.logical_not()).logical_not();  // [r, 1, t, t], true = may attend
+    auto o = at::scaled_dot_product_attention(qh, kh, vh, allowed);              // [r, heads, t, d]
+    return o.permute({0, 2, 1, 3}).reshape({n, qw});
+  }
+#endif
   auto q = apply_rope(qkv[0].reshape({n, heads_, head_dim_}), cos, sin) * scale;
   auto k = apply_rope(qkv[1].reshape({n, kv_heads_, head_dim_}), cos, sin);
   auto v = qkv[2].reshape({n, kv_heads_, head_dim_});
@@ -277,13 +320,20 @@ torch::Tensor llama_model_impl::forward(const torch::Tensor& x, const attention_
   auto angles = plan.positions.to(x.device(), accumulate_dtype(pdt)).unsqueeze(1) *
                 inv_freq_.to(x.device(), accumulate_dtype(pdt));
   auto emb = torch::cat({angles, angles}, -1);
-  if (plan.gather.defined()) {
-    emb = emb.index_select(0, plan.gather.to(emb.device()));  // rotary embeddings are applied per slot
+  // Plans are built on the host; on a GPU their tensors travel with one pinned, non-blocking copy each.
+  attention_plan moved;
+  const attention_plan* use = &plan;
+  if (!x.is_cpu()) {
+    moved = to_device(plan, x.device());
+    use = &moved;
+  }
+  if (use->gather.defined()) {
+    emb = emb.index_select(0, use->gather.to(emb.device()));  // rotary embeddings are applied per slot
   }
   auto cos = emb.cos().to(compute), sin = emb.sin().to(compute);
   auto h = x.to(pdt);
   for (const auto& layer : *layers) {
-    h = layer->as<llama_layer>()->forward(h, plan, cos, sin, compute);
+    h = layer->as<llama_layer>()->forward(h, *use, cos, sin, compute);
   }
   return norm->forward(h, pdt);
 }

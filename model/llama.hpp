@@ -1,6 +1,7 @@
 #pragma once
 // A Llama-family decoder in libtorch: RMSNorm, rotary embeddings (Hugging Face convention), grouped-query
-// attention written as matmul + mask (libtorch 1.13 has no public SDPA), SwiGLU. The LM head is never built.
+// attention written as matmul + mask (libtorch 1.13 has no public SDPA; on a CUDA device with libtorch >= 2 the
+// fused at::scaled_dot_product_attention runs instead), SwiGLU. The LM head is never built.
 //
 // Tokens travel as a packed [N, hidden] matrix: projections and the MLP never touch padding. Attention groups the
 // tokens by an `attention_plan` (one row per sequence, rows of similar length share a padded block), so packed items
@@ -41,8 +42,14 @@ attention_plan plan_packed(const std::vector<int64_t>& lengths, const std::vecto
                            double min_fill = 0.9);
 // Dense [rows, len] block (row-major tokens) with the given blocked mask [rows, 1, len, len] and positions [rows*len].
 attention_plan plan_dense(int64_t rows, int64_t len, torch::Tensor blocked, torch::Tensor positions);
-// Causal + key-padding mask for left- or right-padded rows: valid [rows, len] bool.
+// Causal + key-padding mask for left- or right-padded rows: valid [rows, len] bool (on valid's device).
 torch::Tensor causal_blocked(const torch::Tensor& valid);
+
+// Host data for a device: `host` itself on the CPU (no copy), else a pinned copy sent with a non-blocking copy (the
+// host goes on assembling while the transfer runs on the current CUDA stream).
+torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device);
+// The plan with every tensor on `device` (the same plan, no copy, on the CPU).
+attention_plan to_device(const attention_plan& plan, const torch::Device& device);
 
 class rms_norm_impl : public torch::nn::Module {
  public:

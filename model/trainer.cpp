@@ -2,10 +2,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
+#include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
+#include <torch/version.h>
 
 #include "model/hllm.hpp"
 #include "model/metrics.hpp"
@@ -46,7 +49,95 @@ torch::Tensor cache_tensor(const hllm_config& c, span<const float> cache) {
   return copy_cache(c, cache);
 }
 
+// bf16 autocast for a CUDA forward pass (libtorch's C++ form of torch.autocast("cuda", torch.bfloat16)): entered
+// around the forward only (backward runs in the dtypes the forward chose); the cast cache is cleared on exit, so a
+// weight updated in place is never read from a stale bf16 copy. Off (a no-op) on the CPU.
+class cuda_autocast {
+ public:
+  explicit cuda_autocast(bool on) : on_(on) {
+    if (!on_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    was_on_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    was_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+#else
+    was_on_ = at::autocast::is_enabled();
+    was_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~cuda_autocast() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) {
+      at::autocast::clear_cache();
+    }
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, was_on_);
+    at::autocast::set_autocast_dtype(at::kCUDA, was_dtype_);
+#else
+    at::autocast::set_enabled(was_on_);
+    at::autocast::set_autocast_gpu_dtype(was_dtype_);
+#endif
+  }
+  cuda_autocast(const cuda_autocast&) = delete;
+  cuda_autocast& operator=(const cuda_autocast&) = delete;
+
+ private:
+  bool on_;
+  bool was_on_ = false;
+  at::ScalarType was_dtype_ = at::kBFloat16;
+};
+
+const char* cuda_visible_devices() {
+  const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
+  return v ? v : "unset";
+}
+
 }  // namespace
+
+bool cuda_built() { return at::hasCUDA(); }
+
+int cuda_device_count() { return cuda_built() ? static_cast<int>(torch::cuda::device_count()) : 0; }
+
+std::string resolve_device(const std::string& requested, int local_rank) {
+  if (requested == "cpu") {
+    return "cpu";
+  }
+  if (requested == "auto") {
+    // A GPU when there is one for this rank; the CPU otherwise (unchanged behaviour on a CPU machine).
+    const int n = cuda_device_count();
+    return n > 0 && local_rank >= 0 && local_rank < n ? "cuda:" + std::to_string(local_rank) : "cpu";
+  }
+  int index = local_rank;
+  if (requested.rfind("cuda:", 0) == 0) {
+    const std::string digits = requested.substr(5);
+    if (digits.empty() || digits.size() > 4 || digits.find_first_not_of("0123456789") != std::string::npos) {
+      throw error(errc::invalid_input, "train.device = " + requested + ": not one of auto, cpu, cuda, cuda:N");
+    }
+    index = std::stoi(digits);
+  } else if (requested != "cuda") {
+    throw error(errc::invalid_input, "train.device = " + requested + ": not one of auto, cpu, cuda, cuda:N");
+  }
+  if (!cuda_built()) {
+    throw error(errc::invalid_input, "train.device = " + requested + " but this build has no CUDA support (Debian's "
+                                     "libtorch is CPU-only; the GPU build is -DHLLM_CUDA=ON -DTorch_DIR=<a CUDA "
+                                     "libtorch>, docs/operations.md \"Train on GPUs\")");
+  }
+  const int n = cuda_device_count();
+  if (n == 0) {
+    throw error(errc::invalid_input, "train.device = " + requested + " but no GPU is visible (CUDA_VISIBLE_DEVICES=" +
+                                         cuda_visible_devices() + ")");
+  }
+  if (index < 0 || index >= n) {
+    throw error(errc::invalid_input, "train.device = " + requested + " (local rank " + std::to_string(local_rank) +
+                                         ") but only " + std::to_string(n) +
+                                         " GPU(s) are visible (CUDA_VISIBLE_DEVICES=" + cuda_visible_devices() + ")");
+  }
+  return "cuda:" + std::to_string(index);
+}
 
 struct trainer::impl {
   hllm_config model_cfg;
@@ -58,15 +149,22 @@ struct trainer::impl {
   std::vector<adam_state> adam;
   int64_t step = 0;
   std::chrono::steady_clock::time_point started;
+  std::string device_name = "cpu";
+  torch::Device device{torch::kCPU};
+  mutable std::vector<torch::Tensor> host_copies;  // state_blobs() on a GPU
 
-  impl(const hllm_config& m, const train_config& t, item_text_table x, span<const float> cache)
-      : model_cfg(m), train_cfg(t), texts(x) {
+  impl(const hllm_config& m, const train_config& t, item_text_table x, span<const float> cache,
+       const std::string& dev)
+      : model_cfg(m), train_cfg(t), texts(x), device_name(resolve_device(dev, 0)), device(device_name) {
     if (t.threads > 0) {
       torch::set_num_threads(t.threads);
     }
     net = recommender(m, cache_tensor(m, cache));
     if (t.bf16) {
       net->set_compute_dtype(torch::kBFloat16);
+    }
+    if (!device.is_cpu()) {
+      net->move_to(device);  // built and initialised on the CPU: the same initial parameters on every device
     }
     for (auto& p : net->named_parameters()) {
       names.push_back(p.key());
@@ -75,12 +173,25 @@ struct trainer::impl {
     }
   }
 
+  bool on_gpu() const { return device.is_cuda(); }
+
   double clip_gradients() {
     torch::NoGradGuard no_grad;
     double sq = 0;
-    for (auto& p : params) {
-      if (p.grad().defined()) {
-        sq += p.grad().pow(2).sum().item<double>();
+    if (on_gpu()) {
+      // One device sum and one synchronisation, not one per parameter.
+      std::vector<torch::Tensor> parts;
+      for (auto& p : params) {
+        if (p.grad().defined()) {
+          parts.push_back(p.grad().to(torch::kFloat64).pow(2).sum());
+        }
+      }
+      sq = parts.empty() ? 0.0 : torch::stack(parts).sum().item<double>();
+    } else {
+      for (auto& p : params) {
+        if (p.grad().defined()) {
+          sq += p.grad().pow(2).sum().item<double>();
+        }
       }
     }
     const double norm = std::sqrt(sq);
@@ -119,8 +230,9 @@ struct trainer::impl {
   }
 };
 
-trainer::trainer(const hllm_config& model, const train_config& train, item_text_table texts, span<const float> cache)
-    : impl_(std::make_unique<impl>(model, train, texts, cache)) {}
+trainer::trainer(const hllm_config& model, const train_config& train, item_text_table texts, span<const float> cache,
+                 const std::string& device)
+    : impl_(std::make_unique<impl>(model, train, texts, cache, device)) {}
 trainer::trainer(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 trainer::~trainer() = default;
 trainer::trainer(trainer&&) noexcept = default;
@@ -138,7 +250,11 @@ step_metrics trainer::compute_gradients(const train_batch& b, negative_exchange*
   for (auto& p : s.params) {
     p.mutable_grad() = torch::Tensor();
   }
-  auto out = s.net->training_loss(b, s.texts, exchange);
+  loss_output out;
+  {
+    cuda_autocast autocast(s.on_gpu());
+    out = s.net->training_loss(b, s.texts, exchange);
+  }
   backward_loss(out, exchange);
   // Parameters this batch did not reach get zero gradients, so one rank alone and many ranks after an all-reduce
   // update exactly the same set of parameters.
@@ -184,12 +300,18 @@ std::vector<at::Tensor> trainer::gradients() {
 }
 
 int64_t trainer::steps_done() const { return impl_->step; }
+const std::string& trainer::device() const { return impl_->device_name; }
 const hllm_config& trainer::model_config() const { return impl_->model_cfg; }
 const train_config& trainer::training_config() const { return impl_->train_cfg; }
 int64_t trainer::hidden_size() const { return impl_->model_cfg.user_llm.hidden_size; }
 
 std::vector<float> trainer::item_matrix() {
-  auto m = impl_->net->item_matrix(impl_->texts).contiguous();
+  torch::Tensor m;
+  {
+    cuda_autocast autocast(impl_->on_gpu());
+    m = impl_->net->item_matrix(impl_->texts);
+  }
+  m = m.to(torch::kCPU, torch::kFloat32).contiguous();
   return {m.data_ptr<float>(), m.data_ptr<float>() + m.numel()};
 }
 
@@ -201,18 +323,36 @@ void trainer::set_item_cache(span<const float> cache) {
 }
 
 std::vector<int64_t> trainer::ranks(const eval_set& e) {
-  auto items = impl_->net->item_matrix(impl_->texts);
-  auto users = impl_->net->user_embeddings(items, e);
+  // The item matrix (the cache's on a stage-2 model, already on the device) and the User LLM pass run on the
+  // trainer's device; the rank count (metrics.cpp) reads host tensors.
+  torch::Tensor items, users;
+  {
+    cuda_autocast autocast(impl_->on_gpu());
+    items = impl_->net->item_matrix(impl_->texts);
+    users = impl_->net->user_embeddings(items, e);
+  }
+  if (impl_->on_gpu()) {
+    items = items.to(torch::kCPU, torch::kFloat32);
+    users = users.to(torch::kCPU, torch::kFloat32);
+  }
   return target_ranks(items, users, e);
 }
 
 std::vector<tensor_blob> trainer::state_blobs() const {
   std::vector<tensor_blob> out;
   const auto& s = *impl_;
+  s.host_copies.clear();
+  // On the CPU the blobs point into the live tensors; on a GPU into host copies (kept until the next call).
+  auto host = [&](const torch::Tensor& t) -> const torch::Tensor& {
+    if (t.is_cpu()) return t;
+    s.host_copies.push_back(t.detach().to(torch::kCPU).contiguous());
+    return s.host_copies.back();
+  };
+  s.host_copies.reserve(s.on_gpu() ? 3 * s.params.size() : 0);
   for (std::size_t i = 0; i < s.params.size(); ++i) {
-    out.push_back(blob_of("model." + s.names[i], s.params[i]));
-    out.push_back(blob_of("optim.exp_avg." + s.names[i], s.adam[i].exp_avg));
-    out.push_back(blob_of("optim.exp_avg_sq." + s.names[i], s.adam[i].exp_avg_sq));
+    out.push_back(blob_of("model." + s.names[i], host(s.params[i])));
+    out.push_back(blob_of("optim.exp_avg." + s.names[i], host(s.adam[i].exp_avg)));
+    out.push_back(blob_of("optim.exp_avg_sq." + s.names[i], host(s.adam[i].exp_avg_sq)));
   }
   return out;
 }
@@ -248,7 +388,8 @@ void trainer::save(const std::string& dir) const {
   std::filesystem::rename(tmp, dir + "/config.json");
 }
 
-trainer trainer::load(const std::string& dir, item_text_table texts, span<const float> cache) {
+trainer trainer::load(const std::string& dir, item_text_table texts, span<const float> cache,
+                      const std::string& device) {
   std::ifstream in(dir + "/config.json");
   if (!in) {
     throw error(errc::not_found, "checkpoint: cannot open " + dir + "/config.json");
@@ -257,7 +398,9 @@ trainer trainer::load(const std::string& dir, item_text_table texts, span<const 
   if (j.is_discarded() || !j.is_object()) {
     throw error(errc::format, dir + "/config.json: not JSON");
   }
-  auto p = std::make_unique<impl>(read_checkpoint_config(dir), train_config_from_json(j.at("train")), texts, cache);
+  // The map location: every tensor is read on the host and copied into the trainer's (device) tensors.
+  auto p = std::make_unique<impl>(read_checkpoint_config(dir), train_config_from_json(j.at("train")), texts, cache,
+                                  device);
   load_module(*p->net, safetensors_archive::open_file(dir + "/model.safetensors"), "");
   auto optim = safetensors_archive::open_file(dir + "/optimizer.safetensors");
   torch::NoGradGuard no_grad;
@@ -277,7 +420,12 @@ trainer trainer::load(const std::string& dir, item_text_table texts, span<const 
 
 std::vector<float> trainer::item_embeddings(const std::vector<int32_t>& ids) {
   torch::NoGradGuard no_grad;
-  auto m = impl_->net->item_embeddings(impl_->texts, ids).to(torch::kFloat32).contiguous();
+  torch::Tensor m;
+  {
+    cuda_autocast autocast(impl_->on_gpu());
+    m = impl_->net->item_embeddings(impl_->texts, ids);
+  }
+  m = m.to(torch::kCPU, torch::kFloat32).contiguous();
   return {m.data_ptr<float>(), m.data_ptr<float>() + m.numel()};
 }
 

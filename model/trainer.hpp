@@ -8,6 +8,12 @@
 //   model.safetensors       every parameter, fp32, named as in the model ("item_llm.model.layers.0...")
 //   optimizer.safetensors   "exp_avg.<param>" and "exp_avg_sq.<param>" (fp32) for every trained parameter
 // Each file is written atomically (temporary file, fsync, rename); the job layer makes the directory atomic.
+//
+// Devices: a trainer computes on the CPU (the default) or one CUDA device. The model is built and initialised on the
+// CPU (so its initial parameters do not depend on the device) and then moved; model, optimizer state and the step's
+// math stay on the device; batches are assembled on the host and copied pinned and non-blocking; the forward pass
+// runs under bf16 autocast on a GPU. Checkpoints hold host copies, and load() reads them onto the trainer's device
+// (the map location), so a checkpoint written on a GPU resumes on the CPU and back.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,6 +35,14 @@ namespace hllm::model {
 inline constexpr const char* checkpoint_format = "hllm-checkpoint";
 inline constexpr int checkpoint_version = 1;
 
+// Where a trainer computes (train.device, --device): "cpu", "cuda" (= "cuda:<local_rank>"), "cuda:N", or "auto"
+// (a GPU when this build has CUDA and one is visible, else the CPU). Returns "cpu" or "cuda:N". Throws
+// hllm::error(invalid_input) with one line for an unknown name, or CUDA where the build or the machine has none.
+std::string resolve_device(const std::string& requested, int local_rank = 0);
+// What this libtorch and machine offer: built with CUDA, and how many GPUs are visible (0 in the CPU build).
+bool cuda_built();
+int cuda_device_count();
+
 struct step_metrics {
   int64_t step = 0;  // the step this was (0-based)
   double loss = 0, nce = 0, cls = 0;
@@ -46,8 +60,9 @@ class trainer {
   // padding) is copied in when the source is cache; it may be empty there: training then reads each batch's own
   // cached rows (train_batch::row_ids / rows; a batch without them is an error), and evaluation needs
   // set_item_cache first.
+  // `device` as resolve_device takes it (resolved here with local rank 0; the job passes "cuda:N" already resolved).
   trainer(const hllm_config& model, const train_config& train, item_text_table texts,
-          span<const float> cache = {});
+          span<const float> cache = {}, const std::string& device = "cpu");
   ~trainer();
   trainer(trainer&&) noexcept;
   trainer& operator=(trainer&&) noexcept;
@@ -65,6 +80,8 @@ class trainer {
   std::vector<at::Tensor> gradients();
 
   int64_t steps_done() const;
+  // "cpu" or "cuda:N".
+  const std::string& device() const;
   const hllm_config& model_config() const;
   const train_config& training_config() const;
 
@@ -86,12 +103,15 @@ class trainer {
   // an error unless the trainer holds an item matrix).
   std::vector<int64_t> ranks(const eval_set& e);
 
-  // Parameters ("model.<name>") and optimizer state ("optim.exp_avg.<name>", ...) as views into live memory.
+  // Parameters ("model.<name>") and optimizer state ("optim.exp_avg.<name>", ...) as views into live memory (on a
+  // GPU: into host copies made by this call, valid until the next call or the next step).
   std::vector<tensor_blob> state_blobs() const;
   void save(const std::string& dir) const;
   // Restores parameters, optimizer state and step; the configs come from DIR/config.json. `cache` as in the
-  // constructor (may be empty for a stage-2 checkpoint).
-  static trainer load(const std::string& dir, item_text_table texts, span<const float> cache = {});
+  // constructor (may be empty for a stage-2 checkpoint). `device` is the map location: the tensors are read on the
+  // host and copied to it, whatever device wrote the checkpoint.
+  static trainer load(const std::string& dir, item_text_table texts, span<const float> cache = {},
+                      const std::string& device = "cpu");
 
  private:
   struct impl;
