@@ -1,6 +1,7 @@
 # Starts a single-node Slurm cluster for one test: munged, slurmctld -D and slurmd -D on 127.0.0.1 with a config
 # generated from `hostname -s`, all state under $1. Sourced; defines slurm_up (returns 77 after printing why when
-# Slurm cannot start here) and slurm_down (also run from the EXIT trap). Clients need SLURM_CONF, which it exports.
+# Slurm is missing or cannot start here; a daemon that does not start returns 1 under CI=true: common.sh cannot_start)
+# and slurm_down (also run from the EXIT trap). Clients need SLURM_CONF, which it exports.
 slurm_pids=()
 slurm_down() {
   local p
@@ -64,7 +65,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscrib
 CONF
   export SLURM_CONF="$d/slurm.conf"
   for _ in $(seq 50); do [ -S "$d/munge/munge.sock" ] && break; sleep 0.1; done
-  [ -S "$d/munge/munge.sock" ] || { echo "SKIPPED: munged did not start: $(tail -n 3 "$d/log/munged.log" 2>/dev/null)"; return 77; }
+  [ -S "$d/munge/munge.sock" ] || { cannot_start "munged did not start: $(tail -n 3 "$d/log/munged.log" 2>/dev/null)"; return; }
   slurmctld -D -i -f "$d/slurm.conf" > "$d/log/slurmctld.out" 2>&1 &
   slurm_pids+=($!)
   slurmd -D -f "$d/slurm.conf" -N "$node" > "$d/log/slurmd.out" 2>&1 &
@@ -72,8 +73,8 @@ CONF
   local t0=$SECONDS
   until sinfo -h -N -o '%t' 2>/dev/null | grep -Eq '^(idle|mix|alloc)'; do
     if [ $((SECONDS - t0)) -gt 30 ]; then
-      echo "SKIPPED: the single-node Slurm cluster did not come up in 30 s: $(tail -n 2 "$d/log/slurmctld.log" "$d/log/slurmd.log" 2>/dev/null | tr '\n' ' ')"
-      return 77
+      cannot_start "the single-node Slurm cluster did not come up in 30 s: $(tail -n 2 "$d/log/slurmctld.log" "$d/log/slurmd.log" 2>/dev/null | tr '\n' ' ')"
+      return
     fi
     sleep 0.1
   done
