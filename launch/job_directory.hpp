@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <ctime>
 #include <filesystem>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <string>
@@ -236,7 +237,8 @@ inline std::string differences(const earlier_run& r, const launch::job_config& c
 
 // The earlier run's files (job.toml last, so a directory moved halfway still shows a run) renamed into
 // JOB/previous-<UTC yyyymmdd-hhmmss>[-N]/; returns that directory. Nothing is deleted; what is not the run's own
-// (unknown files) stays where it is, as does JOB/job_epoch (the incarnation count keeps growing).
+// (unknown files, a cache/ without shards) stays where it is, as does JOB/job_epoch (the incarnation count keeps
+// growing, so no message of the earlier run's processes is taken for this run's).
 inline std::string set_aside(const std::string& dir) {
   namespace fs = std::filesystem;
   std::time_t now = std::time(nullptr);
@@ -246,18 +248,46 @@ inline std::string set_aside(const std::string& dir) {
   std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
   std::string aside = dir + "/previous-" + stamp;
   for (int n = 2; fs::exists(aside); ++n) aside = dir + "/previous-" + stamp + "-" + std::to_string(n);
-  fs::create_directory(aside);
-  std::vector<std::string> names{"checkpoints", "metrics.jsonl", "results.json", "results.md", "baseline", "stage1",
-                                 "stage2",      "cache",         "export",       "workers",    "status.json",
-                                 "console.json"};
+  // Only what a job writes, of the kind it writes (a file for a file name; a directory that holds what the job puts
+  // there), so that an --out shared with other things (a project folder with its own cache/ or export/) loses
+  // nothing from view that was not the job's.
+  const fs::path d(dir);
+  auto holds_any = [&](const std::string& sub, std::initializer_list<const char*> names, const char* prefix) {
+    if (!fs::is_directory(d / sub) || fs::is_symlink(d / sub)) return false;
+    for (const char* n : names) {
+      if (fs::exists(d / sub / n)) return true;
+    }
+    if (prefix != nullptr) {
+      for (const auto& e : fs::directory_iterator(d / sub)) {
+        if (e.path().filename().string().rfind(prefix, 0) == 0) return true;
+      }
+    }
+    return false;
+  };
+  auto is_file = [&](const std::string& n) { return fs::is_regular_file(fs::symlink_status(d / n)); };
+  std::vector<std::string> names;
+  if (fs::is_directory(d / "checkpoints") && !fs::is_symlink(d / "checkpoints")) names.push_back("checkpoints");
+  for (const char* stage : {"baseline", "stage1", "stage2"}) {
+    if (holds_any(stage, {"best"}, nullptr)) names.push_back(stage);
+  }
+  if (holds_any("cache", {"ledger.json"}, "shard-")) names.push_back("cache");
+  if (holds_any("export", {"items.npy", "items.ids.txt", "users.npy", "users.ids.txt", "items.index"}, nullptr)) {
+    names.push_back("export");
+  }
+  if (holds_any("workers", {"worker-0.json", "worker-0.log"}, "worker-")) names.push_back("workers");
+  for (const char* f : {"metrics.jsonl", "results.json", "results.md", "status.json", "console.json"}) {
+    if (is_file(f)) names.push_back(f);
+  }
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind("metrics.rank-", 0) == 0) names.push_back(n);
+    if (n.rfind("metrics.rank-", 0) == 0 && is_file(n)) names.push_back(n);
   }
-  for (const char* last : {"dataset.json", "dataset", "job.toml"}) names.push_back(last);
+  for (const char* last : {"dataset.json", "dataset", "job.toml"}) {
+    if (is_file(last)) names.push_back(last);
+  }
+  fs::create_directory(aside);
   for (const auto& n : names) {
-    const fs::path from = fs::path(dir) / n;
-    if (!fs::exists(fs::symlink_status(from))) continue;
+    const fs::path from = d / n;
     try {
       fs::rename(from, fs::path(aside) / n);
     } catch (const fs::filesystem_error& e) {
