@@ -5,7 +5,10 @@ HLLM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HLLM_BUILD_DIR="${HLLM_BUILD_DIR:-$HLLM_ROOT/build}"
 HLLM_JOBS="${HLLM_JOBS:-$(nproc)}"
 
-# Debian packages the build, the tests and the benchmarks need (STACK.md).
+# Debian packages (STACK.md), in one place. HLLM_PACKAGES: what the build and the quickstart's programs need (the
+# test and benchmark libraries are here too: the one configure step finds them, and this machine kind has them
+# preinstalled). HLLM_TEST_PACKAGES: only the tests use them (a real browser, promtool, a Slurm cluster, sshd,
+# network namespaces, clang's sanitizer runtime); ./launch/test installs both lists, ./launch/quickstart the first.
 HLLM_PACKAGES=(
   g++ cmake ninja-build ccache pkg-config git
   libcaf-dev
@@ -17,8 +20,11 @@ HLLM_PACKAGES=(
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libsentencepiece-dev
   libxxhash-dev libzstd-dev
-  libcpp-httplib-dev prometheus chromium chromium-driver
+  libcpp-httplib-dev
   libhnswlib-dev
+)
+HLLM_TEST_PACKAGES=(
+  prometheus chromium chromium-driver
   clang libclang-rt-14-dev
   slurm-wlm munge iproute2 openssh-server openssh-client
 )
@@ -32,11 +38,14 @@ phase_done() {
   printf '    done in %ss\n' "$(( $(date +%s) - hllm_phase_start ))"
 }
 
+# ensure_packages [test]: installs what is missing of HLLM_PACKAGES (and of HLLM_TEST_PACKAGES with `test`).
 ensure_packages() {
-  phase "checking Debian packages (${#HLLM_PACKAGES[@]})"
+  local wanted=("${HLLM_PACKAGES[@]}")
+  if [ "${1:-}" = test ]; then wanted+=("${HLLM_TEST_PACKAGES[@]}"); fi
+  phase "checking Debian packages (${#wanted[@]}${1:+, with the test-only ones})"
   local missing=()
   local p
-  for p in "${HLLM_PACKAGES[@]}"; do
+  for p in "${wanted[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
       missing+=("$p")
     fi
