@@ -390,6 +390,7 @@ void trainer::save(const std::string& dir) const {
 
 trainer trainer::load(const std::string& dir, item_text_table texts, span<const float> cache,
                       const std::string& device) {
+  const std::string on = resolve_device(device, 0);  // a device this machine lacks fails before anything is read
   std::ifstream in(dir + "/config.json");
   if (!in) {
     throw error(errc::not_found, "checkpoint: cannot open " + dir + "/config.json");
@@ -400,7 +401,7 @@ trainer trainer::load(const std::string& dir, item_text_table texts, span<const 
   }
   // The map location: every tensor is read on the host and copied into the trainer's (device) tensors.
   auto p = std::make_unique<impl>(read_checkpoint_config(dir), train_config_from_json(j.at("train")), texts, cache,
-                                  device);
+                                  on);
   load_module(*p->net, safetensors_archive::open_file(dir + "/model.safetensors"), "");
   auto optim = safetensors_archive::open_file(dir + "/optimizer.safetensors");
   torch::NoGradGuard no_grad;
