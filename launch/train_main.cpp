@@ -182,6 +182,7 @@ int main(int argc, char** argv) {
   std::vector<pid_t> children;
   const bool launcher = env("RANK") == nullptr && env("SLURM_PROCID") == nullptr;
   int rc = 1;
+  bool started = false;  // the job ran: only a failure while it runs is restarted (never a refused start)
   try {
     if (monitor_port != -2) sets.push_back("monitor.port=" + std::to_string(monitor_port));
     auto cfg = hllm::launch::job_config::load(config_path, sets, hllm::launch::default_job_toml);
@@ -240,6 +241,7 @@ int main(int argc, char** argv) {
     if (o.rank == 0) claim_job_directory(out_dir, data_dir, resume, fresh, cfg, token_set);
     std::filesystem::create_directories(out_dir);
     if (launcher && world > 1) children = start_local_ranks(argc, argv, world, o.master_port);
+    started = true;
     rc = hllm::run_job(o);
     for (pid_t& pid : children) {
       int status = 0;
@@ -254,7 +256,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "hllm train: error: %s\n", e.what());
     rc = 1;
   }
-  if (rc == 0 || !launcher || max_restarts <= 0) return rc;
+  // A refused start (bad arguments, a job directory of another job) is not restarted: a restart passes --resume
+  // auto, which would turn a refused `--resume never` into a resume.
+  if (rc == 0 || !started || !launcher || max_restarts <= 0) return rc;
   // The ranks of a failed incarnation may still wait in a collective: stop them before starting the next one.
   for (pid_t pid : children) {
     if (pid <= 0) continue;

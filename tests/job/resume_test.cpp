@@ -432,7 +432,10 @@ TEST(job, a_new_run_in_an_old_job_directory_keeps_its_own_checkpoints) {
   test::temp_dir tmp;
   ASSERT_EQ(train(tmp / "job", tmp / "a.log"), 0);
   const auto before = snapshot(tmp / "job");
-  EXPECT_EQ(train(tmp / "job", tmp / "refused.log", " --set train.checkpoint_every_steps=7 --resume never"), 1);
+  // --max-restarts does not retry a refused start (its retries pass --resume auto, which would continue the run).
+  EXPECT_EQ(train(tmp / "job", tmp / "refused.log",
+                  " --set train.checkpoint_every_steps=7 --resume never --max-restarts 2"),
+            1);
   const std::string log = test::read_bytes(tmp / "refused.log");
   EXPECT_EQ(lines_with(log, "error:"), 1) << log;
   EXPECT_NE(log.find("hllm train: error: --out '" + tmp / "job" + "' holds an earlier run (job.toml, the dataset it "
