@@ -1,12 +1,21 @@
 // `hllm encode` end to end on the prepared_tiny fixture: the .npy it writes equals the in-process encoding, for a
-// Hugging Face checkpoint and for a trained HLLM checkpoint, both run on item-encoder actors and cache shards
-// (byte for byte whatever their number); mismatched vocabularies are refused; the version tag of a Hugging Face
-// model's rows changes with everything that changes the rows.
+// Hugging Face checkpoint and for a trained HLLM checkpoint, both run on item-encoder actors and cache shards;
+// mismatched vocabularies are refused; the version tag of a Hugging Face model's rows changes with everything that
+// changes the rows.
+//
+// What is promised about the rows' bits (docs/operations.md): the same command (the same encoders, shards, threads
+// and unit size) writes the same bytes every time; another placement or unit size (or the in-process encode) gives
+// rows within a stated tolerance, not necessarily the same bits. The tests run in the machine's environment as users'
+// jobs do: with OPENBLAS_CORETYPE forced (this machine kind sets Haswell on an AVX-512 CPU), OpenBLAS's float sums
+// depend on the matrix shape and thread count by an ulp, so bit equality across placements holds on some BLAS
+// builds and not on others.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 #include "actors/item_encoder.hpp"
 #include "model/hllm.hpp"
@@ -76,14 +85,21 @@ class encode_command : public ::testing::Test {
     }
     return torch::cat(parts).contiguous();
   }
-  // The .npy's matrix equals `expected` bit for bit.
-  void expect_exact_matrix(const torch::Tensor& expected, const std::string& npy) {
+  // Rows across placements, unit sizes or processes: within `tol` of `expected` (the largest difference is printed:
+  // the numbers docs/operations.md quotes). fp32: 1e-5 absolute (observed: up to 7.2e-7 with OPENBLAS_CORETYPE=
+  // Haswell on an AVX-512 CPU, 0 without); bf16 compute: two bf16 ulps at the largest row value.
+  void expect_close_matrix(const torch::Tensor& expected, const std::string& npy, double tol, const std::string& what) {
     auto m = read_npy_f32(npy);
     ASSERT_EQ(m.rows, expected.size(0));
     ASSERT_EQ(m.cols, expected.size(1));
     auto got = torch::from_blob(m.data.data(), {m.rows, m.cols});
-    EXPECT_TRUE(torch::equal(got, expected)) << "largest difference "
-                                             << (got - expected).abs().max().item<double>();
+    EXPECT_EQ(got[0].abs().max().item<float>(), 0.f);  // row 0: padding
+    const double diff = (got - expected).abs().max().item<double>();
+    std::cout << "max |difference| " << what << ": " << diff << " (tolerance " << tol << ")\n";
+    EXPECT_LE(diff, tol) << what;
+  }
+  static double bf16_tolerance(const torch::Tensor& expected) {
+    return expected.abs().max().item<double>() * std::ldexp(1.0, -7);  // 2 ulps: bf16 keeps 8 significant bits
   }
   std::string data_dir, dir;
 };
@@ -132,22 +148,26 @@ TEST_F(encode_command, trained_checkpoint_matches_the_trainers_item_matrix) {
   t.save(dir + "/ckpt");
   ASSERT_EQ(run("--checkpoint " + dir + "/ckpt --out " + dir + "/y.npy"), 0) << log();
   auto m = t.item_matrix();
-  expect_matrix(torch::from_blob(m.data(), {d.num_items() + 1, t.hidden_size()}), dir + "/y.npy");
-  // The encoder actors and cache shards do the work: their number and the unit size never change a byte, also
-  // when the catalogue is a whole number of units (the last item once fell between two units).
+  const auto trained = torch::from_blob(m.data(), {d.num_items() + 1, t.hidden_size()});
+  expect_matrix(trained, dir + "/y.npy");
+  // The encoder actors and cache shards do the work: another number of them and another unit size give the same
+  // rows within the tolerance, also when the catalogue is a whole number of units (the last item once fell between
+  // two units); the same placement and unit size again give the same bytes.
   ASSERT_EQ(d.num_items() % 40, 0) << "pick a unit size that divides the fixture's item count";
-  ASSERT_EQ(run("--checkpoint " + dir + "/ckpt --encoders 2 --shards 3 --batch 40 --out " + dir + "/z.npy"), 0)
-      << log();
-  std::ifstream a(dir + "/y.npy", std::ios::binary), b(dir + "/z.npy", std::ios::binary);
-  std::string ya{std::istreambuf_iterator<char>(a), {}}, zb{std::istreambuf_iterator<char>(b), {}};
-  EXPECT_FALSE(ya.empty());
-  EXPECT_TRUE(ya == zb) << "encoder/shard placement changed the embeddings";
+  const std::string placed = "--checkpoint " + dir + "/ckpt --encoders 2 --shards 3 --batch 40 --out ";
+  ASSERT_EQ(run(placed + dir + "/z.npy"), 0) << log();
+  expect_close_matrix(trained, dir + "/z.npy", 1e-5, "trained checkpoint, 2 encoders, 3 shards, units of 40");
+  ASSERT_EQ(run(placed + dir + "/z2.npy"), 0) << log();
+  const std::string z = read_bytes(dir + "/z.npy");
+  EXPECT_FALSE(z.empty());
+  EXPECT_TRUE(z == read_bytes(dir + "/z2.npy")) << "the same placement and unit size gave other bytes";
 }
 
-// The Hugging Face path runs on the encoder actors too: its rows are exactly the direct model encode's, for either
-// pooling and in bf16, with one encoder and one shard as with several of each (also a last unit shorter than the
-// rest), and the log names the units, actors and the rows' version tag.
-TEST_F(encode_command, hf_checkpoint_on_encoder_actors_gives_exactly_the_direct_encode_rows) {
+// The Hugging Face path runs on the encoder actors too: its rows are the direct model encode's (within the
+// tolerance), for either pooling and in bf16, with one encoder and one shard as with several of each (also a last
+// unit shorter than the rest), and the log names the units, actors and the rows' version tag. The same command run
+// again writes the same bytes.
+TEST_F(encode_command, hf_checkpoint_on_encoder_actors_gives_the_direct_encode_rows) {
   auto d = storage::dataset::open(data_dir);
   auto cfg = tiny_default_config(d.info().vocab_size);
   llama_model llm(cfg);
@@ -168,11 +188,13 @@ TEST_F(encode_command, hf_checkpoint_on_encoder_actors_gives_exactly_the_direct_
     SCOPED_TRACE(v.flags);
     for (int64_t unit : {int64_t{40}, int64_t{37}}) {
       auto expected = direct_hf_encode(d, hf, v.pooling, v.seed, v.bf16, unit);
+      const double tol = v.bf16 ? bf16_tolerance(expected) : 1e-5;
       const std::string base = "--hf-model " + hf + " " + v.flags + " --batch " + std::to_string(unit);
+      const std::string what = v.flags + ", units of " + std::to_string(unit);
       ASSERT_EQ(run(base + " --out " + dir + "/one.npy"), 0) << log();
-      expect_exact_matrix(expected, dir + "/one.npy");
+      expect_close_matrix(expected, dir + "/one.npy", tol, what + ", 1 encoder vs in-process");
       ASSERT_EQ(run(base + " --encoders 2 --shards 3 --out " + dir + "/many.npy"), 0) << log();
-      expect_exact_matrix(expected, dir + "/many.npy");
+      expect_close_matrix(expected, dir + "/many.npy", tol, what + ", 2 encoders and 3 shards vs in-process");
       const int64_t units = (d.num_items() + unit - 1) / unit;
       item_encoder_options eo;
       eo.hf_model_dir = hf;
@@ -185,10 +207,20 @@ TEST_F(encode_command, hf_checkpoint_on_encoder_actors_gives_exactly_the_direct_
       EXPECT_EQ(read_bytes(dir + "/one.ids.txt"), read_bytes(dir + "/many.ids.txt"));
     }
   }
-  // The [ITEM] seed reaches the encoders: another seed gives other rows with item pooling.
+  // The same placement and unit size give the same bytes, with several encoders (whose units finish in any order)
+  // as with one.
+  const std::string many = "--hf-model " + hf + " --pooling item --seed 7 --batch 37 --encoders 2 --shards 3 --out ";
+  ASSERT_EQ(run(many + dir + "/many-a.npy"), 0) << log();
+  ASSERT_EQ(run(many + dir + "/many-b.npy"), 0) << log();
+  EXPECT_FALSE(read_bytes(dir + "/many-a.npy").empty());
+  EXPECT_TRUE(read_bytes(dir + "/many-a.npy") == read_bytes(dir + "/many-b.npy"))
+      << "2 encoders, 3 shards, units of 37: two runs gave other bytes";
+  // The [ITEM] seed reaches the encoders: another seed gives other rows with item pooling; the same seed the same.
   ASSERT_EQ(run("--hf-model " + hf + " --pooling item --seed 8 --batch 40 --out " + dir + "/seed8.npy"), 0) << log();
   ASSERT_EQ(run("--hf-model " + hf + " --pooling item --seed 7 --batch 40 --out " + dir + "/seed7.npy"), 0) << log();
+  ASSERT_EQ(run("--hf-model " + hf + " --pooling item --seed 7 --batch 40 --out " + dir + "/seed7b.npy"), 0) << log();
   EXPECT_NE(read_bytes(dir + "/seed7.npy"), read_bytes(dir + "/seed8.npy"));
+  EXPECT_TRUE(read_bytes(dir + "/seed7.npy") == read_bytes(dir + "/seed7b.npy")) << "1 encoder: two runs differ";
 }
 
 // Rows are tagged with a hash of what made them: the same model and settings give the same tag, and the weights,
