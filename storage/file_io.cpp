@@ -96,14 +96,15 @@ std::string directory_of(const std::string& path) {
   return parent.empty() ? std::string(".") : parent.string();
 }
 
-void fsync_path(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw_io("cannot open", path);
+// Opens `path` read-only (`flags` added), fsyncs it and closes it; `kind` names it in errors ("", " directory").
+void fsync_path(const std::string& path, int flags = 0, const std::string& kind = "") {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | flags);
+  if (fd < 0) throw_io("cannot open" + kind, path);
   if (::fsync(fd) != 0) {
     int e = errno;
     ::close(fd);
     errno = e;
-    throw_io("cannot fsync", path);
+    throw_io("cannot fsync" + kind, path);
   }
   ::close(fd);
 }
@@ -158,17 +159,7 @@ uint64_t write_file_durably(const std::string& path, const void* data, std::size
   return hash_bytes(data, size);
 }
 
-void fsync_directory(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw_io("cannot open directory", dir);
-  if (::fsync(fd) != 0) {
-    int e = errno;
-    ::close(fd);
-    errno = e;
-    throw_io("cannot fsync directory", dir);
-  }
-  ::close(fd);
-}
+void fsync_directory(const std::string& dir) { fsync_path(dir, O_DIRECTORY, " directory"); }
 
 std::string normalize_output_path(const std::string& dir) {
   if (dir.empty()) throw error(errc::invalid_input, "an output path is empty");
