@@ -1,6 +1,6 @@
 #pragma once
-// Collectives between data-parallel trainer ranks: torch's c10d ProcessGroupGloo over a TCPStore on CPU (NCCL in
-// the GPU build). Never hand-written over ZeroMQ (ARCHITECTURE.md). Torch stays out of this header.
+// Collectives between data-parallel trainer ranks: torch's c10d ProcessGroupGloo over a TCPStore on CPU, c10d's
+// ProcessGroupNCCL for CUDA ranks in the GPU build. Never hand-written over ZeroMQ (ARCHITECTURE.md). Torch stays out of this header.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -20,6 +20,9 @@ struct process_group_options {
   // Every collective and the rendezvous fail after this instead of hanging when a rank died.
   std::chrono::milliseconds timeout{std::chrono::seconds(120)};
   std::string interface_host = "127.0.0.1";  // address Gloo binds on this host
+  // The trainer's device (trainer::device()): "cpu" ranks use Gloo; "cuda:N" ranks use NCCL (ProcessGroupNCCL, GPU
+  // build only: -DHLLM_CUDA=ON with a CUDA libtorch; elsewhere one clear error). Every rank of a job uses one kind.
+  std::string device = "cpu";
 };
 
 class process_group : public negative_exchange {
