@@ -16,6 +16,7 @@
 
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
+#include "storage/hnsw_check.hpp"
 
 namespace hllm::storage {
 namespace fs = std::filesystem;
@@ -219,11 +220,20 @@ ann_index ann_index::load(const std::string& dir) {
                                    ", this build reads " + std::to_string(index_format_version));
   }
   auto x = std::make_unique<impl>();
+  // Sizes must be integers in range: nlohmann converts -1 or 1.5 to an unsigned silently.
+  auto count = [&](const json& j, const char* name, uint64_t min, uint64_t max) {
+    const json& v = j.at(name);
+    if (!v.is_number_unsigned() || v.get<uint64_t>() < min || v.get<uint64_t>() > max) {
+      throw error(errc::format, meta_path + ": " + name + " = " + v.dump() + " is not an integer in " +
+                                    std::to_string(min) + ".." + std::to_string(max));
+    }
+    return v.get<uint64_t>();
+  };
   try {
-    x->dim = meta.at("dim").get<uint32_t>();
-    x->rows = meta.at("rows").get<int64_t>();
+    x->dim = static_cast<uint32_t>(count(meta, "dim", 1, 1u << 20));
+    x->rows = static_cast<int64_t>(count(meta, "rows", 0, uint64_t{1} << 40));
     const auto& h = meta.at("hnsw");
-    x->params.m = h.at("M").get<std::size_t>();
+    x->params.m = static_cast<std::size_t>(count(h, "M", 2, 256));
     x->params.ef_construction = h.at("ef_construction").get<std::size_t>();
     x->params.ef_search = h.at("ef_search").get<std::size_t>();
     x->params.seed = h.at("seed").get<std::size_t>();
@@ -253,13 +263,22 @@ ann_index ann_index::load(const std::string& dir) {
     throw error(errc::format, dir + "/ids.txt: " + std::to_string(x->ids.size()) + " ids, meta.json says " +
                                   std::to_string(x->rows) + " rows");
   }
+  const std::string graph_path = dir + "/index.hnsw";
+  {
+    // A file whose checksum matches but whose content is not this index (a bug, another hnswlib version, a crafted
+    // file, a meta.json naming another dim) would crash hnswlib: check its header against meta.json first.
+    const auto m = mapped_file::open(graph_path);
+    check_hnsw_header(std::string_view(reinterpret_cast<const char*>(m.data()), m.size()), x->dim, x->rows,
+                      x->params.m, graph_path);
+  }
   x->space = std::make_unique<hnswlib::InnerProductSpace>(x->dim);
   try {
-    x->graph = std::make_unique<hnswlib::HierarchicalNSW<float>>(x->space.get(), dir + "/index.hnsw", false,
+    x->graph = std::make_unique<hnswlib::HierarchicalNSW<float>>(x->space.get(), graph_path, false,
                                                                  static_cast<std::size_t>(x->rows));
   } catch (const std::exception& e) {
-    throw error(errc::format, dir + "/index.hnsw: hnswlib cannot read it (" + e.what() + ")");
+    throw error(errc::format, graph_path + ": hnswlib cannot read it (" + e.what() + ")");
   }
+  check_hnsw_graph(*x->graph, x->rows, graph_path);
   if (static_cast<int64_t>(x->graph->cur_element_count) != x->rows) {
     throw error(errc::format, dir + "/index.hnsw: holds " + std::to_string(x->graph->cur_element_count) +
                                   " rows, meta.json says " + std::to_string(x->rows));

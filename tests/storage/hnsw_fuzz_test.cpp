@@ -13,7 +13,7 @@
 #include <random>
 
 #include "fuzz_util.hpp"
-#include "hnsw_check.hpp"
+#include "storage/hnsw_check.hpp"
 #include "storage/error.hpp"
 #include "test_util.hpp"
 

@@ -2,9 +2,9 @@
 // Checks of an hnswlib index file that hnswlib itself does not make (issue 20, fuzzed readers). A file whose checksum
 // matches meta.json but whose content is wrong (a bug, another hnswlib version, a crafted file) crashes hnswlib:
 // loadIndex trusts its header (max_elements below the element count overflows its buffer, maxM_ near 2^62 divides
-// by zero) and searchKnn trusts every neighbour id. PROPOSED for storage/ann_index.cpp load() (owned by the lead):
-// check_hnsw_header on the file's bytes before hnswlib reads them, check_hnsw_graph after loadIndex and before the
-// first search. Kept here, header-only, so the fuzz test shows they suffice until they move there.
+// by zero) and searchKnn trusts every neighbour id. storage/ann_index.cpp load() calls check_hnsw_header on the
+// file's bytes (memory-mapped) before hnswlib reads them and check_hnsw_graph after loadIndex, before the first
+// search; tests/storage/hnsw_fuzz_test.cpp shows they suffice. Header-only: hnswlib's graph type is a template.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
