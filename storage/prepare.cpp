@@ -202,6 +202,8 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
   std::vector<interaction> rows;
   // Views of unquoted fields point into the mapped file; the interners keep those without copying.
   interner users(inter.bytes()), items(inter.bytes());
+  // Tells the column's unit by magnitude: a column plainly in milliseconds (or finer) is converted to seconds below.
+  timestamp_column tcol(o.interactions_path);
   {
     progress_bar bar(o.progress, "parsing interactions");
     for (auto r = inter.next(); r != csv_reader::result::end; r = inter.next()) {
@@ -228,9 +230,10 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
       }
       int64_t ts = 0;
       std::string why;
-      auto te = parse_timestamp(f[cols[2]], ts, &why);
+      auto te = tcol.parse(f[cols[2]], inter.line(), ts, &why);
       if (te == timestamp_error::not_numeric) {
-        bad.add(inter.name(), inter.line(), "non-numeric timestamp", std::string(f[cols[2]].substr(0, 40)));
+        bad.add(inter.name(), inter.line(), "non-numeric timestamp",
+                std::string(f[cols[2]].substr(0, 40)) + (why.empty() ? "" : ": " + why));
         continue;
       }
       if (te == timestamp_error::bad_date) {
@@ -241,8 +244,17 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
     }
   }
   if (rows.empty()) {
-    throw error(errc::invalid_input, "interactions file '" + o.interactions_path + "' has no usable rows");
+    std::string why_none;
+    for (const auto& [reason, n] : report.skipped) {
+      why_none += (why_none.empty() ? "" : ", ") + std::to_string(n) + " " + reason;
+    }
+    throw error(errc::invalid_input, "interactions file '" + o.interactions_path + "' has no usable rows (" +
+                                         (why_none.empty() ? std::string("it has no data rows") : why_none) +
+                                         (report.examples.empty() ? "" : "; first: " + report.examples.front()) +
+                                         ")");
   }
+  const time_unit ts_unit = tcol.unit();  // throws, naming a line of each, when the column mixes units
+  if (ts_unit != time_unit::seconds) std::fprintf(stderr, "hllm prepare: %s\n", tcol.note().c_str());
   report.parse_seconds = seconds_since(t0);
 
   // 2. Group by user (counting sort keeps file order), then sort each user stably by time; drop duplicates.
@@ -311,7 +323,7 @@ prepare_report prepare_dataset(const prepare_options& o, const tokenizer_factory
         raw_of_dense.push_back(by_user[i].item);
       }
       a.seq_items.push_back(d);
-      a.seq_times.push_back(by_user[i].time);
+      a.seq_times.push_back(to_seconds(by_user[i].time, ts_unit));
     }
     a.seq_offsets.push_back(a.seq_items.size());
     a.user_raw_ids += users.name(static_cast<int32_t>(u));

@@ -124,6 +124,30 @@ TEST(prepare, missing_column_names_the_column_and_file) {
   EXPECT_NE(e.find("missing column 'user_id'"), std::string::npos) << e;
 }
 
+TEST(prepare, millisecond_and_pandas_float_timestamps_become_seconds_and_mixed_units_are_refused) {
+  fixture ms("item_id,user_id,timestamp\nA,u,1600031572000\nB,u,1600031573999\nC,u,1600031574500\n", good_items);
+  ms.run();
+  auto ds = dataset::open(ms.opts.out_dir);
+  ASSERT_EQ(ds.user_times(0).size(), 3u);
+  EXPECT_EQ(ds.user_times(0)[0], 1600031572);
+  EXPECT_EQ(ds.user_times(0)[1], 1600031573);  // rounded down, order kept
+  fixture pandas("item_id,user_id,timestamp\nA,u,1600031572.0\nB,u,1600031573.0\nC,u,1.6000316e9\n", good_items);
+  pandas.run();
+  EXPECT_EQ(dataset::open(pandas.opts.out_dir).user_times(0)[0], 1600031572);
+  fixture mixed("item_id,user_id,timestamp\nA,u,1600031572000\nB,u,1600031573\nC,u,1600031574\n", good_items);
+  const std::string e = mixed.error_of();
+  EXPECT_NE(e.find("mixes units"), std::string::npos) << e;
+  EXPECT_NE(e.find("line 2"), std::string::npos) << e;
+  EXPECT_NE(e.find("line 3"), std::string::npos) << e;
+}
+
+TEST(prepare, a_file_without_usable_rows_says_why) {
+  fixture f("item_id,user_id,timestamp\nA,u,yesterday\nB,u,soon\n", good_items);
+  const std::string e = f.error_of();
+  EXPECT_NE(e.find("no usable rows (2 non-numeric timestamp"), std::string::npos) << e;
+  EXPECT_NE(e.find("yesterday"), std::string::npos) << e;
+}
+
 TEST(prepare, without_fields_every_text_column_is_used_in_file_order) {
   fixture f("item_id,user_id,timestamp\nA,u,1\nB,u,2\nC,u,3\n", "Description,item_id, Title \nd,A,t\n");
   f.run();
