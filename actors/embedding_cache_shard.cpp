@@ -1,5 +1,7 @@
 #include "actors/embedding_cache_shard.hpp"
 
+#include <charconv>
+
 #include <caf/all.hpp>
 #include <cstring>
 #include <filesystem>
@@ -14,12 +16,15 @@
 namespace hllm {
 namespace {
 
+// The cache version tag (16 hex digits, the Item-LLM checkpoint hash) as the shard file's header stores it. Anything
+// else is an error (the caller reports it in the persist reply), never a silent 0.
 uint64_t parse_version(const std::string& v) {
-  try {
-    return v.empty() ? 0 : std::stoull(v, nullptr, 16);
-  } catch (const std::exception&) {
-    return 0;
+  uint64_t out = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out, 16);
+  if (v.empty() || v.size() > 16 || ec != std::errc() || end != v.data() + v.size()) {
+    throw error(errc::format, "cache version '" + v.substr(0, 40) + "' is not a hex checkpoint hash");
   }
+  return out;
 }
 
 }  // namespace

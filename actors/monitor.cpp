@@ -1,5 +1,7 @@
 #include "actors/monitor.hpp"
 
+#include <charconv>
+
 #include <caf/all.hpp>
 #include <algorithm>
 #include <condition_variable>
@@ -616,7 +618,9 @@ json monitor::console_json() const {
     if (name.rfind("cache-shard-", 0) != 0) continue;
     const json& c = e["counters"];
     double present = c.value("rows_present", 0.0), expected = c.value("rows_expected", 0.0);
-    cache.push_back(json{{"shard", std::atoi(name.c_str() + 12)},
+    int shard = -1;  // internal actor names (cache-shard-N): tolerant, -1 when there is no number
+    std::from_chars(name.data() + 12, name.data() + name.size(), shard);
+    cache.push_back(json{{"shard", shard},
                          {"actor", name},
                          {"reachable", e.value("reachable", false)},
                          {"rows_present", c.value("rows_present", std::int64_t{0})},
