@@ -78,7 +78,7 @@ struct item_encoder::impl {
       throw error(errc::invalid_input, opt.name + ": give exactly one of a checkpoint and a Hugging Face model");
     }
     if (!opt.checkpoint_dir.empty()) {
-      net.emplace(model::trainer::load(opt.checkpoint_dir, texts));
+      net.emplace(model::trainer::load(opt.checkpoint_dir, texts, {}, opt.device));
       dim = net->hidden_size();
     } else {
       hf = load_hf_item_llm(opt, data.info().max_text_tokens);

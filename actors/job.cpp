@@ -101,6 +101,7 @@ struct actor_home {
   job_ref job;
   uint32_t threads = 1;
   std::string checkpoint, version;  // item encoders only: the stage-1 checkpoint and the rows' version
+  std::string device = "cpu";       // item encoders only: where they compute (resolved)
 };
 
 // Spawns the actor `name` (loader-i, sampler-i, cache-shard-i or encoder-i) as a rank process or a worker does;
@@ -137,6 +138,7 @@ addressable_actor spawn_job_actor(caf::actor_system& sys, const router_actor& ro
     eo.job = h.job;
     eo.threads = h.threads;
     eo.verify_dataset = false;
+    eo.device = h.device;
     return spawn_item_encoder(sys, router, eo);
   }
   throw error(errc::invalid_input, "no actor kind named like '" + name + "'");
@@ -201,6 +203,7 @@ class job_runner {
       po.world_size = opt_.world_size;
       po.interface_host = opt_.host;
       po.timeout = std::chrono::seconds(cfg_.at("train").at("collective_timeout_s").get<int64_t>());
+      po.device = opt_.device;
       spdlog::info("rank {}/{}: joining the process group at {}:{}", opt_.rank, opt_.world_size, opt_.master_addr,
                    opt_.master_port);
       group_ = std::make_unique<model::process_group>(po);
@@ -375,6 +378,7 @@ class job_runner {
     h.num_items = data_.num_items();
     h.job = job_;
     h.threads = static_cast<uint32_t>(threads_);
+    h.device = opt_.device;
     return h;
   }
 
@@ -559,6 +563,7 @@ class job_runner {
               {"seed", seed_},
               {"cache_shards", n_shards_},
               {"threads", threads_},
+              {"device", opt_.device},
               {"actors", actors},
               {"routes", routes}};
     spec.update(extra);
@@ -922,15 +927,16 @@ class job_runner {
     if (start == stage_start::done) {
       spdlog::info("baseline: completed before this run (checkpoint {}); not trained again", resume_dir_);
     } else if (start == stage_start::resume) {
-      auto net = model::trainer::load(resume_dir_ + "/trainer", texts_);
+      auto net = model::trainer::load(resume_dir_ + "/trainer", texts_, {}, opt_.device);
       auto from = resumed_progress();
       best_dir = train(net, spec, &from).best_dir;
     } else {
-      model::trainer net(job_model_config(cfg_, data_, model::item_source::id), spec.train, texts_);
+      model::trainer net(job_model_config(cfg_, data_, model::item_source::id), spec.train, texts_, {},
+                         opt_.device);
       best_dir = train(net, spec).best_dir;
     }
     if (!chief_) return;
-    auto best = model::trainer::load(best_dir, texts_);
+    auto best = model::trainer::load(best_dir, texts_, {}, opt_.device);
     record("id-baseline", best.ranks(test_));
   }
 
@@ -942,11 +948,12 @@ class job_runner {
       spdlog::info("stage1: completed before this run (checkpoint {}); not trained again", resume_dir_);
       stage1_dir_ = opt_.out_dir + "/stage1/best";
     } else if (start == stage_start::resume) {
-      auto net = model::trainer::load(resume_dir_ + "/trainer", texts_);
+      auto net = model::trainer::load(resume_dir_ + "/trainer", texts_, {}, opt_.device);
       auto from = resumed_progress();
       stage1_dir_ = train(net, spec, &from).best_dir;
     } else {
-      model::trainer net(job_model_config(cfg_, data_, model::item_source::text), spec.train, texts_);
+      model::trainer net(job_model_config(cfg_, data_, model::item_source::text), spec.train, texts_, {},
+                         opt_.device);
       stage1_dir_ = train(net, spec).best_dir;
     }
   }
@@ -1072,12 +1079,13 @@ class job_runner {
       net.set_item_cache(span<const float>(matrix.data(), matrix.size()));
     };
     if (start == stage_start::resume) {
-      auto net = model::trainer::load(resume_dir_ + "/trainer", texts_);
+      auto net = model::trainer::load(resume_dir_ + "/trainer", texts_, {}, opt_.device);
       with_matrix(net);
       auto from = resumed_progress();
       stage2_dir_ = train(net, spec, &from).best_dir;
     } else {
-      model::trainer net(job_model_config(cfg_, data_, model::item_source::cache), spec.train, texts_);
+      model::trainer net(job_model_config(cfg_, data_, model::item_source::cache), spec.train, texts_, {},
+                         opt_.device);
       net.load_weights_from(stage1_checkpoint());  // stage 2 continues the stage-1 User LLM
       with_matrix(net);
       stage2_dir_ = train(net, spec).best_dir;
@@ -1096,7 +1104,7 @@ class job_runner {
     record("hllm-stage1", s1.ranks(test_));
     std::string s2 = stage2_dir_.empty() ? opt_.out_dir + "/stage2/best" : stage2_dir_;
     if (fs::exists(s2 + "/model.safetensors")) {
-      auto net = model::trainer::load(s2, texts_, cache);
+      auto net = model::trainer::load(s2, texts_, cache, opt_.device);
       record("hllm-stage2", net.ranks(test_));
     }
   }
@@ -1251,6 +1259,7 @@ int run_worker(const std::string& spec_path) {
   h.threads = s.at("threads").get<uint32_t>();
   h.checkpoint = s.value("checkpoint", "");
   h.version = s.value("version", "");
+  h.device = s.value("device", "cpu");
   for (const auto& j : s.at("actors")) {
     try {
       actors.push_back(spawn_job_actor(sys, router, j.get<std::string>(), h));

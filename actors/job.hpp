@@ -37,6 +37,9 @@ struct job_options {
   std::uint16_t master_port = 29500;
   std::string host = "127.0.0.1";  // the interface this process's router and Gloo bind to
   int local_ranks = 1;             // ranks on this host (sizes the torch threads when job.threads = 0)
+  // Where this rank's trainer and item encoders compute: "cpu" or "cuda:N", already resolved from train.device and
+  // the local rank (model::resolve_device).
+  std::string device = "cpu";
   // "never": start from scratch; "auto": continue from the newest valid checkpoint of out_dir/checkpoints (none:
   // start from scratch); otherwise the checkpoint directory to continue from (it must be valid).
   std::string resume = "never";

@@ -267,6 +267,17 @@ void job_config::validate() const {
   };
   divides("model.heads", "model.hidden_size");
   divides("model.kv_heads", "model.heads");
+  // train.device: auto | cpu | cuda | cuda:N (whether this build and machine have it is decided when the job starts,
+  // model::resolve_device).
+  if (has("train.device")) {
+    const nlohmann::json& v = at("train.device");
+    const std::string d = v.is_string() ? v.get<std::string>() : std::string();
+    bool ok = d == "auto" || d == "cpu" || d == "cuda";
+    if (!ok && d.rfind("cuda:", 0) == 0 && d.size() > 5 && d.size() <= 8) {
+      ok = d.find_first_not_of("0123456789", 5) == std::string::npos;
+    }
+    if (!ok) fail("train.device", v, "is not a device (allowed: \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"");
+  }
 }
 
 void job_config::throw_type_error(const std::string& path, const nlohmann::json& v) {
@@ -282,6 +293,7 @@ const std::vector<std::string>& job_config::operational_keys() {
                                              "train.request_timeout_ms",
                                              "train.collective_timeout_s",
                                              "train.checkpoint_every_steps",
+                                             "train.device",
                                              "train.keep_checkpoints",
                                              "cache.unit_timeout_s",
                                              "cache.persist_every_units",

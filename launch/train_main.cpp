@@ -19,6 +19,7 @@
 #include "launch/default_job.hpp"
 #include "launch/job_config.hpp"
 #include "launch/job_directory.hpp"
+#include "model/trainer.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
 #include "storage/net.hpp"
@@ -157,6 +158,10 @@ int main(int argc, char** argv) {
                  "collective timed out) stop every rank and start the job again with --resume auto, at most this "
                  "many times (like torchrun's --max-restarts)")
       ->capture_default_str();
+  std::string device;
+  app.add_option("--device", device,
+                 "where the trainers and item encoders compute (same as --set train.device=...): auto (a GPU when "
+                 "this build has CUDA and one is visible, else the CPU), cpu, cuda (cuda:LOCAL_RANK) or cuda:N");
   int monitor_port = -2;
   app.add_option("--monitor-port", monitor_port,
                  "HTTP port of the job's console (/, /api/status, /metrics; same as --set monitor.port=N): 0 picks a "
@@ -185,6 +190,7 @@ int main(int argc, char** argv) {
   bool started = false;  // the job ran: only a failure while it runs is restarted (never a refused start)
   try {
     if (monitor_port != -2) sets.push_back("monitor.port=" + std::to_string(monitor_port));
+    if (!device.empty()) sets.push_back("train.device=\"" + device + "\"");
     auto cfg = hllm::launch::job_config::load(config_path, sets, hllm::launch::default_job_toml);
     const char* env_token = env("HLLM_MONITOR_TOKEN");
     const bool token_set = !monitor_token_file.empty() || env_token != nullptr;
@@ -236,6 +242,17 @@ int main(int argc, char** argv) {
       throw hllm::error(hllm::errc::invalid_input, "--world must be at least 1");
     }
     spdlog::set_pattern(o.world_size > 1 ? "[%H:%M:%S r" + std::to_string(o.rank) + "] %v" : "[%H:%M:%S] %v");
+    // The device, before anything else: `cuda` where this build or machine has none is one error line, at once.
+    {
+      int local_rank = o.rank % std::max(1, o.local_ranks);
+      if (const char* lr = env("LOCAL_RANK")) {
+        local_rank = hllm::storage::parse_int<int>(lr, "environment variable LOCAL_RANK", 0, 1 << 20);
+      } else if (const char* sl = env("SLURM_LOCALID")) {
+        local_rank = hllm::storage::parse_int<int>(sl, "environment variable SLURM_LOCALID", 0, 1 << 20);
+      }
+      const auto& train = cfg.tree().at("train");
+      o.device = hllm::model::resolve_device(train.value("device", std::string("auto")), local_rank);
+    }
     // Rank 0 decides whether this run may use --out, before any rank starts (ranks started by a launcher wait for
     // rank 0's store, which rank 0 opens only after this) and before anything in it changes.
     if (o.rank == 0) claim_job_directory(out_dir, data_dir, resume, fresh, cfg, token_set);

@@ -45,7 +45,7 @@ nce_output info_nce(const torch::Tensor& user, const torch::Tensor& positive, co
   nce_output out;
   out.logits = torch::cat({pos_logit, neg_logit}, 1);
   out.positions = user.size(0);
-  auto target = torch::zeros({out.positions}, torch::kInt64);
+  auto target = torch::zeros({out.positions}, out.logits.options().dtype(torch::kInt64));
   out.loss = torch::nn::functional::cross_entropy(out.logits, target);
   out.top1 = top_k_accuracy(out.logits, 1);
   out.top5 = top_k_accuracy(out.logits, 5);

@@ -254,3 +254,16 @@ TEST(cli, checkpoint_commands_on_a_path_without_a_job_fail_with_one_line) {
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "no checkpoints under")) << r.output;
 }
+
+// --device cuda in the CPU build (no CUDA, no GPU): one error line, exit status 1, nothing written (issue 18).
+TEST(cli, train_device_cuda_without_a_gpu_is_one_error_line_and_writes_nothing) {
+  const char* data = std::getenv("HLLM_TINY_DATA");
+  ASSERT_NE(data, nullptr);
+  temp_dir tmp;
+  auto r = run("train --data " + std::string(data) + " --out " + tmp / "job" + " --device cuda");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_EQ(r.output, "hllm train: error: train.device = cuda but this build has no CUDA support (Debian's libtorch is "
+                      "CPU-only; the GPU build is -DHLLM_CUDA=ON -DTorch_DIR=<a CUDA libtorch>, docs/operations.md "
+                      "\"Train on GPUs\")\n");
+  EXPECT_FALSE(std::filesystem::exists(tmp / "job"));
+}

@@ -197,3 +197,22 @@ TEST(job_config, a_bad_value_in_a_file_names_the_file) {
   EXPECT_EQ(error_of([&] { job_config::load(path, {"stage2.epochs=2"}, ""); }), "");
   std::remove(path.c_str());
 }
+
+TEST(job_config, train_device_is_auto_cpu_cuda_or_cuda_n_and_never_changes_the_hash) {
+  const auto& dflt = hllm::launch::default_job_toml;
+  const auto base = job_config::load("", {}, dflt);
+  EXPECT_EQ(base.get<std::string>("train.device"), "auto");
+  for (const char* ok : {"auto", "cpu", "cuda", "cuda:0", "cuda:7"}) {
+    const std::string set = std::string("train.device=\"") + ok + "\"";
+    EXPECT_EQ(error_of([&] { job_config::load("", {set}, dflt); }), "") << ok;
+    // Operational: a checkpoint written on one device kind resumes on another (issue 18).
+    EXPECT_EQ(job_config::load("", {set}, dflt).hash(), base.hash()) << ok;
+  }
+  for (const char* bad : {"gpu", "cuda:", "cuda:x", "CUDA", "cuda:-1", ""}) {
+    const std::string set = std::string("train.device=\"") + bad + "\"";
+    EXPECT_NE(error_of([&] { job_config::load("", {set}, dflt); }).find("train.device"), std::string::npos) << bad;
+  }
+  EXPECT_EQ(error_of([&] { job_config::load("", {"train.device=\"gpu\""}, dflt); }),
+            "config: train.device = \"gpu\" is not a device (allowed: \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"; from "
+            "--set train.device=\"gpu\")");
+}
