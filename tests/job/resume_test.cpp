@@ -56,23 +56,41 @@ void expect_same_ledger(const std::string& reference, const std::string& resumed
   EXPECT_EQ(test::ledger_differences(reference, resumed, expected_resumes, rank), "");
 }
 
-// Starts `hllm train` as a child, waits until its metrics hold `steps` step lines, kills it with SIGKILL.
-// Returns false when the job ended on its own first.
+// The environment that holds rank `rank` after its `step`-th step until killed (the trainer's test-only pause hook,
+// actors/user_trainer.cpp): it writes `marker` ("PID RANK STEP") and blocks, so a kill test waits for a state
+// instead of racing the job's speed (issue 20: a fast machine finished the job before the kill).
+std::string pause_env(int step, int rank, const std::string& marker) {
+  return "HLLM_TEST_PAUSE_AT_STEP=" + std::to_string(step) + " HLLM_TEST_PAUSE_RANK=" + std::to_string(rank) +
+         " HLLM_TEST_PAUSE_FILE=" + marker + " ";
+}
+
+// Waits until `marker` exists (the rank paused) or the child `pid` ended (false). Returns the paused process's pid.
+pid_t wait_for_pause(pid_t pid, const std::string& marker, int* status) {
+  for (;;) {
+    std::ifstream in(marker);
+    long paused = 0;
+    if (in >> paused && paused > 0) return static_cast<pid_t>(paused);
+    if (::waitpid(pid, status, WNOHANG) == pid) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// Starts `hllm train` as a child, holds it after its `steps`-th step line (rank 0) and kills it with SIGKILL there.
+// Returns false when the job ended on its own first (it cannot, unless it has fewer steps).
 bool run_and_kill(const std::string& out, const std::string& log, int steps, const std::string& extra = "") {
-  std::string cmd = "exec " + bin() + " train --out " + out + job_args(extra) + " > " + log + " 2>&1";
+  const std::string marker = out + ".pause";
+  std::string cmd = "exec env " + pause_env(steps, 0, marker) + bin() + " train --out " + out + job_args(extra) +
+                    " > " + log + " 2>&1";
   pid_t pid = ::fork();
   if (pid == 0) {
     ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
-  while (step_lines(out) < steps) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ::kill(pid, SIGKILL);
   int status = 0;
+  if (wait_for_pause(pid, marker, &status) == 0) return false;
+  ::kill(pid, SIGKILL);
   ::waitpid(pid, &status, 0);
+  std::remove(marker.c_str());
   return true;
 }
 
@@ -389,32 +407,20 @@ TEST(job, killed_trainer_rank_restarts_the_job_from_its_checkpoint_to_the_same_r
   std::random_device rd;
   const int kill_at = 6 + static_cast<int>(rd() % static_cast<unsigned>(total - 8));
   std::printf("killing rank 1 at its step line %d of %d\n", kill_at, total);
-  std::string cmd = "exec " + bin() + " train --out " + tmp / "job" + job_args(two + " --max-restarts 2") + " > " +
-                    tmp / "job.log" + " 2>&1";
+  // Rank 1 is held after its kill_at-th step (the pause hook) and killed there; the restarted ranks find the marker
+  // and run through.
+  const std::string marker = tmp / "rank1.pause";
+  std::string cmd = "exec env " + pause_env(kill_at, 1, marker) + bin() + " train --out " + tmp / "job" +
+                    job_args(two + " --max-restarts 2") + " > " + tmp / "job.log" + " 2>&1";
   pid_t pid = ::fork();
   if (pid == 0) {
     ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
-  auto rank1_lines = [&] {
-    std::ifstream in(tmp / "job/metrics.rank-1.jsonl");
-    int n = 0;
-    for (std::string line; std::getline(in, line);) n += line.find("\"event\":\"step\"") != std::string::npos;
-    return n;
-  };
   int status = 0;
-  bool ended = false;
-  while (rank1_lines() < kill_at) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      ended = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ASSERT_FALSE(ended) << "the job ended before the kill";
-  std::string children = test::read_bytes("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
-  pid_t rank1 = static_cast<pid_t>(std::atoi(children.c_str()));
-  ASSERT_GT(rank1, 0) << "no rank-1 process";
+  const pid_t rank1 = wait_for_pause(pid, marker, &status);
+  ASSERT_GT(rank1, 0) << "the job ended before rank 1 paused";
+  ASSERT_NE(rank1, pid) << "the paused process is not rank 1's";
   ::kill(rank1, SIGKILL);
   ::waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << test::read_bytes(tmp / "job.log");
