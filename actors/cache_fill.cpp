@@ -131,8 +131,7 @@ cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const 
     done_units.insert(done_units.end(), pending_units.begin(), pending_units.end());
     pending_units.clear();
     std::string text = json{{"version", o.version}, {"unit_items", o.unit_items}, {"done", done_units}}.dump();
-    storage::write_file_durably(o.ledger_path + ".tmp", text.data(), text.size());
-    fs::rename(o.ledger_path + ".tmp", o.ledger_path);
+    storage::write_file_durably(o.ledger_path, text.data(), text.size());
   };
   auto dispatch = [&] {
     for (std::size_t e = 0; e < o.encoders.size() && !todo.empty(); ++e) {

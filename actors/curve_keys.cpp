@@ -1,12 +1,17 @@
 #include "actors/curve_keys.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zmq.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "storage/error.hpp"
+#include "storage/file_io.hpp"
 
 namespace hllm {
 namespace {
@@ -19,15 +24,20 @@ bool is_z85_key(const std::string& k) {
   return zmq_z85_decode(raw, k.c_str()) != nullptr;
 }
 
+// Atomically, with `mode` from the file's creation on: the secret key is never readable by others, not even between
+// a write and a chmod (it used to be created 0644 and narrowed afterwards).
 void write_file(const std::string& path, const std::string& text, mode_t mode) {
-  {
-    std::ofstream out(path, std::ios::trunc);
-    out << text;
-    if (!out) {
-      throw error(errc::io, "cannot write CURVE key file " + path);
-    }
+  const std::string tmp = storage::temporary_path_beside(path);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) throw error(errc::io, "cannot create CURVE key file " + tmp + ": " + std::strerror(errno));
+  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!written) {
+    ::unlink(tmp.c_str());
+    throw error(errc::io, "cannot write CURVE key file " + tmp);
   }
-  if (::chmod(path.c_str(), mode) != 0) {
+  storage::publish_file(tmp, path);  // fsync, rename over `path`, fsync of the directory
+  if (::chmod(path.c_str(), mode) != 0) {  // the umask may have narrowed a public key's 0644; make it exact
     throw error(errc::io, "cannot set permissions of CURVE key file " + path);
   }
 }

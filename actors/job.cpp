@@ -1270,8 +1270,7 @@ int run_worker(const std::string& spec_path) {
   // OUT/workers/NAME.pid names the live incarnation (operators and the crash tests kill it by this).
   const std::string pid_file = h.out_dir + "/workers/" + name + ".pid";
   std::string pid_text = std::to_string(::getpid()) + "\n";
-  storage::write_file_durably(pid_file + ".tmp", pid_text.data(), pid_text.size());
-  fs::rename(pid_file + ".tmp", pid_file);
+  storage::write_file_durably(pid_file, pid_text.data(), pid_text.size());  // atomic: a unique temporary name
   spdlog::info("up (pid {}, {}, job epoch {}): {} actors", static_cast<long>(::getpid()), rc.bind.front(), job.epoch,
                actors.size());
   int sig = 0;

@@ -302,8 +302,9 @@ void monitor::write_status_file() {
   if (opt_.status_file.empty()) return;
   std::string text = snapshot_json().dump(2) + "\n";
   // A rename over the old file: readers see the old document or the new one, never half of one. No fsync: the
-  // file is a view of live state, rewritten every interval, and worthless after a crash.
-  std::string tmp = opt_.status_file + ".tmp";
+  // file is a view of live state, rewritten every interval, and worthless after a crash. A unique temporary name
+  // (storage::temporary_path_beside), so two monitors writing one path never share it.
+  std::string tmp = storage::temporary_path_beside(opt_.status_file);
   std::string failure;
   try {
     auto parent = std::filesystem::path(opt_.status_file).parent_path();

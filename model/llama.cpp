@@ -13,6 +13,7 @@
 #include <torch/version.h>
 
 #include "storage/error.hpp"
+#include "storage/file_io.hpp"
 
 namespace hllm::model {
 namespace {
@@ -435,7 +436,8 @@ llama_model load_hf_llama(const std::string& dir) {
 
 void save_hf_llama(llama_model& m, const std::string& dir) {
   std::filesystem::create_directories(dir);
-  std::ofstream(dir + "/config.json") << llama_config_to_json(m->config()).dump(2) << "\n";
+  const std::string config = llama_config_to_json(m->config()).dump(2) + "\n";
+  storage::write_file_durably(dir + "/config.json", config.data(), config.size());
   std::vector<tensor_blob> blobs;
   std::vector<torch::Tensor> keep;
   collect_module(*m, "model.", blobs, keep);

@@ -13,6 +13,7 @@
 #include "model/hllm.hpp"
 #include "model/metrics.hpp"
 #include "storage/error.hpp"
+#include "storage/file_io.hpp"
 
 namespace hllm::model {
 namespace {
@@ -377,15 +378,8 @@ void trainer::save(const std::string& dir) const {
                       {"model", to_json(s.model_cfg)},
                       {"train", to_json(s.train_cfg)},
                       {"step", s.step}};
-  const std::string tmp = dir + "/config.json.tmp";
-  {
-    std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
-    if (!out) {
-      throw error(errc::io, "cannot write " + tmp);
-    }
-  }
-  std::filesystem::rename(tmp, dir + "/config.json");
+  const std::string text = j.dump(2) + "\n";
+  storage::write_file_durably(dir + "/config.json", text.data(), text.size());
 }
 
 trainer trainer::load(const std::string& dir, item_text_table texts, span<const float> cache,
