@@ -24,6 +24,7 @@
 #include "launch/stage3.hpp"
 #include "model/hllm.hpp"
 #include "model/npy.hpp"
+#include "model/trainer.hpp"
 #include "storage/dataset.hpp"
 #include "storage/error.hpp"
 #include "storage/export.hpp"
@@ -42,6 +43,7 @@ struct encode_options {
   uint64_t seed = 2020;
   int encoders = 1;        // item encoder actors sharing the work units
   int shards = 1;          // embedding-cache shard actors the rows go through
+  std::string device = "auto";  // where a checkpoint's Item LLM computes (model::resolve_device)
   std::string new_items, job, append_to;  // stage 3: items that never went through prepare
 };
 
@@ -68,6 +70,9 @@ struct encoded {
 // too.
 encoded encode_on_actors(const storage::dataset& d, const encode_options& o) {
   item_encoder_options llm;  // the model every encoder holds
+  // A device this build or machine lacks is one error line before any weight is read. The rows' version tag names
+  // the model, not the device.
+  llm.device = model::resolve_device(o.device, 0);
   if (!o.checkpoint.empty()) {
     const auto cfg = model::read_checkpoint_config(o.checkpoint);
     if (cfg.num_items != d.num_items() && o.new_items.empty()) {
@@ -230,6 +235,10 @@ int main(int argc, char** argv) {
   app.add_option("--shards", o.shards, "embedding-cache shard actors the rows go through")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_flag("!--no-verify", o.verify, "skip the dataset checksum verification");
+  app.add_option("--device", o.device, "where a checkpoint's Item LLM computes: auto (a GPU when this build has CUDA "
+                                       "and one is visible, else the CPU), cpu, cuda or cuda:N; a --hf-model always "
+                                       "encodes on the CPU")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (!o.new_items.empty()) {
     if (o.job.empty() || o.append_to.empty() || !o.hf_model.empty()) {

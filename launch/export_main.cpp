@@ -32,6 +32,7 @@ struct options {
   int64_t history = 0;  // 0: the job's eval.max_history
   bool verify = true;
   bool force = false;
+  std::string device = "auto";  // for the re-encode (hllm encode --device)
 };
 
 double seconds_since(clock_type::time_point t0) {
@@ -73,7 +74,7 @@ std::vector<float> reencode(const stage3::job_info& j, const options& o, int64_t
   // The export's folder may not exist yet (the export itself creates it later): hllm encode writes beside it.
   if (const auto parent = fs::path(tmp).parent_path(); !parent.empty()) fs::create_directories(parent);
   std::vector<std::string> args{"--data", j.data_dir, "--checkpoint", j.item_checkpoint, "--out", tmp,
-                                "--threads", std::to_string(o.threads)};
+                                "--threads", std::to_string(o.threads), "--device", o.device};
   if (!o.verify) args.push_back("--no-verify");
   const int status = stage3::run_sibling("encode", args);
   const auto p = storage::export_paths(tmp);
@@ -215,6 +216,8 @@ int main(int argc, char** argv) {
     c->add_option("--threads", o.threads, "torch threads")->check(CLI::PositiveNumber)->capture_default_str();
     c->add_flag("!--no-verify", o.verify, "skip the dataset checksum verification");
     c->add_flag("--force", o.force, "replace files at --out even when they are not an hllm export");
+    c->add_option("--device", o.device, "where a re-encode of the items computes (hllm encode --device)")
+        ->capture_default_str();
   };
   auto* items = app.add_subcommand("items", "every item's embedding (from the embedding cache when its version "
                                             "matches the job's stage-1 Item LLM, else re-encoded)");

@@ -4,6 +4,7 @@
 // there before is still there.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -214,6 +215,22 @@ TEST_F(stage3_output_safety, export_never_replaces_files_that_are_not_an_export)
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NO_THROW(storage::read_export(mine));
   EXPECT_TRUE(no_leftovers(tmp_.path()));
+}
+
+}  // namespace
+
+namespace {
+
+// hllm encode --device cuda (and the export re-encode through it) in the CPU build: one line, nothing written.
+TEST_F(stage3_output_safety, encode_on_a_missing_gpu_is_one_error_line_and_writes_nothing) {
+  std::string data = test::read_bytes(job_ + "/dataset");  // the job's dataset, as the job recorded it
+  while (!data.empty() && data.back() == '\n') data.pop_back();
+  auto r = run("encode --data " + data + " --checkpoint " + job_ + "/stage1/best --out " +
+               (tmp_ / "gpu.npy") + " --device cuda");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "no CUDA support")) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_FALSE(fs::exists(tmp_ / "gpu.npy"));
 }
 
 }  // namespace
