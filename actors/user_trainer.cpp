@@ -17,6 +17,7 @@
 #include "model/collective.hpp"
 #include "model/trainer.hpp"
 #include "storage/error.hpp"
+#include "storage/number.hpp"
 #include "storage/file_io.hpp"
 
 namespace hllm {
@@ -104,13 +105,7 @@ class test_pause_hook {
 
  private:
   static std::int64_t parse(const char* name, const char* text, std::int64_t min) {
-    char* end = nullptr;
-    errno = 0;
-    long long v = std::strtoll(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < min || v > (1LL << 40))
-      throw error(errc::invalid_input, std::string(name) + "='" + text + "': expected an integer >= " +
-                                              std::to_string(min));
-    return v;
+    return storage::parse_int<std::int64_t>(text, name, min, std::int64_t{1} << 40);  // the strict parser
   }
   std::int64_t at_ = -1, rank_ = -1, max_s_ = 600;
   std::string file_;

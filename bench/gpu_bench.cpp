@@ -45,13 +45,7 @@ int main(int argc, char** argv) {
   }
   const std::string dev_name = resolve_device("auto");
   const torch::Device dev(dev_name);
-  llama_config c;
-  c.hidden_size = 2048;
-  c.intermediate_size = 5632;
-  c.num_hidden_layers = layers;
-  c.num_attention_heads = 32;
-  c.num_key_value_heads = 4;
-  c.vocab_size = 32000;
+  const llama_config c = tinyllama_config(layers);  // model/llama_config.hpp: the TinyLlama-1.1B shape
   const int64_t text = 32;
   item_llm m(c, text, item_pooling::item_token);
   m->model->set_compute_dtype(torch::kBFloat16);

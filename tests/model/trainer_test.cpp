@@ -7,6 +7,7 @@
 
 #include "model/metrics.hpp"
 #include "model/trainer.hpp"
+#include "device_digest.hpp"
 #include "synthetic.hpp"
 
 namespace hllm::model {
@@ -24,20 +25,8 @@ TEST(schedule, linear_warmup_then_cosine_to_zero) {
   EXPECT_NEAR(scheduled_lr(t, 100), 0.0, 1e-12);
 }
 
-struct small_job {
-  testing::synthetic_data data = testing::make_synthetic(120, 5);
-  hllm_config model = testing::tiny_hllm(data.vocab, data.items, 12);
-  train_config train;
-  std::vector<int32_t> pool = training_items(data.view());
-  std::vector<int64_t> users = trainable_users(data.view());
-
-  train_batch batch(int64_t step) const {
-    std::vector<int64_t> u(users.begin() + (step * 16) % 96, users.begin() + (step * 16) % 96 + 16);
-    auto b = make_train_batch(data.view(), u, 6);
-    b.negatives = sample_negatives(pool, 32, 7, 1, 0, step, 0);
-    return b;
-  }
-};
+// The small job of the device tests (device_digest.hpp): the same data, model and batches.
+using small_job = testing::digest_job;
 
 TEST(trainer, repeated_batch_loss_goes_down) {
   small_job job;
