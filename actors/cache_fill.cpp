@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "messages/codec.hpp"
+#include "messages/shard.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
 
@@ -52,9 +53,9 @@ msg::body ask(caf::scoped_actor& self, router_actor& router, const std::string& 
   }
 }
 
-std::string shard_name(int i) { return "cache-shard-" + std::to_string(i); }
+using msg::shard_name;
 
-// The ids 1..num_items that shard i of `shards` owns (id % shards == i), ascending.
+// The ids 1..num_items that shard i of `shards` owns (msg::shard_of(id, shards) == i), ascending.
 std::vector<std::int32_t> ids_of_shard(int i, int shards, std::int64_t num_items) {
   std::vector<std::int32_t> ids;
   for (std::int64_t id = i == 0 ? shards : i; id <= num_items; id += shards) ids.push_back(static_cast<std::int32_t>(id));

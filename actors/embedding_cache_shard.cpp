@@ -9,6 +9,7 @@
 
 #include "actors/addressable.hpp"
 #include "messages/codec.hpp"
+#include "messages/shard.hpp"
 #include "storage/embedding_shard.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
@@ -91,7 +92,7 @@ msg::body embedding_cache_shard::put(const msg::cache_put& p) {
   if (p.model_version != version_ || dim != dim_) reset(p.model_version, dim);
   for (std::size_t k = 0; k < p.item_ids.size(); ++k) {
     int64_t id = p.item_ids[k];
-    if (id <= 0 || id > opt_.num_items || static_cast<uint64_t>(id) % opt_.shard_count != opt_.shard) {
+    if (id <= 0 || id > opt_.num_items || msg::shard_of(id, opt_.shard_count) != opt_.shard) {
       return fail(msg::error_code::rejected, opt_.name + ": item " + std::to_string(id) + " is not in this shard");
     }
     uint64_t r = static_cast<uint64_t>(id) / opt_.shard_count;
@@ -114,7 +115,7 @@ msg::body embedding_cache_shard::lookup(const msg::cache_lookup& l) {
   std::vector<float> rows;
   rows.reserve(l.item_ids.size() * dim_);
   for (int32_t id : l.item_ids) {
-    bool ok = id > 0 && id <= opt_.num_items && static_cast<uint64_t>(id) % opt_.shard_count == opt_.shard &&
+    bool ok = id > 0 && id <= opt_.num_items && msg::shard_of(id, opt_.shard_count) == opt_.shard &&
               present_[static_cast<uint64_t>(id) / opt_.shard_count] != 0;
     if (!ok) {
       out.missing_ids.push_back(id);

@@ -1,5 +1,5 @@
 #pragma once
-// Embedding-cache shard: holds the item-embedding rows of ids with `id % shard_count == shard`, tagged with the
+// Embedding-cache shard: holds the item-embedding rows of ids with `msg::shard_of(id, shard_count) == shard`, tagged with the
 // version (hash) of the Item-LLM checkpoint that made them; persists them to a shard file
 // (storage/embedding_shard.hpp) and reloads it on start, so a restarted shard only refills missing rows.
 //

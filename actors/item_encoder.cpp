@@ -10,6 +10,7 @@
 #include "actors/addressable.hpp"
 #include "actors/cache_fill.hpp"
 #include "messages/codec.hpp"
+#include "messages/shard.hpp"
 #include "model/hllm.hpp"
 #include "model/trainer.hpp"
 #include "storage/dataset.hpp"
@@ -137,7 +138,7 @@ msg::body item_encoder::encode(const msg::encode_request& r) {
     // Group rows by owning shard; every put is a request, so a reply below means the rows are stored.
     std::map<std::uint32_t, msg::cache_put> puts;
     for (std::size_t k = 0; k < r.item_ids.size(); ++k) {
-      auto shard = static_cast<std::uint32_t>(r.item_ids[k] % static_cast<int32_t>(s.opt.cache_shards));
+      auto shard = msg::shard_of(r.item_ids[k], s.opt.cache_shards);
       auto& p = puts[shard];
       p.shard = shard;
       p.model_version = s.opt.model_version;
@@ -148,7 +149,7 @@ msg::body item_encoder::encode(const msg::encode_request& r) {
     for (auto& [shard, p] : puts) {
       p.rows.type = msg::dtype::f32;
       p.rows.shape = {static_cast<int64_t>(p.item_ids.size()), dim};
-      std::string to = "cache-shard-" + std::to_string(shard);
+      std::string to = msg::shard_name(shard);
       std::string failure;
       s.self->request(s.router, caf::infinite, atom::request_v, make_request(s.opt.name, to, p, s.opt.job))
           .receive(

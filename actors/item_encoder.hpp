@@ -1,8 +1,8 @@
 #pragma once
 // Item encoder: holds a frozen Item LLM (from a stage-1 checkpoint, or a Hugging Face Llama checkpoint for
 // `hllm encode --hf-model`) and answers encode_request(item ids, version): it encodes the items and, with
-// write_to_cache, puts every row into the cache shard that owns it (`cache-shard-<id % shards>`) before replying, so
-// a reply means the rows are in the cache.
+// write_to_cache, puts every row into the cache shard that owns it (messages/shard.hpp: shard_of, shard_name)
+// before replying, so a reply means the rows are in the cache.
 #include <cstdint>
 #include <memory>
 #include <string>

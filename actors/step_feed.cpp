@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "messages/codec.hpp"
+#include "messages/shard.hpp"
 #include "storage/error.hpp"
 
 namespace hllm {
@@ -80,7 +81,7 @@ struct step_feed::impl {
     ++counters.requests;
     ++counters.lookups;
     return {self->request(router, caf::infinite, atom::request_v,
-                          make_request(opt.name, "cache-shard-" + std::to_string(shard), l, opt.job, opt.timeout)),
+                          make_request(opt.name, msg::shard_name(shard), l, opt.job, opt.timeout)),
             attempt};
   }
 
@@ -107,7 +108,7 @@ struct step_feed::impl {
     p.row_ids.erase(std::unique(p.row_ids.begin(), p.row_ids.end()), p.row_ids.end());
     counters.ids_looked_up += p.row_ids.size();
     p.shard_ids.assign(opt.cache_shards, {});
-    for (std::int32_t id : p.row_ids) p.shard_ids[static_cast<std::uint32_t>(id) % opt.cache_shards].push_back(id);
+    for (std::int32_t id : p.row_ids) p.shard_ids[msg::shard_of(id, opt.cache_shards)].push_back(id);
     for (std::uint32_t s = 0; s < opt.cache_shards; ++s) {
       p.lookups.emplace_back();
       if (!p.shard_ids[s].empty()) p.lookups.back().emplace(ask_rows(s, p.shard_ids[s], 0));
@@ -129,8 +130,8 @@ struct step_feed::impl {
         }
         if (rows) {
           if (!rows->missing_ids.empty() || rows->item_ids != p.shard_ids[s] || rows->rows.shape.size() != 2) {
-            throw error(errc::mismatch, opt.name + ": step " + std::to_string(p.step) + ": cache-shard-" +
-                                            std::to_string(s) + " misses " +
+            throw error(errc::mismatch, opt.name + ": step " + std::to_string(p.step) + ": " +
+                                            msg::shard_name(s) + " misses " +
                                             std::to_string(rows->missing_ids.size()) + " of " +
                                             std::to_string(p.shard_ids[s].size()) + " rows of version " +
                                             opt.cache_version + " (run the cache stage)");
@@ -151,11 +152,11 @@ struct step_feed::impl {
         }
         if (o.attempt + 1 >= opt.attempts) {
           throw error(errc::io, opt.name + ": step " + std::to_string(p.step) + " of epoch " + std::to_string(epoch) +
-                                    ": cache-shard-" + std::to_string(s) + " did not answer after " +
+                                    ": " + msg::shard_name(s) + " did not answer after " +
                                     std::to_string(opt.attempts) + " attempts; last failure: " + failure);
         }
         ++counters.retries;
-        spdlog::warn("{}: step {}: cache-shard-{} failed ({}), asking again", opt.name, p.step, s, failure);
+        spdlog::warn("{}: step {}: {} failed ({}), asking again", opt.name, p.step, msg::shard_name(s), failure);
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
         o = ask_rows(s, p.shard_ids[s], o.attempt + 1);
       }

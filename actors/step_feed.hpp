@@ -4,9 +4,9 @@
 // strictly in step order whatever order the replies arrive in. A late, failed or unknown loader or sampler is
 // retried on the next one; since their answers are pure functions of the step, the result does not change.
 // Stage 2 (cache_shards > 0): every distinct id of a step's batch and negatives is looked up once in the
-// embedding-cache shard that owns it (`cache-shard-<id % cache_shards>`), one step ahead of the trainer, and the
-// rows travel with the batch (model::train_batch::row_ids/rows). A failed lookup is asked again of the same shard
-// (a shard process being respawned); rows missing from a shard are an error.
+// embedding-cache shard that owns it (messages/shard.hpp: shard_of(id, cache_shards)), one step ahead of the
+// trainer, and the rows travel with the batch (model::train_batch::row_ids/rows). A failed lookup is asked again
+// of the same shard (a shard process being respawned); rows missing from a shard are an error.
 #include <chrono>
 #include <cstdint>
 #include <memory>
