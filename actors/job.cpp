@@ -60,34 +60,34 @@ std::string hex(uint64_t h) { return storage::hash_hex(h); }
 
 // job.threads = 0: the cores of this host shared by the ranks running on it (oversubscribed OpenMP threads spin
 // and slow every rank down many times).
-int torch_threads(const json& cfg, int local_ranks) {
-  int t = cfg.at("job").at("threads").get<int>();
+int torch_threads(const spec::job_spec& cfg, int local_ranks) {
+  int t = cfg.job.threads;
   if (t > 0) return t;
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, local_ranks));
 }
 
-model::train_config train_config_of(const json& s, int threads) {
+model::train_config train_config_of(const spec::stage_settings& s, int threads) {
   model::train_config t;
-  t.lr = s.at("lr").get<double>();
-  t.weight_decay = s.at("weight_decay").get<double>();
-  t.warmup_share = s.at("warmup_share").get<double>();
-  t.clip_norm = s.at("clip_norm").get<double>();
-  t.bf16 = s.at("bf16").get<bool>();
+  t.lr = s.lr;
+  t.weight_decay = s.weight_decay;
+  t.warmup_share = s.warmup_share;
+  t.clip_norm = s.clip_norm;
+  t.bf16 = s.bf16;
   t.threads = threads;
   return t;
 }
 
-stage_spec stage_spec_of(const json& cfg, const std::string& name, std::uint8_t stage, int threads) {
-  const json& s = cfg.at(name);
+stage_spec stage_spec_of(const spec::job_spec& cfg, const std::string& name, std::uint8_t stage, int threads) {
+  const spec::stage_settings& s = cfg.schedule(name);
   stage_spec spec;
   spec.name = name;
   spec.stage = stage;
-  spec.epochs = s.at("epochs").get<int64_t>();
-  spec.batch_size = s.at("batch_size").get<uint32_t>();
-  spec.seq_len = s.at("seq_len").get<uint32_t>();
-  spec.negatives = s.at("negatives").get<uint32_t>();
+  spec.epochs = s.epochs;
+  spec.batch_size = s.batch_size;
+  spec.seq_len = s.seq_len;
+  spec.negatives = s.negatives;
   spec.train = train_config_of(s, threads);
-  spec.validate_every_epoch = cfg.at("eval").at("validate_every_epoch").get<bool>();
+  spec.validate_every_epoch = cfg.eval.validate_every_epoch;
   return spec;
 }
 
@@ -155,43 +155,33 @@ class job_runner {
  public:
   explicit job_runner(const job_options& o)
       : opt_(o),
-        cfg_(o.config),
+        cfg_(o.spec),
         data_(storage::dataset::open(o.data_dir)),
         texts_(model::item_texts_of(data_)),
         table_(model::interactions_of(data_)) {
     fs::create_directories(opt_.out_dir);
     chief_ = opt_.rank == 0;
     threads_ = torch_threads(cfg_, opt_.local_ranks);
-    seed_ = cfg_.at("job").at("seed").get<uint64_t>();
+    seed_ = cfg_.job.seed;
     job_.id = opt_.config_hash;
-    const json& p = cfg_.at("placement");
-    n_loaders_ = p.at("loaders").get<int>();
-    n_samplers_ = p.at("samplers").get<int>();
-    n_encoders_ = p.at("encoders").get<int>();
-    n_shards_ = p.at("cache_shards").get<int>();
-    spread_ = p.at("spread").get<bool>();
-    spread_over_hosts_ = p.at("spread_over").get<std::string>() == "hosts";
-    if (!spread_over_hosts_ && p.at("spread_over").get<std::string>() != "ranks") {
-      throw error(errc::invalid_input, "config: placement.spread_over must be \"ranks\" or \"hosts\"");
-    }
-    encoder_ranks_ = p.at("encoder_ranks").get<std::vector<int>>();
+    const spec::placement_settings& p = cfg_.placement;
+    n_loaders_ = p.loaders;
+    n_samplers_ = p.samplers;
+    n_encoders_ = p.encoders;
+    n_shards_ = p.cache_shards;
+    spread_ = p.spread;
+    spread_over_hosts_ = p.spread_over == "hosts";
+    encoder_ranks_.assign(p.encoder_ranks.begin(), p.encoder_ranks.end());
     for (int r : encoder_ranks_) {
       if (r < 0 || r >= opt_.world_size) {
         throw error(errc::invalid_input, "config: placement.encoder_ranks names rank " + std::to_string(r) +
                                              ", the job has ranks 0.." + std::to_string(opt_.world_size - 1));
       }
     }
-    n_workers_ = p.at("workers").get<int>();
-    if (n_workers_ < 0) throw error(errc::invalid_input, "config: placement.workers must be >= 0");
-    if (n_loaders_ < 1 || n_samplers_ < 1 || n_encoders_ < 1 || n_shards_ < 1) {
-      throw error(errc::invalid_input, "config: placement needs at least one loader, sampler, encoder and shard");
-    }
-    max_history_ = cfg_.at("eval").at("max_history").get<int64_t>();
-    checkpoint_every_ = cfg_.at("train").at("checkpoint_every_steps").get<int64_t>();
-    keep_checkpoints_ = cfg_.at("train").at("keep_checkpoints").get<int64_t>();
-    if (checkpoint_every_ < 0 || keep_checkpoints_ < 1) {
-      throw error(errc::invalid_input, "config: train.checkpoint_every_steps must be >= 0 and train.keep_checkpoints >= 1");
-    }
+    n_workers_ = p.workers;
+    max_history_ = cfg_.eval.max_history;
+    checkpoint_every_ = cfg_.train.checkpoint_every_steps;
+    keep_checkpoints_ = cfg_.train.keep_checkpoints;
     valid_ = model::make_eval_set(table_, model::split::valid, max_history_);
     test_ = model::make_eval_set(table_, model::split::test, max_history_);
     for (int32_t t : test_.targets) test_cold_.push_back(data_.is_cold(t));
@@ -202,7 +192,7 @@ class job_runner {
       po.rank = opt_.rank;
       po.world_size = opt_.world_size;
       po.interface_host = opt_.host;
-      po.timeout = std::chrono::seconds(cfg_.at("train").at("collective_timeout_s").get<int64_t>());
+      po.timeout = std::chrono::seconds(cfg_.train.collective_timeout_s);
       po.device = opt_.device;
       spdlog::info("rank {}/{}: joining the process group at {}:{}", opt_.rank, opt_.world_size, opt_.master_addr,
                    opt_.master_port);
@@ -234,8 +224,8 @@ class job_runner {
     auto t0 = clock_type::now();
     start_actors();
     choose_resume();
-    std::vector<std::string> stages = cfg_.at("job").at("stages").get<std::vector<std::string>>();
-    auto wants = [&](const char* s) { return std::find(stages.begin(), stages.end(), s) != stages.end(); };
+    const std::vector<std::string>& stages = cfg_.job.stages;
+    auto wants = [&](const char* s) { return cfg_.job.runs(s); };
     spdlog::info("job {}: {} users, {} items ({} cold), stages: {}", hex(job_.id), data_.num_users(),
                  data_.num_items(), data_.info().cold_items, json(stages).dump());
     if (wants("popularity") && chief_) phase("popularity", [&] { popularity(); });
@@ -288,8 +278,7 @@ class job_runner {
   // host, and a mismatch stops every rank with one line naming both ranks and hosts (instead of training two
   // different jobs into one directory). Then the spread order over hosts is known.
   void check_same_config() {
-    const std::string dump = cfg_.dump();
-    const std::string mine = hex(opt_.config_hash) + " " + hex(storage::hash_bytes(dump.data(), dump.size()));
+    const std::string mine = hex(opt_.config_hash) + " " + hex(opt_.effective_hash);
     const std::string me = std::to_string(opt_.rank);
     group_->publish("config/" + me, mine);
     group_->publish("host/" + me, host_label());
@@ -525,14 +514,14 @@ class job_runner {
   }
 
   worker_pool_options pool_options() {
-    const json& p = cfg_.at("placement");
+    const spec::placement_settings& p = cfg_.placement;
     worker_pool_options po;
     po.sender = "coordinator";
     po.job = job_;
-    po.heartbeat_interval = std::chrono::milliseconds(p.at("heartbeat_ms").get<int64_t>());
-    po.heartbeat_timeout = std::chrono::milliseconds(p.at("heartbeat_timeout_ms").get<int64_t>());
-    po.start_timeout = std::chrono::milliseconds(p.at("start_timeout_ms").get<int64_t>());
-    po.max_respawns = p.at("max_respawns").get<int>();
+    po.heartbeat_interval = std::chrono::milliseconds(p.heartbeat_ms);
+    po.heartbeat_timeout = std::chrono::milliseconds(p.heartbeat_timeout_ms);
+    po.start_timeout = std::chrono::milliseconds(p.start_timeout_ms);
+    po.max_respawns = p.max_respawns;
     po.on_respawn = [this](const worker_spec& w, int n, const std::string& why) {
       log_->write(json{{"event", "respawn"}, {"worker", w.name}, {"actors", w.actors}, {"respawns", n},
                        {"reason", why}}.dump());
@@ -594,11 +583,11 @@ class job_runner {
     // The console (issue 11; docs/operations.md "Monitor the job"): curves from metrics.jsonl, where each actor
     // lives, and the HTTP server of [monitor].
     mo.job_dir = opt_.out_dir;
-    const json& mc = cfg_.at("monitor");
-    mo.curve_points = mc.at("curve_points").get<std::size_t>();
-    mo.dead_kept = mc.at("dead_kept").get<std::size_t>();
+    const spec::monitor_settings& mc = cfg_.monitor;
+    mo.curve_points = static_cast<std::size_t>(mc.curve_points);
+    mo.dead_kept = static_cast<std::size_t>(mc.dead_kept);
     for (const char* s : {"baseline", "stage1", "stage2"}) {
-      mo.samples_per_step[s] = cfg_.at(s).at("batch_size").get<int64_t>() * opt_.world_size;
+      mo.samples_per_step[s] = static_cast<int64_t>(cfg_.schedule(s).batch_size) * opt_.world_size;
     }
     char hostname[256] = {};
     ::gethostname(hostname, sizeof hostname - 1);
@@ -624,11 +613,11 @@ class job_runner {
       mo.locations["encoder-" + std::to_string(i)] = "worker-encoder-" + std::to_string(i) + " @ " + hostname;
     }
     console_options co;
-    co.port = mc.at("port").get<int>();
-    co.host = mc.at("host").get<std::string>();
+    co.port = mc.port;
+    co.host = mc.host;
     // The token: --monitor-token-file, else monitor.token, else HLLM_MONITOR_TOKEN. Never logged; JOB/job.toml
     // records only whether one was set (launch/train_main.cpp).
-    co.token = !opt_.monitor_token.empty() ? opt_.monitor_token : mc.at("token").get<std::string>();
+    co.token = !opt_.monitor_token.empty() ? opt_.monitor_token : mc.token;
     if (const char* t = std::getenv("HLLM_MONITOR_TOKEN"); co.token.empty() && t != nullptr) co.token = t;
     std::error_code stale;
     fs::remove(opt_.out_dir + "/console.json", stale);  // an earlier run's console is gone
@@ -655,8 +644,8 @@ class job_runner {
     f.batch_size = spec.batch_size;
     f.max_length = spec.seq_len;
     f.negatives = spec.negatives;
-    f.window = cfg_.at("train").at("window").get<uint32_t>();
-    f.timeout = std::chrono::milliseconds(cfg_.at("train").at("request_timeout_ms").get<int64_t>());
+    f.window = cfg_.train.window;
+    f.timeout = std::chrono::milliseconds(cfg_.train.request_timeout_ms);
     if (spec.stage == 2) {
       // Stage 2 reads item embeddings per batch from the cache shards (deduplicated ids, one step ahead).
       f.cache_shards = static_cast<uint32_t>(n_shards_);
@@ -747,7 +736,7 @@ class job_runner {
   }
 
   std::string first_trained_stage() const {
-    for (const auto& st : cfg_.at("job").at("stages").get<std::vector<std::string>>()) {
+    for (const auto& st : cfg_.job.stages) {
       if (st == "baseline" || st == "stage1" || st == "stage2") return st;
     }
     return "stage1";
@@ -889,7 +878,7 @@ class job_runner {
     ro.rank = opt_.rank;
     if (chief_) ro.checkpoint = [&](const model::trainer& t, const train_progress& p) { write_checkpoint(t, spec, p); };
     stage_spec with_times = spec;  // timestamp features: every batch gets its timestamps from this rank's table
-    if (cfg_.at("model").value("time_buckets", int64_t{0}) > 0) with_times.times = &table_;
+    if (cfg_.model.time_buckets > 0) with_times.times = &table_;
     auto out = run_user_trainer(feed, net, with_times, steps_per_epoch(spec), validate,
                                 opt_.out_dir + "/" + spec.name, *log_, group_.get(), trainer_board_.get(), ro);
     completed_.push_back(spec.name);
@@ -1029,13 +1018,13 @@ class job_runner {
     for (int i = 0; i < n_encoders_; ++i) fo.encoders.push_back("encoder-" + std::to_string(i));
     fo.shards = n_shards_;
     fo.num_items = data_.num_items();
-    fo.unit_items = cfg_.at("cache").at("unit_items").get<int64_t>();
+    fo.unit_items = cfg_.cache.unit_items;
     fo.version = version_;
     fo.ledger_path = opt_.out_dir + "/cache/ledger.json";
-    fo.persist_every_units = cfg_.at("cache").at("persist_every_units").get<int64_t>();
-    fo.unit_timeout = std::chrono::seconds(cfg_.at("cache").at("unit_timeout_s").get<int64_t>());
+    fo.persist_every_units = cfg_.cache.persist_every_units;
+    fo.unit_timeout = std::chrono::seconds(cfg_.cache.unit_timeout_s);
     // A cache shard being respawned misses a few requests: ask again for as long as a respawn may take.
-    if (pool_) fo.retry_for = std::chrono::milliseconds(cfg_.at("placement").at("heartbeat_timeout_ms").get<int64_t>()) +
+    if (pool_) fo.retry_for = std::chrono::milliseconds(cfg_.placement.heartbeat_timeout_ms) +
                               std::chrono::seconds(60);
     fo.on_progress = [this](int64_t done) {
       if (coordinator_board_) coordinator_board_->set_counter("cache.units_done", done);
@@ -1144,7 +1133,7 @@ class job_runner {
   }
 
   job_options opt_;
-  json cfg_;
+  spec::job_spec cfg_;
   storage::dataset data_;
   model::item_text_table texts_;
   model::interaction_table table_;
@@ -1190,27 +1179,28 @@ class job_runner {
 
 }  // namespace
 
-model::hllm_config job_model_config(const json& cfg, const storage::dataset& data, model::item_source source) {
-  const json& m = cfg.at("model");
+model::hllm_config job_model_config(const spec::job_spec& cfg, const storage::dataset& data,
+                                    model::item_source source) {
+  const spec::model_settings& m = cfg.model;
   auto c = model::default_hllm_config(data.info().vocab_size, data.num_items(), data.info().max_text_tokens);
   c.source = source;
   for (auto* l : {&c.item_llm, &c.user_llm}) {
-    l->hidden_size = m.at("hidden_size").get<int64_t>();
-    l->intermediate_size = m.at("intermediate_size").get<int64_t>();
-    l->num_attention_heads = m.at("heads").get<int64_t>();
-    l->num_key_value_heads = m.at("kv_heads").get<int64_t>();
-    l->rms_norm_eps = m.at("rms_norm_eps").get<double>();
-    l->rope_theta = m.at("rope_theta").get<double>();
+    l->hidden_size = m.hidden_size;
+    l->intermediate_size = m.intermediate_size;
+    l->num_attention_heads = m.heads;
+    l->num_key_value_heads = m.kv_heads;
+    l->rms_norm_eps = m.rms_norm_eps;
+    l->rope_theta = m.rope_theta;
   }
-  c.item_llm.num_hidden_layers = m.at("item_layers").get<int64_t>();
-  c.user_llm.num_hidden_layers = m.at("user_layers").get<int64_t>();
-  c.pooling = m.at("pooling").get<std::string>() == "mean" ? model::item_pooling::mean : model::item_pooling::item_token;
-  c.false_negative_cosine = m.at("false_negative_cosine").get<double>();
-  c.late_fusion = m.at("late_fusion").get<bool>();
-  c.early_fusion = m.at("early_fusion").get<bool>();
-  c.cls_lambda = m.at("cls_lambda").get<double>();
-  c.time_buckets = m.value("time_buckets", int64_t{0});
-  c.seed = cfg.at("job").at("seed").get<uint64_t>();
+  c.item_llm.num_hidden_layers = m.item_layers;
+  c.user_llm.num_hidden_layers = m.user_layers;
+  c.pooling = m.pooling == "mean" ? model::item_pooling::mean : model::item_pooling::item_token;
+  c.false_negative_cosine = m.false_negative_cosine;
+  c.late_fusion = m.late_fusion;
+  c.early_fusion = m.early_fusion;
+  c.cls_lambda = m.cls_lambda;
+  c.time_buckets = m.time_buckets;
+  c.seed = cfg.job.seed;
   c.validate();
   return c;
 }

@@ -1,12 +1,11 @@
 #pragma once
 // The training job in one process: starts the router and the actors of the placement, then runs the configured
 // stages as the coordinator (popularity, ID baseline, stage 1, cache fill, stage 2, test) and prints the results
-// table. The configuration is the JSON tree of a job config (launch/job_config.hpp, launch/default_job.toml).
+// table. The configuration is the typed job spec (actors/job_spec.hpp), read from a job config by launch/job_config.
 #include <cstdint>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
+#include "actors/job_spec.hpp"
 #include "model/hllm_config.hpp"
 
 namespace caf {
@@ -20,12 +19,13 @@ namespace hllm {
 
 // The job config's [model] table over the named default (model::default_hllm_config) for a dataset and an item
 // source (text: stage 1; id: the baseline; cache: stage 2). Throws hllm::error naming a missing or bad key.
-model::hllm_config job_model_config(const nlohmann::json& config, const storage::dataset& data,
+model::hllm_config job_model_config(const spec::job_spec& config, const storage::dataset& data,
                                     model::item_source source);
 
 struct job_options {
-  nlohmann::json config;       // the whole job config
-  std::uint64_t config_hash = 0;
+  spec::job_spec spec;         // the whole job config
+  std::uint64_t config_hash = 0;     // job_config::hash(): the job's identity (operational keys left out)
+  std::uint64_t effective_hash = 0;  // of the whole config, operational keys included: every rank must agree
   std::string data_dir;        // prepared dataset
   std::string out_dir;         // checkpoints, cache shards, metrics.jsonl, results.json, results.md
   // Data-parallel trainer ranks (one process each). Rank 0 is the coordinator: it evaluates, writes checkpoints

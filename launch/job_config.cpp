@@ -2,7 +2,9 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <limits>
 #include <sstream>
 
@@ -49,65 +51,6 @@ nlohmann::json to_json(const toml::node& n) {
   throw error(errc::invalid_input, "config: dates and times are not used in job configs");
 }
 
-// The numeric keys of a job and their ranges. Upper bounds are generous (far beyond any job this code can run) but
-// finite, so a typo of a few extra digits is refused instead of allocating or overflowing. `dot` keys name one value;
-// a key ending in "[]" is an array whose every element has that range.
-struct numeric_key {
-  const char* key;
-  bool integer;
-  double min, max;
-  bool min_exclusive;  // "> min" (learning rates, epsilons)
-};
-
-constexpr double big = 9007199254740992.0;  // 2^53: every integer up to here is exact in a double
-
-// clang-format off
-constexpr numeric_key numeric_keys[] = {
-    {"job.seed", true, 0, big, false},
-    {"job.threads", true, 0, 4096, false},
-    {"model.hidden_size", true, 1, 65536, false},
-    {"model.intermediate_size", true, 1, 1048576, false},
-    {"model.item_layers", true, 1, 1024, false},
-    {"model.user_layers", true, 1, 1024, false},
-    {"model.heads", true, 1, 1024, false},
-    {"model.kv_heads", true, 1, 1024, false},
-    {"model.rms_norm_eps", false, 0, 1, true},
-    {"model.rope_theta", false, 0, 1e12, true},
-    {"model.false_negative_cosine", false, -1, 1, false},
-    {"model.cls_lambda", false, 0, 1e6, false},
-    {"model.time_buckets", true, 0, 1024, false},
-#define HLLM_STAGE_KEYS(s)                                                                                      \
-    {s ".epochs", true, 1, 1000000, false}, {s ".batch_size", true, 1, 1048576, false},                        \
-    {s ".seq_len", true, 1, 1048576, false}, {s ".negatives", true, 1, 16777216, false},                       \
-    {s ".lr", false, 0, 10, true}, {s ".weight_decay", false, 0, 10, false},                                    \
-    {s ".warmup_share", false, 0, 1, false}, {s ".clip_norm", false, 0, 1e9, false}
-    HLLM_STAGE_KEYS("baseline"), HLLM_STAGE_KEYS("stage1"), HLLM_STAGE_KEYS("stage2"),
-#undef HLLM_STAGE_KEYS
-    {"cache.unit_items", true, 1, 16777216, false},
-    {"cache.persist_every_units", true, 1, 1e9, false},
-    {"cache.unit_timeout_s", true, 1, 31536000, false},
-    {"eval.max_history", true, 1, 1048576, false},
-    {"train.window", true, 1, 1024, false},
-    {"train.request_timeout_ms", true, 1, 86400000, false},
-    {"train.collective_timeout_s", true, 1, 604800, false},
-    {"train.checkpoint_every_steps", true, 0, 1e12, false},
-    {"train.keep_checkpoints", true, 1, 1000000, false},
-    {"placement.loaders", true, 1, 1024, false},
-    {"placement.samplers", true, 1, 1024, false},
-    {"placement.encoders", true, 1, 1024, false},
-    {"placement.cache_shards", true, 1, 4096, false},
-    {"placement.workers", true, 0, 1024, false},
-    {"placement.encoder_ranks[]", true, 0, 65535, false},
-    {"placement.heartbeat_ms", true, 1, 3600000, false},
-    {"placement.heartbeat_timeout_ms", true, 1, 86400000, false},
-    {"placement.start_timeout_ms", true, 1, 86400000, false},
-    {"placement.max_respawns", true, 0, 1000000, false},
-    {"monitor.port", true, -1, 65535, false},
-    {"monitor.curve_points", true, 1, 10000000, false},
-    {"monitor.dead_kept", true, 0, 1000000, false},
-};
-// clang-format on
-
 std::string number_text(double v, bool integer) {
   if (integer) return std::to_string(static_cast<long long>(v));
   std::ostringstream s;
@@ -115,10 +58,30 @@ std::string number_text(double v, bool integer) {
   return s.str();
 }
 
-std::string range_text(const numeric_key& k) {
-  if (k.integer) return number_text(k.min, true) + ".." + number_text(k.max, true);
-  return (k.min_exclusive ? "> " + number_text(k.min, false) + " and <= " : number_text(k.min, false) + "..") +
-         number_text(k.max, false);
+std::string range_text(const spec::range& r, bool integer) {
+  if (integer) return number_text(r.min, true) + ".." + number_text(r.max, true);
+  return (r.min_exclusive ? "> " + number_text(r.min, false) + " and <= " : number_text(r.min, false) + "..") +
+         number_text(r.max, false);
+}
+
+std::string words_text(spec::words w) {
+  std::string out;
+  std::size_t i = 0;
+  for (auto word : w) {
+    if (i > 0) out += ++i == w.size() ? " or " : ", ";
+    else ++i;
+    out += "\"" + std::string(word) + "\"";
+  }
+  return out;
+}
+
+// A file's tree over the defaults, key by key: tables merge, every other value replaces.
+void overlay(nlohmann::json& base, const nlohmann::json& over) {
+  for (const auto& [k, v] : over.items()) {
+    auto it = base.find(k);
+    if (it != base.end() && it->is_object() && v.is_object()) overlay(*it, v);
+    else base[k] = v;
+  }
 }
 
 void to_toml_lines(const nlohmann::json& j, const std::string& prefix, std::ostringstream& out) {
@@ -152,8 +115,13 @@ job_config job_config::from_toml(const std::string& text, const std::string& ori
 
 job_config job_config::load(const std::string& path, const std::vector<std::string>& overrides,
                             const std::string& default_toml) {
-  job_config c = path.empty() ? from_toml(default_toml, "<embedded default job>")
-                              : from_toml(storage::read_text_file(path), path);
+  job_config c = from_toml(default_toml, "<embedded default job>");
+  if (!path.empty()) {
+    // The file overrides the defaults key by key: a file holding only `[stage1] epochs = 1` is a whole job.
+    job_config file = from_toml(storage::read_text_file(path), path);
+    overlay(c.tree_, file.tree_);
+    c.origin_ = path;
+  }
   for (const auto& o : overrides) c.set(o);
   c.validate();
   return c;
@@ -225,59 +193,186 @@ std::string job_config::origin_of(const std::string& key) const {
   return origin_.empty() ? std::string("the config") : origin_;
 }
 
-void job_config::validate() const {
-  auto fail = [&](const std::string& key, const nlohmann::json& v, const std::string& problem,
-                  const std::string& origin_key = "") {
+// Reads a tree into the spec's structs: each present key checked by the rule its field declares (actors/job_spec.hpp),
+// each absent key left at its default, every key the spec does not declare refused.
+class job_config::reader {
+ public:
+  explicit reader(const job_config& c) : c_(c) {}
+
+  template <class S>
+  void section(const char* name, S& s) {
+    table_ = name;
+    sections_.push_back(name);
+    auto it = c_.tree_.find(name);
+    if (it == c_.tree_.end()) return;
+    if (!it->is_object()) fail(name, *it, "is not a table (allowed: a [" + std::string(name) + "] table");
+    node_ = &*it;
+    keys_.clear();
+    s.visit(*this);
+    for (const auto& [k, v] : node_->items()) {
+      if (std::find(keys_.begin(), keys_.end(), k) == keys_.end()) unknown(table_ + "." + k);
+    }
+  }
+  void finish() const {
+    for (const auto& [k, v] : c_.tree_.items()) {
+      if (std::find(sections_.begin(), sections_.end(), k) == sections_.end()) unknown(k);
+    }
+  }
+
+  template <class T>
+  void operator()(const char* key, T& field, spec::range r) {
+    if (const nlohmann::json* v = find(key)) field = number<T>(full(key), *v, r, full(key));
+  }
+  template <class T>
+  void operator()(const char* key, std::vector<T>& field, spec::range r) {
+    const nlohmann::json* v = find(key);
+    if (v == nullptr) return;
+    const std::string k = full(key);
+    if (!v->is_array()) fail(k, *v, "is not an array (allowed: [] or integers " + range_text(r, true));
+    field.clear();
+    for (std::size_t i = 0; i < v->size(); ++i) field.push_back(number<T>(k + "[" + std::to_string(i) + "]", (*v)[i], r, k));
+  }
+  void operator()(const char* key, bool& field) {
+    const nlohmann::json* v = find(key);
+    if (v == nullptr) return;
+    if (!v->is_boolean()) fail(full(key), *v, "is not a boolean (allowed: true or false");
+    field = v->get<bool>();
+  }
+  void operator()(const char* key, std::string& field) {
+    if (const nlohmann::json* v = find(key)) field = text(full(key), *v, full(key));
+  }
+  void operator()(const char* key, std::string& field, spec::words w) {
+    const nlohmann::json* v = find(key);
+    if (v == nullptr) return;
+    field = word(full(key), *v, w, full(key));
+  }
+  void operator()(const char* key, std::string& field, spec::text_rule rule) {
+    const nlohmann::json* v = find(key);
+    if (v == nullptr) return;
+    const std::string k = full(key), t = v->is_string() ? v->get<std::string>() : std::string();
+    if (const char* allowed = v->is_string() ? rule(t) : "text") fail(k, *v, "is not allowed (allowed: " + std::string(allowed));
+    field = t;
+  }
+  void operator()(const char* key, std::vector<std::string>& field, spec::words w) {
+    const nlohmann::json* v = find(key);
+    if (v == nullptr) return;
+    const std::string k = full(key);
+    if (!v->is_array()) fail(k, *v, "is not an array (allowed: a list of " + words_text(w));
+    field.clear();
+    for (std::size_t i = 0; i < v->size(); ++i) {
+      const std::string element = k + "[" + std::to_string(i) + "]";
+      field.push_back(word(element, (*v)[i], w, k));
+      if (std::find(field.begin(), field.end() - 1, field.back()) != field.end() - 1) {
+        fail(element, (*v)[i], "is listed twice (allowed: each at most once", k);
+      }
+    }
+  }
+
+ private:
+  std::string full(const char* key) const { return table_ + "." + key; }
+  const nlohmann::json* find(const char* key) {
+    keys_.push_back(key);
+    auto it = node_->find(key);
+    return it == node_->end() ? nullptr : &*it;
+  }
+  [[noreturn]] void fail(const std::string& key, const nlohmann::json& v, const std::string& problem,
+                         const std::string& origin_key = "") const {
     throw error(errc::invalid_input, "config: " + key + " = " + v.dump() + " " + problem + "; from " +
-                                         origin_of(origin_key.empty() ? key : origin_key) + ")");
-  };
-  auto check = [&](const numeric_key& k, const std::string& key, const nlohmann::json& v, const std::string& base) {
-    const std::string allowed = "(allowed: " + std::string(k.integer ? "an integer " : "a number ") + range_text(k);
+                                         c_.origin_of(origin_key.empty() ? key : origin_key) + ")");
+  }
+  [[noreturn]] void unknown(const std::string& key) const {
+    throw error(errc::invalid_input, "config: unknown key '" + key + "' (from " + c_.origin_of(key) +
+                                         "; every key is listed in launch/default_job.toml, `hllm train --print-config`)");
+  }
+  template <class T>
+  T number(const std::string& key, const nlohmann::json& v, const spec::range& r, const std::string& base) const {
+    constexpr bool integer = std::is_integral_v<T>;
+    const std::string allowed = "(allowed: " + std::string(integer ? "an integer " : "a number ") + range_text(r, integer);
     if (!v.is_number()) fail(key, v, "is not a number " + allowed, base);
     const double d = v.get<double>();
-    if (k.integer && !v.is_number_integer() && !(std::isfinite(d) && d == std::floor(d))) {
+    if (integer && !v.is_number_integer() && !(std::isfinite(d) && d == std::floor(d))) {
       fail(key, v, "is not an integer " + allowed, base);
     }
-    const bool below = k.min_exclusive ? !(d > k.min) : !(d >= k.min);
-    if (!std::isfinite(d) || below || d > k.max) fail(key, v, "is out of range " + allowed, base);
-  };
-  for (const auto& k : numeric_keys) {
-    std::string key = k.key;
-    const bool array = key.size() > 2 && key.compare(key.size() - 2, 2, "[]") == 0;
-    if (array) key.resize(key.size() - 2);
-    if (!has(key)) continue;
-    const nlohmann::json& v = at(key);
-    if (!array) {
-      check(k, key, v, key);
-      continue;
+    const bool below = r.min_exclusive ? !(d > r.min) : !(d >= r.min);
+    if (!std::isfinite(d) || below || d > r.max) fail(key, v, "is out of range " + allowed, base);
+    if constexpr (integer) {
+      return v.is_number_integer() ? static_cast<T>(v.get<int64_t>()) : static_cast<T>(d);
+    } else {
+      return static_cast<T>(d);
     }
-    if (!v.is_array()) fail(key, v, "is not an array (allowed: [] or integers " + range_text(k));
-    for (std::size_t i = 0; i < v.size(); ++i) check(k, key + "[" + std::to_string(i) + "]", v[i], key);
   }
+  std::string text(const std::string& key, const nlohmann::json& v, const std::string& base) const {
+    if (!v.is_string()) fail(key, v, "is not text (allowed: a quoted string", base);
+    return v.get<std::string>();
+  }
+  std::string word(const std::string& key, const nlohmann::json& v, spec::words w, const std::string& base) const {
+    const std::string t = v.is_string() ? v.get<std::string>() : std::string();
+    if (!v.is_string() || std::find(w.begin(), w.end(), std::string_view(t)) == w.end()) {
+      fail(key, v, "is not allowed (allowed: " + words_text(w), base);
+    }
+    return t;
+  }
+
+  const job_config& c_;
+  std::string table_;
+  const nlohmann::json* node_ = nullptr;
+  std::vector<std::string> keys_, sections_;
+};
+
+// Writes a spec as a tree (what the defaults are, for the test that keeps default_job.toml equal to them).
+namespace {
+class writer {
+ public:
+  template <class S>
+  void section(const char* name, S& s) {
+    node_ = &tree[name];
+    *node_ = nlohmann::json::object();
+    s.visit(*this);
+  }
+  template <class T, class Rule>
+  void operator()(const char* key, T& field, Rule) {
+    (*node_)[key] = field;
+  }
+  template <class T>
+  void operator()(const char* key, T& field) {
+    (*node_)[key] = field;
+  }
+  nlohmann::json tree = nlohmann::json::object();
+
+ private:
+  nlohmann::json* node_ = nullptr;
+};
+}  // namespace
+
+spec::job_spec job_config::spec() const {
+  spec::job_spec s;
+  reader r(*this);
+  s.visit(r);
+  r.finish();
   // `part` must divide `whole`; the error names the one a --set changed (the other is as the file says).
-  auto divides = [&](const std::string& part, const std::string& whole) {
-    if (!has(part) || !has(whole)) return;
-    const auto p = static_cast<int64_t>(at(part).get<double>()), w = static_cast<int64_t>(at(whole).get<double>());
+  auto fail = [&](const std::string& key, int64_t value, const std::string& problem) {
+    throw error(errc::invalid_input, "config: " + key + " = " + std::to_string(value) + " " + problem + "; from " +
+                                         origin_of(key) + ")");
+  };
+  auto divides = [&](const std::string& part, int64_t p, const std::string& whole, int64_t w) {
     if (w % p == 0) return;
     const auto by_set = [&](const std::string& key) { return origin_of(key).rfind("--set ", 0) == 0; };
     if (by_set(whole) && !by_set(part)) {
-      fail(whole, at(whole), "is not a multiple of " + part + " = " + at(part).dump() + " (allowed: a multiple of it");
+      fail(whole, w, "is not a multiple of " + part + " = " + std::to_string(p) + " (allowed: a multiple of it");
     }
-    fail(part, at(part), "does not divide " + whole + " = " + at(whole).dump() + " (allowed: a divisor of it");
+    fail(part, p, "does not divide " + whole + " = " + std::to_string(w) + " (allowed: a divisor of it");
   };
-  divides("model.heads", "model.hidden_size");
-  divides("model.kv_heads", "model.heads");
-  // train.device: auto | cpu | cuda | cuda:N (whether this build and machine have it is decided when the job starts,
-  // model::resolve_device).
-  if (has("train.device")) {
-    const nlohmann::json& v = at("train.device");
-    const std::string d = v.is_string() ? v.get<std::string>() : std::string();
-    bool ok = d == "auto" || d == "cpu" || d == "cuda";
-    if (!ok && d.rfind("cuda:", 0) == 0 && d.size() > 5 && d.size() <= 8) {
-      ok = d.find_first_not_of("0123456789", 5) == std::string::npos;
-    }
-    if (!ok) fail("train.device", v, "is not a device (allowed: \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"");
-  }
+  divides("model.heads", s.model.heads, "model.hidden_size", s.model.hidden_size);
+  divides("model.kv_heads", s.model.kv_heads, "model.heads", s.model.heads);
+  return s;
+}
+
+void job_config::validate() const { (void)spec(); }
+
+nlohmann::json job_config::tree_of(spec::job_spec s) {
+  writer w;
+  s.visit(w);
+  return w.tree;
 }
 
 void job_config::throw_type_error(const std::string& path, const nlohmann::json& v) {
@@ -321,6 +416,11 @@ uint64_t job_config::hash() const {
   }
   std::string canonical = t.dump();  // nlohmann objects keep keys sorted: a canonical form
   return storage::hash_bytes(canonical.data(), canonical.size());
+}
+
+uint64_t job_config::effective_hash() const {
+  const std::string whole = tree_.dump();
+  return storage::hash_bytes(whole.data(), whole.size());
 }
 
 std::string job_config::to_toml() const {

@@ -1,6 +1,7 @@
 #pragma once
-// Job configuration: TOML files (or the embedded default) with `--set key.path=value` overrides, held as a JSON
-// tree so every part of the system reads the same structure. No torch.
+// Job configuration: the embedded default (default_job.toml), a TOML file over it key by key, then `--set
+// key.path=value` overrides, held as a JSON tree (hashed, recorded as JOB/job.toml) and read once into the typed
+// job spec (actors/job_spec.hpp) that everything downstream takes. No torch.
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -8,23 +9,28 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actors/job_spec.hpp"
+
 namespace hllm::launch {
 
 class job_config {
  public:
   // Parses TOML text; `origin` names it in errors. Throws hllm::error(invalid_input) with line and column.
   static job_config from_toml(const std::string& text, const std::string& origin);
-  // The file's TOML, or the embedded default when `path` is empty, then every "a.b.c=value" override in order.
-  // Then validate(): a value out of its range is refused before anything runs.
+  // The embedded default, the file's TOML over it key by key (when `path` is not empty), then every "a.b.c=value"
+  // override in order. Then validate(): an unknown key or a value its field does not allow is refused before
+  // anything runs.
   static job_config load(const std::string& path, const std::vector<std::string>& overrides,
                          const std::string& default_toml);
 
-  // Checks every numeric key that is present against its range (job_config.cpp, `numeric_keys`): integer keys must
-  // be integers, floats finite, each within [min, max] (lr and other "> 0" keys exclusive), plus model.heads dividing
-  // model.hidden_size and model.kv_heads dividing model.heads. Throws hllm::error(invalid_input) with one line naming
-  // the key, the value, the allowed range and where the value came from (the file, or the --set that set it):
-  //   config: stage1.batch_size = 0 is out of range (allowed: 1..1048576; from --set stage1.batch_size=0)
-  // Missing keys are left to the readers (an older job.toml may lack a newer key).
+  // The typed spec: every key checked by the rule its field declares (actors/job_spec.hpp: integers, ranges, words),
+  // keys the tree lacks at their defaults, plus model.heads dividing model.hidden_size and model.kv_heads dividing
+  // model.heads. Throws hllm::error(invalid_input) with one line naming the key, the value, what is allowed and where
+  // the value came from (the file, or the --set that set it):
+  //   config: stage1.batch_size = 0 is out of range (allowed: an integer 1..1048576; from --set stage1.batch_size=0)
+  //   config: unknown key 'stage1.epoch' (from job.toml; every key is listed in launch/default_job.toml, ...)
+  spec::job_spec spec() const;
+  // spec(), for its checks only.
   void validate() const;
 
   // Applies one "a.b.c=value" override. The value is parsed as TOML (1, 0.5, true, "text", [1, 2]); a bare word
@@ -53,9 +59,14 @@ class job_config {
   // Keys (a table or table.key) that change how a job runs but not what it computes: left out of the hash, so a
   // resume may change them (more workers, longer timeouts, another checkpoint interval, more stages).
   static const std::vector<std::string>& operational_keys();
+  // XXH3-64 of the whole config, operational keys included: the ranks of one job must agree on it.
+  uint64_t effective_hash() const;
   std::string to_toml() const;
+  // A spec as a tree of the same layout (a default-constructed spec: the defaults the structs declare).
+  static nlohmann::json tree_of(spec::job_spec s);
 
  private:
+  class reader;
   [[noreturn]] static void throw_type_error(const std::string& path, const nlohmann::json& v);
   std::string origin_of(const std::string& key) const;
   nlohmann::json tree_ = nlohmann::json::object();

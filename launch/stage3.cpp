@@ -61,7 +61,7 @@ job_info open_job(const std::string& job_dir, const std::string& data_override, 
   }
   if (storage::path_exists(job_dir + "/job.toml")) {
     auto cfg = launch::job_config::from_toml(storage::read_text_file(job_dir + "/job.toml"), job_dir + "/job.toml");
-    if (cfg.has("eval.max_history")) j.max_history = cfg.get<int64_t>("eval.max_history");
+    j.max_history = cfg.spec().eval.max_history;
   }
   return j;
 }

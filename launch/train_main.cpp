@@ -200,8 +200,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     hllm::job_options o;
-    o.config = cfg.tree();
+    o.spec = cfg.spec();
     o.config_hash = cfg.hash();
+    o.effective_hash = cfg.effective_hash();
     o.data_dir = data_dir;
     o.out_dir = out_dir;
     o.resume = resume;
@@ -250,8 +251,7 @@ int main(int argc, char** argv) {
       } else if (const char* sl = env("SLURM_LOCALID")) {
         local_rank = hllm::storage::parse_int<int>(sl, "environment variable SLURM_LOCALID", 0, 1 << 20);
       }
-      const auto& train = cfg.tree().at("train");
-      o.device = hllm::model::resolve_device(train.value("device", std::string("auto")), local_rank);
+      o.device = hllm::model::resolve_device(o.spec.train.device, local_rank);
     }
     // Rank 0 decides whether this run may use --out, before any rank starts (ranks started by a launcher wait for
     // rank 0's store, which rank 0 opens only after this) and before anything in it changes.

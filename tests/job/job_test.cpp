@@ -38,8 +38,9 @@ launch::job_config tiny_config(std::vector<std::string> extra = {}) {
 int run(const launch::job_config& c, const std::string& out, const std::string& resume = "never") {
   job_options o;
   o.resume = resume;
-  o.config = c.tree();
+  o.spec = c.spec();
   o.config_hash = c.hash();
+  o.effective_hash = c.effective_hash();
   o.data_dir = tiny();
   o.out_dir = out;
   return run_job(o);

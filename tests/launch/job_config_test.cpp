@@ -213,6 +213,80 @@ TEST(job_config, train_device_is_auto_cpu_cuda_or_cuda_n_and_never_changes_the_h
     EXPECT_NE(error_of([&] { job_config::load("", {set}, dflt); }).find("train.device"), std::string::npos) << bad;
   }
   EXPECT_EQ(error_of([&] { job_config::load("", {"train.device=\"gpu\""}, dflt); }),
-            "config: train.device = \"gpu\" is not a device (allowed: \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"; from "
+            "config: train.device = \"gpu\" is not allowed (allowed: \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"; from "
             "--set train.device=\"gpu\")");
+}
+
+// ---- the typed job spec (issue 21) ----
+
+TEST(job_spec, the_structs_defaults_are_default_job_toml) {
+  // default_job.toml is the user's reference; actors/job_spec.hpp declares the same defaults beside each field.
+  auto file = job_config::load("", {}, hllm::launch::default_job_toml);
+  auto declared = job_config::tree_of({});
+  declared["monitor"].erase("token_set");  // what JOB/job.toml records in place of the token, not a user key
+  EXPECT_EQ(declared, file.tree()) << "default_job.toml and actors/job_spec.hpp disagree";
+  auto s = file.spec();
+  EXPECT_EQ(s.baseline.epochs, 12);
+  EXPECT_EQ(s.stage2.seq_len, 20u);
+  EXPECT_EQ(s.model.pooling, "item");
+}
+
+namespace {
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+}  // namespace
+
+TEST(job_spec, a_file_overrides_the_defaults_key_by_key) {
+  // Before: a file holding only this failed with "[json.exception.out_of_range.403] key 'job' not found".
+  const auto path = write_temp("partial_job.toml", "[stage1]\nepochs = 1\n[model]\npooling = \"mean\"\n");
+  auto c = job_config::load(path, {"stage2.lr=0.002"}, hllm::launch::default_job_toml);
+  auto s = c.spec();
+  EXPECT_EQ(s.stage1.epochs, 1);
+  EXPECT_EQ(s.model.pooling, "mean");
+  EXPECT_DOUBLE_EQ(s.stage2.lr, 0.002);
+  EXPECT_EQ(s.stage1.batch_size, 64u);  // from the defaults
+  EXPECT_EQ(s.job.stages, job_config::load("", {}, hllm::launch::default_job_toml).spec().job.stages);
+  // The same job as the full file that says the same.
+  auto full = job_config::load("", {"stage1.epochs=1", "model.pooling=\"mean\"", "stage2.lr=0.002"},
+                               hllm::launch::default_job_toml);
+  EXPECT_EQ(c.hash(), full.hash());
+  std::remove(path.c_str());
+}
+
+TEST(job_spec, typos_never_pass) {
+  // Before: each of these ran (a bogus stage was ignored, pooling fell back to the default, `epoch` was ignored).
+  EXPECT_EQ(load_error({"job.stages=[\"popularity\",\"bogus\"]"}),
+            "config: job.stages[1] = \"bogus\" is not allowed (allowed: \"popularity\", \"text\", \"baseline\", "
+            "\"stage1\", \"frozen\", \"cache\", \"stage2\" or \"test\"; from --set job.stages=[\"popularity\",\"bogus\"])");
+  EXPECT_EQ(load_error({"model.pooling=avg"}),
+            "config: model.pooling = \"avg\" is not allowed (allowed: \"item\" or \"mean\"; from --set model.pooling=avg)");
+  EXPECT_EQ(load_error({"stage1.epochs=1.5"}),
+            "config: stage1.epochs = 1.5 is not an integer (allowed: an integer 1..1000000; from --set stage1.epochs=1.5)");
+  EXPECT_NE(load_error({"job.stages=[\"stage1\",\"stage1\"]"}).find("is listed twice"), std::string::npos);
+  EXPECT_NE(load_error({"placement.spread_over=\"racks\""}).find("placement.spread_over"), std::string::npos);
+  EXPECT_NE(load_error({"model.late_fusion=\"yes\""}).find("late_fusion"), std::string::npos);
+  const auto path = write_temp("typo_job.toml", "[stage1]\nepoch = 2\n");
+  EXPECT_EQ(error_of([&] { job_config::load(path, {}, hllm::launch::default_job_toml); }),
+            "config: unknown key 'stage1.epoch' (from " + path +
+                "; every key is listed in launch/default_job.toml, `hllm train --print-config`)");
+  const auto table = write_temp("typo_table.toml", "[stage3]\nepochs = 2\n");
+  EXPECT_NE(error_of([&] { job_config::load(table, {}, hllm::launch::default_job_toml); }).find("unknown key 'stage3'"),
+            std::string::npos);
+  const auto wrong = write_temp("wrong_type.toml", "[stage1]\nbf16 = 1\n");
+  EXPECT_EQ(error_of([&] { job_config::load(wrong, {}, hllm::launch::default_job_toml); }),
+            "config: stage1.bf16 = 1 is not a boolean (allowed: true or false; from " + wrong + ")");
+  for (const auto& p : {path, table, wrong}) std::remove(p.c_str());
+}
+
+TEST(job_spec, a_recorded_job_toml_reads_back_to_the_same_spec) {
+  auto c = job_config::load("", {"stage1.epochs=2", "placement.encoder_ranks=[0, 1]", "train.device=\"cpu\""},
+                            hllm::launch::default_job_toml);
+  auto back = job_config::from_toml(c.to_toml(), "job.toml");
+  EXPECT_EQ(job_config::tree_of(back.spec()), job_config::tree_of(c.spec()));
+  EXPECT_EQ(back.spec().placement.encoder_ranks, (std::vector<int64_t>{0, 1}));
 }
