@@ -12,20 +12,18 @@ msg::batch expected_batch(const msg::batch_request& r) {
   b.at = r.at;
   for (std::uint32_t u = 0; u < r.batch_size; ++u) {
     b.user_ids.push_back(static_cast<std::int64_t>(r.at.step * 1000 + u));
-    b.lengths.push_back(u % 3 + 1);
     for (std::uint32_t i = 0; i < u % 3 + 1; ++i) {
       b.item_ids.push_back(static_cast<std::int32_t>(r.at.step + u + i));
     }
-    b.targets.push_back(static_cast<std::int32_t>(r.at.rank + u));
   }
   return b;
 }
 
 addressable_actor::behavior_type batch_service(addressable_actor::pointer self, std::string name) {
-  auto heartbeats = std::make_shared<std::int64_t>(0);
+  auto posts = std::make_shared<std::int64_t>(0);
   return {
       // A request: decode, answer by body kind.
-      [self, name, heartbeats](atom::deliver, const msg::buffer& b) -> msg::buffer {
+      [self, name, posts](atom::deliver, const msg::buffer& b) -> msg::buffer {
         auto request = msg::decode(b);
         if (!request.ok()) {
           return msg::encode(msg::make_error_reply(request.error().head, request.error().code,
@@ -40,18 +38,17 @@ addressable_actor::behavior_type batch_service(addressable_actor::pointer self, 
           s.name = name;
           s.kind = "batch_service";
           s.state = msg::actor_state::running;
-          s.counters.push_back({"heartbeats", *heartbeats});
+          s.counters.push_back({"posts", *posts});
           return hllm::make_reply(head, s);
         }
         return msg::encode(msg::make_error_reply(head, msg::error_code::rejected,
                                                  std::string("cannot answer ") +
                                                      msg::to_string(msg::kind_of(request->content))));
       },
-      // A one-way message: count heartbeats.
-      [heartbeats](atom::post, const msg::buffer& b) {
-        auto m = msg::decode(b);
-        if (m.ok() && std::holds_alternative<msg::heartbeat>(m->content)) {
-          ++*heartbeats;
+      // A one-way message: count the ones that decode.
+      [posts](atom::post, const msg::buffer& b) {
+        if (msg::decode(b).ok()) {
+          ++*posts;
         }
       },
   };

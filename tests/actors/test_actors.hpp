@@ -17,8 +17,8 @@ namespace hllm::testing {
 // The batch a service answers for a request: a pure function of the request, so a client can check it.
 msg::batch expected_batch(const msg::batch_request& r);
 
-// Answers batch_request with expected_batch() and status_request with its status (counter "heartbeats" counts
-// the one-way heartbeats it got); anything else with an `rejected` error.
+// Answers batch_request with expected_batch() and status_request with its status (counter "posts" counts
+// the one-way messages it got that decode); anything else with an `rejected` error.
 addressable_actor::behavior_type batch_service(addressable_actor::pointer self, std::string name);
 
 struct client_plan {
