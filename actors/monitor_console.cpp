@@ -25,9 +25,14 @@
 #include <vector>
 
 #include "actors/console_assets.hpp"  // generated from console/ (actors/CMakeLists.txt)
+#include "actors/monitor_console_io.hpp"
 #include "storage/error.hpp"
 
 namespace hllm {
+
+// The connection layer (connection, connection_stream, console_server, answer_and_close, ...).
+using namespace console_io;
+
 namespace {
 
 // Compares without an early exit, so the time taken does not tell how much of a guess was right.
@@ -45,12 +50,6 @@ void no_store(httplib::Response& res) {
   res.set_header("X-Content-Type-Options", "nosniff");
   res.set_header("Referrer-Policy", "no-referrer");
 }
-
-using clock_type = std::chrono::steady_clock;
-
-// The largest request head read into memory; a longer one gets 431. Room for cpp-httplib's own limits (a request
-// line over 8 KiB: 414; a header line over 8 KiB: 400) to answer first.
-constexpr std::size_t max_head_bytes = 64 * 1024;
 
 // 32 random bytes as hex: the session key a valid ?token= is exchanged for.
 std::string random_session_key() {
@@ -83,143 +82,6 @@ std::string cookie_value(const std::string& header, const std::string& name) {
   }
   return "";
 }
-
-// Where a request line's head ends (the index after the blank line), or npos while it is incomplete.
-std::size_t head_end(const std::string& in) {
-  const std::size_t crlf = in.find("\r\n\r\n");
-  const std::size_t lf = in.find("\n\n");
-  std::size_t end = std::string::npos;
-  if (crlf != std::string::npos) end = crlf + 4;
-  if (lf != std::string::npos && lf + 2 < end) end = lf + 2;
-  return end;
-}
-
-// Writes a short fixed answer on a non-blocking socket without waiting (the send buffer of a fresh connection takes
-// it whole), after draining what the client already sent so closing does not reset the answer away.
-void answer_and_close(int fd, const char* status_line, const char* text) {
-  char scratch[4096];
-  while (::recv(fd, scratch, sizeof scratch, MSG_DONTWAIT) > 0) {
-  }
-  std::string body = text;
-  std::string msg = std::string("HTTP/1.1 ") + status_line + "\r\nContent-Type: text/plain; charset=utf-8\r\n" +
-                    "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n" +
-                    "Cache-Control: no-store\r\n" + (status_line[0] == '5' ? "Retry-After: 1\r\n" : "") + "\r\n" +
-                    body;
-  (void)::send(fd, msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  ::shutdown(fd, SHUT_WR);
-  ::close(fd);
-}
-
-std::string ip_of(const sockaddr_storage& a, int& port) {
-  char buf[INET6_ADDRSTRLEN] = {0};
-  if (a.ss_family == AF_INET) {
-    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&a);
-    ::inet_ntop(AF_INET, &v4->sin_addr, buf, sizeof buf);
-    port = ntohs(v4->sin_port);
-  } else if (a.ss_family == AF_INET6) {
-    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&a);
-    ::inet_ntop(AF_INET6, &v6->sin6_addr, buf, sizeof buf);
-    port = ntohs(v6->sin6_port);
-  }
-  return buf;
-}
-
-// One client connection. The poll thread owns it while it reads a head; a worker while it answers.
-struct connection {
-  int fd = -1;
-  std::string in;                  // bytes read and not yet consumed (a complete head, maybe more)
-  bool started = false;            // a byte of the current request has arrived
-  clock_type::time_point deadline;  // idle or head deadline
-  std::size_t answered = 0;         // requests answered on this connection
-  std::string remote_ip, local_ip;
-  int remote_port = 0, local_port = 0;
-};
-
-// The stream cpp-httplib parses a request from and writes its answer to: the head comes from memory (the poll thread
-// read it), the answer goes to the socket, waiting at most until the write deadline.
-class connection_stream : public httplib::Stream {
- public:
-  connection_stream(connection& c, clock_type::time_point write_deadline) : c_(c), deadline_(write_deadline) {}
-
-  bool is_readable() const override { return consumed_ < c_.in.size(); }
-  bool is_writable() const override { return clock_type::now() < deadline_; }
-  ssize_t read(char* ptr, size_t size) override {
-    // Only the head read into memory: a GET has no body (any other request is answered before a body is read).
-    const std::size_t n = std::min(size, c_.in.size() - consumed_);
-    std::memcpy(ptr, c_.in.data() + consumed_, n);
-    consumed_ += n;
-    return static_cast<ssize_t>(n);
-  }
-  ssize_t write(const char* ptr, size_t size) override {
-    if (!header_done_) note_header(ptr, size);
-    std::size_t sent = 0;
-    while (sent < size) {
-      ssize_t n = ::send(c_.fd, ptr + sent, size - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        sent += static_cast<std::size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - clock_type::now()).count();
-        if (left <= 0) return -1;
-        pollfd p{c_.fd, POLLOUT, 0};
-        if (::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000))) < 0 && errno != EINTR) return -1;
-        continue;
-      }
-      return -1;
-    }
-    return static_cast<ssize_t>(size);
-  }
-  void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    ip = c_.remote_ip;
-    port = c_.remote_port;
-  }
-  void get_local_ip_and_port(std::string& ip, int& port) const override {
-    ip = c_.local_ip;
-    port = c_.local_port;
-  }
-  // cpp-httplib answers 500 to a descriptor >= FD_SETSIZE when built for select(); we never select() on it.
-  socket_t socket() const override { return c_.fd < FD_SETSIZE ? c_.fd : 0; }
-
-  // Bytes of the head cpp-httplib consumed (the rest belongs to the next request on the connection).
-  std::size_t consumed() const { return consumed_; }
-  // The answer said `Connection: close`.
-  bool answer_closes() const { return closes_; }
-
- private:
-  void note_header(const char* ptr, std::size_t size) {
-    head_.append(ptr, size);
-    // An answer to a request cpp-httplib could not parse (400, 414, ...) or refused: the connection ends with it,
-    // since what follows in it cannot be trusted to start a request.
-    if (head_.size() >= 12 && head_.compare(0, 5, "HTTP/") == 0) {
-      const char d = head_[9];
-      if (d == '4' || d == '5') closes_ = true;
-    }
-    std::string lower = head_;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (lower.find("\r\nconnection: close\r\n") != std::string::npos) closes_ = true;
-    if (head_.find("\r\n\r\n") != std::string::npos || head_.size() > max_head_bytes) header_done_ = true;
-  }
-
-  connection& c_;
-  clock_type::time_point deadline_;
-  std::size_t consumed_ = 0;
-  std::string head_;
-  bool header_done_ = false;
-  bool closes_ = false;
-};
-
-// cpp-httplib's routing and answer writing, fed by our own connection handling (its own accept loop would give each
-// connection a thread for as long as the client likes, and queue the rest without bound).
-class console_server : public httplib::Server {
- public:
-  bool answer(httplib::Stream& s, bool close_connection, bool& connection_closed) {
-    return process_request(s, close_connection, connection_closed, nullptr);
-  }
-  int listen_fd() const { return svr_sock_; }
-  void forget_listen_fd() { svr_sock_ = INVALID_SOCKET; }
-};
 
 }  // namespace
 
