@@ -120,32 +120,132 @@ test_pause_hook& pause_hook() {
 
 }  // namespace
 
+namespace {
+
+class feed_source : public batch_source {
+ public:
+  explicit feed_source(step_feed& f) : feed_(f) {}
+  void start_epoch(std::uint32_t epoch, std::uint64_t first_step, std::uint64_t end_step) override {
+    feed_.start_epoch(epoch, first_step, end_step);
+  }
+  model::train_batch next() override { return feed_.next(); }
+  step_feed_counters counters() const override { return feed_.counters(); }
+
+ private:
+  step_feed& feed_;
+};
+
+}  // namespace
+
 stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage_spec& spec,
+                               std::int64_t steps_per_epoch, const validate_fn& validate,
+                               const std::string& stage_dir, metrics_log& log, model::process_group* group,
+                               status_board* board, const resume_options& resume) {
+  feed_source source(feed);
+  return run_user_trainer(source, net, spec, steps_per_epoch, validate, stage_dir, log, group, board, resume);
+}
+
+stage_outcome run_user_trainer(batch_source& feed, model::trainer& net, const stage_spec& spec,
                                std::int64_t steps_per_epoch, const validate_fn& validate,
                                const std::string& stage_dir, metrics_log& log, model::process_group* group,
                                status_board* board, const resume_options& resume) {
   const bool chief = group == nullptr || group->rank() == 0;
   pause_hook();  // a malformed test setting fails here, before the first step
+  if (spec.patience < 0 || spec.eval_every_steps < 0 || spec.max_steps < 0) {
+    throw error(errc::invalid_input, spec.name + ": patience, eval_every_steps and max_steps must not be negative (" +
+                                         std::to_string(spec.patience) + ", " + std::to_string(spec.eval_every_steps) +
+                                         ", " + std::to_string(spec.max_steps) + ")");
+  }
+  const bool early_stopping = spec.patience > 0 || spec.eval_every_steps > 0 || spec.max_steps > 0;
   stage_outcome out;
   train_progress progress;
+  std::int64_t evals_since_best = 0;
   if (resume.from != nullptr) {
     progress = *resume.from;
     out.best_ndcg200 = progress.best_ndcg200;
     out.best_epoch = progress.best_epoch;
+    out.best_step = progress.best_step;
     out.valid_ndcg200 = progress.valid_ndcg200;
+    out.valid_steps = progress.valid_steps;
+    evals_since_best = progress.evals_since_best;
   }
+  out.stop_reason = progress.stopped.empty() ? "epochs" : progress.stopped;
   std::filesystem::create_directories(stage_dir);
-  const std::int64_t total = spec.epochs * steps_per_epoch;
+  const std::int64_t planned = spec.epochs * steps_per_epoch;
+  const std::int64_t total = spec.max_steps > 0 ? std::min(planned, spec.max_steps) : planned;
   auto last_print = clock_type::now();
   auto stage_start = clock_type::now();
   double loss_sum = 0, top10_sum = 0;
   std::int64_t window_steps = 0;
   // Steps of this stage done before this process (a resume): progress and ETA count from there.
   const std::int64_t resumed_steps = progress.epoch * steps_per_epoch + progress.epoch_step;
-  for (std::int64_t epoch = progress.epoch; epoch < spec.epochs; ++epoch) {
+
+  // The chief validates; the best so far is saved to STAGE/best. `stage_step`: the stage's steps done.
+  auto run_validation = [&](std::int64_t epoch, std::int64_t stage_step, bool mid_epoch) {
+    if (!chief) return;
+    auto v = validate(net);
+    double ndcg200 = v.ndcg[3];
+    out.valid_ndcg200.push_back(ndcg200);
+    out.valid_steps.push_back(stage_step);
+    nlohmann::json line{{"event", "validation"}, {"model", spec.name}, {"epoch", epoch},
+                        {"R@10", v.recall[1]},   {"R@200", v.recall[3]}, {"N@10", v.ndcg[1]},
+                        {"N@200", ndcg200}};
+    if (early_stopping) line["stage_step"] = stage_step;  // absent otherwise: the log reads as before
+    log.write(line.dump());
+    // Without per-epoch validation the only validation (after the last epoch) is the model kept.
+    bool better = ndcg200 > out.best_ndcg200 || (!spec.validate_every_epoch && spec.eval_every_steps == 0);
+    const std::string where = mid_epoch ? " step " + std::to_string(stage_step) : "";
+    spdlog::info("{} epoch {}{}: validation R@10 {:.2f} R@200 {:.2f} N@200 {:.2f}{}", spec.name, epoch + 1, where,
+                 v.recall[1], v.recall[3], ndcg200, better ? " (best so far: saved)" : "");
+    if (better) {
+      evals_since_best = 0;
+      out.best_ndcg200 = ndcg200;
+      out.best_epoch = epoch;
+      out.best_step = stage_step;
+      out.best_dir = stage_dir + "/best";
+      save_atomically(net, out.best_dir);
+    } else {
+      ++evals_since_best;
+    }
+  };
+  // After a validation: whether the chief's patience ran out (every rank calls this, at the same steps).
+  auto patience_reached = [&]() {
+    if (spec.patience <= 0) return false;
+    const bool mine = chief && evals_since_best >= spec.patience;
+    if (group != nullptr && group->world_size() > 1) return group->sum(mine ? 1.0 : 0.0) > 0.5;
+    return mine;
+  };
+  auto record_progress = [&](std::int64_t epoch, std::int64_t epoch_step, const std::string& stopped) {
+    progress.epoch = epoch;
+    progress.epoch_step = epoch_step;
+    progress.best_ndcg200 = out.best_ndcg200;
+    progress.best_epoch = out.best_epoch;
+    progress.best_step = out.best_step;
+    progress.valid_ndcg200 = out.valid_ndcg200;
+    progress.valid_steps = out.valid_steps;
+    progress.evals_since_best = evals_since_best;
+    progress.stopped = stopped;
+  };
+  auto stop_with = [&](const std::string& reason) {
+    out.stop_reason = reason;
+    spdlog::info("{}: stopped by {} after {} steps (best validation N@200 {:.2f} at step {})", spec.name, reason,
+                 resumed_steps + out.steps, out.best_ndcg200, out.best_step);
+  };
+
+  bool stopped = !progress.stopped.empty();
+  for (std::int64_t epoch = progress.epoch; epoch < spec.epochs && !stopped; ++epoch) {
     const std::int64_t first = epoch == progress.epoch ? progress.epoch_step : 0;
+    std::int64_t end = steps_per_epoch;
+    if (spec.max_steps > 0) {
+      const std::int64_t left = spec.max_steps - (epoch * steps_per_epoch + first);
+      if (left <= 0) {  // a resume under a smaller cap than the checkpoint's run
+        stop_with("cap");
+        break;
+      }
+      end = std::min(end, first + left);
+    }
     feed.start_epoch(static_cast<std::uint32_t>(epoch), static_cast<std::uint64_t>(first),
-                     static_cast<std::uint64_t>(steps_per_epoch));
+                     static_cast<std::uint64_t>(end));
     for (std::int64_t step = first; step < steps_per_epoch; ++step) {
       auto batch = feed.next();
       if (spec.times != nullptr) model::attach_times(batch, *spec.times);
@@ -195,49 +295,65 @@ stage_outcome run_user_trainer(step_feed& feed, model::trainer& net, const stage
       }
       progress.lr = m.lr;
       progress.logit_scale = m.logit_scale;
-      // Mid-epoch checkpoints; the epoch's last step is checkpointed after its validation below.
-      if (resume.checkpoint && resume.checkpoint_every > 0 && step + 1 < steps_per_epoch &&
-          net.steps_done() % resume.checkpoint_every == 0) {
-        progress.epoch = epoch;
-        progress.epoch_step = step + 1;
-        progress.best_ndcg200 = out.best_ndcg200;
-        progress.best_epoch = out.best_epoch;
-        progress.valid_ndcg200 = out.valid_ndcg200;
-        resume.checkpoint(net, progress);
+      if (step + 1 < steps_per_epoch) {
+        // Mid-epoch: validation by steps and the cap; the epoch's last step is handled after the loop.
+        const bool capped = spec.max_steps > 0 && done >= spec.max_steps;
+        if (capped || (spec.eval_every_steps > 0 && done % spec.eval_every_steps == 0)) {
+          run_validation(epoch, done, true);
+          if (patience_reached()) {
+            stop_with("patience");
+            stopped = true;
+          }
+        }
+        if (capped && !stopped) {
+          stop_with("cap");
+          stopped = true;
+        }
+        if (stopped && resume.checkpoint) {
+          record_progress(spec.epochs, 0, out.stop_reason);  // epoch = epochs: a resume finds the stage done
+          resume.checkpoint(net, progress);
+        } else if (resume.checkpoint && resume.checkpoint_every > 0 &&
+                   net.steps_done() % resume.checkpoint_every == 0) {
+          // Mid-epoch checkpoints; the epoch's last step is checkpointed after its validation below.
+          record_progress(epoch, step + 1, "");
+          resume.checkpoint(net, progress);
+        }
       }
       pause_hook().after_step(resume.rank);  // test-only; see test_pause_hook
+      if (stopped) break;
     }
-    bool last_epoch = epoch + 1 == spec.epochs;
-    if (chief && (spec.validate_every_epoch || last_epoch)) {
-      auto v = validate(net);
-      double ndcg200 = v.ndcg[3];
-      out.valid_ndcg200.push_back(ndcg200);
-      log.write(nlohmann::json{{"event", "validation"}, {"model", spec.name}, {"epoch", epoch},
-                               {"R@10", v.recall[1]},   {"R@200", v.recall[3]}, {"N@10", v.ndcg[1]},
-                               {"N@200", ndcg200}}
-                    .dump());
-      bool better = ndcg200 > out.best_ndcg200 || !spec.validate_every_epoch;
-      spdlog::info("{} epoch {}: validation R@10 {:.2f} R@200 {:.2f} N@200 {:.2f}{}", spec.name, epoch + 1,
-                   v.recall[1], v.recall[3], ndcg200, better ? " (best so far: saved)" : "");
-      if (better) {
-        out.best_ndcg200 = ndcg200;
-        out.best_epoch = epoch;
-        out.best_dir = stage_dir + "/best";
-        save_atomically(net, out.best_dir);
+    if (stopped) {
+      if (group != nullptr) group->barrier();  // the other ranks wait for the chief's validation and checkpoint
+      break;
+    }
+    const std::int64_t done = (epoch + 1) * steps_per_epoch;
+    const bool last_epoch = epoch + 1 == spec.epochs;
+    const bool capped = spec.max_steps > 0 && done >= spec.max_steps && !last_epoch;
+    if (spec.validate_every_epoch || last_epoch || capped ||
+        (spec.eval_every_steps > 0 && done % spec.eval_every_steps == 0)) {
+      run_validation(epoch, done, false);
+      if (patience_reached()) {
+        stop_with("patience");
+        stopped = true;
       }
+    }
+    if (capped && !stopped) {
+      stop_with("cap");
+      stopped = true;
     }
     if (resume.checkpoint) {
       // After the best is saved: a resume from here never has to redo this epoch's validation.
-      progress.epoch = epoch + 1;
-      progress.epoch_step = 0;
-      progress.best_ndcg200 = out.best_ndcg200;
-      progress.best_epoch = out.best_epoch;
-      progress.valid_ndcg200 = out.valid_ndcg200;
+      if (stopped) {
+        record_progress(spec.epochs, 0, out.stop_reason);
+      } else {
+        record_progress(epoch + 1, 0, "");
+      }
       resume.checkpoint(net, progress);
     }
     if (group != nullptr) group->barrier();  // the other ranks wait for the chief's validation and checkpoint
   }
   out.best_dir = stage_dir + "/best";
+  out.stage_steps = resumed_steps + out.steps;
   out.samples_per_second =
       out.train_seconds > 0 ? static_cast<double>(out.steps * spec.batch_size) / out.train_seconds : 0;
   return out;
