@@ -31,6 +31,7 @@
 # HLLM_DOCS_KEEP=1 keeps the temporary folder.
 #
 # Usage: docs_commands.sh SOURCE_DIR BIN_DIR
+# Last, launch/readme_results --print on the finished job (README.md's results block and its markers).
 # Prints one line per command (ok/FAIL doc:line), then `docs commands: N run, N skipped (...), N failed`.
 set -uo pipefail
 src="$(cd "${1:?usage: docs_commands.sh SOURCE_DIR BIN_DIR}" && pwd)"
@@ -167,6 +168,23 @@ for doc in "${docs[@]}"; do
   done <"$src/$doc"
   [ $in_block = 1 ] && { echo "FAIL $doc: a fenced block is not closed"; fail_count=$((fail_count + 1)); failures+=("$doc: unclosed block"); }
 done
+
+# README.md's measured block: launch/readme_results finds its markers and writes it from a finished job (the one
+# docs/operations.md's commands trained), without touching README.md (--print).
+rr_job="$tmp/work-operations/job"
+if [ -f "$rr_job/results.md" ]; then
+  run_count=$((run_count + 1))
+  if "$src/launch/readme_results" --job "$rr_job" --print >"$tmp/readme_results.log" 2>&1 &&
+     grep -q '^| hllm-stage2 | cold |' "$tmp/readme_results.log"; then
+    echo "ok   README.md results block: launch/readme_results --job JOB --print"
+  else
+    fail_count=$((fail_count + 1)); failures+=("README.md: launch/readme_results --job JOB --print")
+    echo "FAIL README.md results block: launch/readme_results --job JOB --print:"; tail -15 "$tmp/readme_results.log" | sed 's/^/     | /'
+  fi
+else
+  fail_count=$((fail_count + 1)); failures+=("docs/operations.md: no finished job for launch/readme_results")
+  echo "FAIL docs/operations.md's commands left no finished job ($rr_job/results.md) to test launch/readme_results on"
+fi
 
 kinds=""
 for k in $(printf '%s\n' "${!skip_kinds[@]}" | sort); do kinds+="${kinds:+, }$k ${skip_kinds[$k]}"; done
