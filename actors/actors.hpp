@@ -1,7 +1,9 @@
 #pragma once
-// Every typed actor interface of hllm-actors, in one header: one glance tells which actors exist and what they
-// answer. Later issues add the coordinator, data loader, negative sampler, item encoder, cache shard, trainer,
-// evaluator and monitor here.
+// The two CAF interfaces of hllm-actors. Every job actor (data loader, negative sampler, item encoder, cache
+// shard, trainer, coordinator, monitor) is an addressable_actor: encoded envelopes in, encoded replies out, all
+// through the per-process router_actor. Which requests each kind of actor accepts and the reply each gets is the
+// protocol table in messages/protocol.hpp (and docs/protocol.md), not a CAF signature: the same bytes cross a
+// process boundary unchanged.
 #include <caf/replies_to.hpp>
 #include <caf/timespan.hpp>
 #include <caf/typed_actor.hpp>

@@ -1,6 +1,7 @@
 #include "actors/data_loader.hpp"
 
 #include "actors/addressable.hpp"
+#include "messages/protocol.hpp"
 #include "model/batching.hpp"
 #include "storage/dataset.hpp"
 #include "storage/random.hpp"
@@ -68,7 +69,7 @@ msg::body data_loader::handle(const msg::body& request) {
 msg::status_reply data_loader::status() const {
   msg::status_reply s;
   s.name = opt_.name;
-  s.kind = "data_loader";
+  s.kind = std::string(msg::protocol::data_loader::name);
   s.state = msg::actor_state::running;
   s.counters = {{"batches_served", static_cast<int64_t>(served_)},
                 {"refused", static_cast<int64_t>(refused_)},

@@ -9,7 +9,7 @@
 
 #include "actors/addressable.hpp"
 #include "messages/codec.hpp"
-#include "messages/shard.hpp"
+#include "messages/protocol.hpp"
 #include "storage/embedding_shard.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
@@ -176,7 +176,7 @@ msg::checkpoint_done embedding_cache_shard::persist(const msg::checkpoint_reques
 msg::status_reply embedding_cache_shard::status() const {
   msg::status_reply s;
   s.name = opt_.name;
-  s.kind = "embedding_cache_shard";
+  s.kind = std::string(msg::protocol::embedding_cache_shard::name);
   s.state = msg::actor_state::running;
   auto cov = coverage_of();
   s.counters = {{"puts", static_cast<int64_t>(puts_)},

@@ -10,7 +10,7 @@
 #include "actors/addressable.hpp"
 #include "actors/cache_fill.hpp"
 #include "messages/codec.hpp"
-#include "messages/shard.hpp"
+#include "messages/protocol.hpp"
 #include "model/hllm.hpp"
 #include "model/trainer.hpp"
 #include "storage/dataset.hpp"
@@ -177,7 +177,7 @@ msg::body item_encoder::handle(const msg::body& request) {
 msg::status_reply item_encoder::status() const {
   msg::status_reply st;
   st.name = impl_->opt.name;
-  st.kind = "item_encoder";
+  st.kind = std::string(msg::protocol::item_encoder::name);
   st.state = msg::actor_state::running;
   st.counters = {{"items_encoded", static_cast<int64_t>(impl_->items_encoded)},
                  {"units", static_cast<int64_t>(impl_->units)},

@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "actors/addressable.hpp"
+#include "messages/protocol.hpp"
 #include "model/batching.hpp"
 #include "storage/dataset.hpp"
 
@@ -48,7 +49,7 @@ msg::body negative_sampler::handle(const msg::body& request) {
 msg::status_reply negative_sampler::status() const {
   msg::status_reply s;
   s.name = opt_.name;
-  s.kind = "negative_sampler";
+  s.kind = std::string(msg::protocol::negative_sampler::name);
   s.state = msg::actor_state::running;
   s.counters = {{"requests_served", static_cast<int64_t>(served_)},
                 {"refused", static_cast<int64_t>(refused_)},

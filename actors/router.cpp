@@ -19,6 +19,7 @@
 
 #include "actors/curve_keys.hpp"
 #include "actors/router_io.hpp"
+#include "messages/protocol.hpp"
 #include "storage/error.hpp"
 
 namespace hllm {
@@ -201,7 +202,7 @@ struct router_state {
   msg::status_reply status() const {
     msg::status_reply s;
     s.name = cfg.name;
-    s.kind = "router";
+    s.kind = std::string(msg::protocol::router::name);
     s.state = msg::actor_state::running;
     for (std::size_t i = 0; i < stats.size(); ++i) {
       s.counters.push_back({stat_names[i], static_cast<std::int64_t>(stats[i])});

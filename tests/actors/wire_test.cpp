@@ -6,9 +6,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <utility>
 #include <zmq.hpp>
 
 #include "actors/curve_keys.hpp"
+#include "actors/embedding_cache_shard.hpp"
+#include "actors/status_board.hpp"
+#include "messages/protocol.hpp"
 #include "tests/actors/router_fixture.hpp"
 
 namespace hllm::testing {
@@ -174,6 +179,57 @@ TEST_F(curve_test, hllm_keygen_writes_a_pair_the_router_serves_with) {
   route(client, "router/server", endpoints(server).at(0));
   route(server, "probe", endpoints(client).at(0));
   EXPECT_EQ(status_of(client, "router/server").name, "router/server");
+}
+
+// The protocol table (messages/protocol.hpp) is what the actors do: each answers the requests its row lists with
+// the declared reply body and refuses every other body with `rejected`.
+template <std::size_t... I>
+msg::body default_body(std::size_t k, std::index_sequence<I...>) {
+  msg::body out;
+  ((k == I ? (void)(out = std::variant_alternative_t<I, msg::body>{}) : void()), ...);
+  return out;
+}
+
+template <class Core>
+void expect_answers_as_the_table_says(Core& core, std::string_view kind,
+                                      const std::map<msg::body_kind, msg::body>& requests) {
+  for (std::size_t k = 0; k < msg::body_kind_count; ++k) {
+    auto request_kind = static_cast<msg::body_kind>(k);
+    auto it = requests.find(request_kind);
+    msg::body request =
+        it != requests.end() ? it->second : default_body(k, std::make_index_sequence<msg::body_kind_count>{});
+    msg::body reply = core.handle(request);
+    if (msg::accepts(kind, request_kind)) {
+      ASSERT_NE(it, requests.end()) << "give the test a valid " << msg::to_string(request_kind);
+      EXPECT_EQ(msg::kind_of(reply), *msg::reply_kind_of(request_kind))
+          << kind << " answers " << msg::to_string(request_kind) << " with " << msg::to_string(msg::kind_of(reply));
+    } else {
+      ASSERT_EQ(msg::kind_of(reply), msg::body_kind::error) << kind << " accepted " << msg::to_string(request_kind);
+      EXPECT_EQ(std::get<msg::error>(reply).code, msg::error_code::rejected);
+    }
+  }
+}
+
+TEST(protocol_table, the_cache_shard_answers_what_its_row_lists_and_refuses_the_rest) {
+  embedding_cache_shard shard({"cache-shard-1", 1, 2, 10, ""});
+  msg::tensor rows;
+  rows.type = msg::dtype::f32;
+  rows.shape = {2, 3};
+  rows.data.resize(6 * sizeof(float));
+  const std::string v = "0000000000000001";
+  expect_answers_as_the_table_says(shard, msg::protocol::embedding_cache_shard::name,
+                                   {{msg::body_kind::cache_put, msg::cache_put{1, v, {1, 3}, rows}},
+                                    {msg::body_kind::cache_lookup, msg::cache_lookup{1, v, {1, 3}}},
+                                    {msg::body_kind::coverage_request, msg::coverage_request{v}},
+                                    {msg::body_kind::checkpoint_request, msg::checkpoint_request{}},
+                                    {msg::body_kind::status_request, msg::status_request{}}});
+  EXPECT_EQ(std::get<msg::status_reply>(shard.handle(msg::status_request{})).kind, "embedding_cache_shard");
+}
+
+TEST(protocol_table, a_status_board_answers_status_only) {
+  status_board board("coordinator", std::string(msg::protocol::coordinator::name));
+  expect_answers_as_the_table_says(board, msg::protocol::coordinator::name,
+                                   {{msg::body_kind::status_request, msg::status_request{}}});
 }
 
 }  // namespace
