@@ -3,6 +3,7 @@
 // ids are reproduced step by step instead of slept around.
 #include <cstring>
 
+#include "../storage/test_util.hpp"
 #include "actors/embedding_cache_shard.hpp"
 #include "deterministic_fixture.hpp"
 
@@ -27,8 +28,9 @@ msg::tensor rows_for(const std::vector<int32_t>& ids, int dim) {
   return t;
 }
 
-std::unique_ptr<embedding_cache_shard> shard_core(std::uint32_t shard) {
+std::unique_ptr<embedding_cache_shard> shard_core(std::uint32_t shard, const std::string& dir = "") {
   embedding_cache_shard_options o;
+  o.directory = dir;
   o.name = "cache-shard-" + std::to_string(shard);
   o.shard = shard;
   o.shard_count = 2;
@@ -150,4 +152,26 @@ TEST_F(deterministic_cache_shard, an_id_the_shard_does_not_own_is_refused_on_put
   ask("cache-shard-0", msg::coverage_request{v_a}, job);
   run();
   EXPECT_EQ(body_as<msg::coverage>(next_envelope()).rows_present, 0u);
+}
+
+TEST_F(deterministic_cache_shard, a_checkpoint_holds_exactly_the_puts_the_shard_took_before_it) {
+  test::temp_dir tmp;
+  auto persisted = enroll("cache-shard-p", shard_core(1, tmp.path()));
+  ask("cache-shard-p", put(1, v_a, {1}), job);
+  ask("cache-shard-p", msg::checkpoint_request{4, "", "test"}, job);
+  ask("cache-shard-p", put(1, v_a, {3}), job);
+  // The router forwards all three before the shard takes any; the shard takes them in that order.
+  for (int i = 0; i < 3; ++i) step(router, "router");
+  run();
+  EXPECT_TRUE(std::holds_alternative<msg::ack>(next_envelope().content));
+  auto done = body_as<msg::checkpoint_done>(next_envelope());
+  ASSERT_TRUE(done.ok) << done.error;
+  EXPECT_EQ(done.step, 4u);
+  EXPECT_TRUE(std::holds_alternative<msg::ack>(next_envelope().content));
+  // A restarted shard reloads the file: the row put before the checkpoint, not the one after.
+  auto restarted = shard_core(1, tmp.path());
+  EXPECT_EQ(restarted->version(), v_a);
+  auto rows = std::get<msg::cache_rows>(restarted->handle(msg::cache_lookup{1, v_a, {1, 3}}));
+  EXPECT_EQ(rows.item_ids, (std::vector<int32_t>{1}));
+  EXPECT_EQ(rows.missing_ids, (std::vector<int32_t>{3}));
 }
