@@ -1,4 +1,4 @@
-// `hllm checkpoint list|verify|digest`: inspects job checkpoints (launch/job_checkpoint.hpp) without torch.
+// `hllm checkpoint list|verify|digest`: inspects job checkpoints (storage/job_checkpoint.hpp) without torch.
 //   list JOB       every checkpoint under JOB/checkpoints, newest first, with its position and validity
 //   verify JOB|CKPT  checks manifests and checksums; exit 1 when any checkpoint is bad or there is none
 // A path that does not exist or holds no JOB/checkpoints (nor, for verify, a checkpoint's manifest) is an error
@@ -11,15 +11,16 @@
 #include <filesystem>
 #include <string>
 
-#include "launch/job_checkpoint.hpp"
 #include "model/safetensors.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
+#include "storage/job_checkpoint.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace hllm;
+namespace job_checkpoint = hllm::storage::job_checkpoint;
 
 bool is_file(const std::string& p) { return fs::is_regular_file(p); }
 

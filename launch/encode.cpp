@@ -23,12 +23,13 @@
 #include "actors/router.hpp"
 #include "launch/stage3.hpp"
 #include "model/hllm.hpp"
-#include "model/npy.hpp"
 #include "model/trainer.hpp"
 #include "storage/dataset.hpp"
 #include "storage/error.hpp"
 #include "storage/export.hpp"
 #include "storage/file_io.hpp"
+#include "storage/job_checkpoint.hpp"
+#include "storage/npy.hpp"
 
 namespace {
 
@@ -165,7 +166,7 @@ int encode_new_items(encode_options o) {
   const auto t0 = std::chrono::steady_clock::now();
   auto j = stage3::open_job(o.job, o.data);
   if (o.checkpoint.empty()) o.checkpoint = j.item_checkpoint;
-  const std::string version = checkpoint_version_hex(o.checkpoint);
+  const std::string version = storage::checkpoint_version_hex(o.checkpoint);
   // Refuse a foreign export before any work.
   const auto meta = storage::read_export_meta(o.append_to);
   if (meta.value("kind", std::string()) != "items" || meta.value("item_version", std::string()) != version) {
@@ -266,7 +267,7 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     auto d = storage::dataset::open(o.data, o.verify);
     const auto e = encode_on_actors(d, o);
-    model::write_npy_f32(o.out, e.matrix.data(), d.num_items() + 1, e.dim);
+    storage::write_npy_f32(o.out, e.matrix.data(), d.num_items() + 1, e.dim);
     write_ids(d, ids_path(o.out));
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("hllm encode: %lld items x %u -> %s in %.1f s (%.0f items/s; %lld units on %d encoders, %d cache "

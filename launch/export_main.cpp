@@ -15,9 +15,9 @@
 #include <unordered_map>
 
 #include "launch/stage3.hpp"
-#include "model/npy.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
+#include "storage/npy.hpp"
 #include "storage/timestamp.hpp"
 
 namespace {
@@ -87,7 +87,7 @@ std::vector<float> reencode(const stage3::job_info& j, const options& o, int64_t
     throw error(errc::io, "re-encoding the items with " + j.item_checkpoint + " failed (hllm encode, status " +
                               std::to_string(status) + ")");
   }
-  auto m = model::read_npy_f32(tmp);
+  auto m = storage::read_npy_f32(tmp);
   cleanup();
   if (m.rows != n + 1) throw error(errc::mismatch, "hllm encode wrote " + std::to_string(m.rows) + " rows, want " +
                                                        std::to_string(n + 1));

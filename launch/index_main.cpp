@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <thread>
 
-#include "model/npy.hpp"
 #include "storage/ann_index.hpp"
 #include "storage/error.hpp"
 #include "storage/export.hpp"
+#include "storage/npy.hpp"
 #include "storage/random.hpp"
 
 namespace {

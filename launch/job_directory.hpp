@@ -1,6 +1,7 @@
 #pragma once
 // A job directory belongs to one job (issue 20): what `hllm train` checks, on rank 0, before it writes anything into
-// --out. Header-only and torch-free (used by launch/train_main.cpp).
+// --out. Header-only and torch-free (used by launch/train_main.cpp); the checkpoints in it are read through
+// storage/job_checkpoint.hpp, their format's one owner.
 //
 //   JOB/job.toml       the effective config of the run (monitor.token never in clear: `token_set = true` instead)
 //   JOB/dataset        the prepared dataset's absolute path (one line; the stage-3 commands read it)
@@ -34,6 +35,7 @@
 #include "launch/job_config.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
+#include "storage/job_checkpoint.hpp"
 
 namespace hllm::job_directory {
 
@@ -137,7 +139,7 @@ struct earlier_run {
   std::string config_problem;                // why job.toml could not be read
   std::string dataset_path;                  // JOB/dataset ("" none)
   std::optional<dataset_identity> dataset;   // JOB/dataset.json (jobs started before it existed lack it)
-  std::vector<std::string> checkpoints;      // names of the directories under JOB/checkpoints
+  std::vector<std::string> checkpoints;      // names of the checkpoint directories (job_checkpoint::scan), sorted
   std::string latest;                        // JOB/checkpoints/latest
 
   bool any() const { return has_config || !dataset_path.empty() || dataset || !checkpoints.empty(); }
@@ -188,15 +190,9 @@ inline earlier_run inspect(const std::string& dir) {
       r.dataset = id;
     }
   }
-  const std::string root = dir + "/checkpoints";
-  if (fs::is_directory(root)) {
-    for (const auto& e : fs::directory_iterator(root)) {
-      const std::string n = e.path().filename().string();
-      if (e.is_directory() && !n.empty() && n[0] != '.') r.checkpoints.push_back(n);
-    }
-    std::sort(r.checkpoints.begin(), r.checkpoints.end());
-    if (fs::is_regular_file(root + "/latest")) r.latest = trim_line(storage::read_text_file(root + "/latest"));
-  }
+  for (const auto& c : storage::job_checkpoint::scan(dir)) r.checkpoints.push_back(c.name);
+  std::sort(r.checkpoints.begin(), r.checkpoints.end());
+  r.latest = storage::job_checkpoint::latest(dir);
   return r;
 }
 

@@ -12,9 +12,9 @@
 #include <set>
 #include <xxhash.h>
 
-#include "model/npy.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
+#include "storage/npy.hpp"
 #include "storage/number.hpp"
 
 namespace hllm::storage {
@@ -219,7 +219,7 @@ void write_export(const std::string& npy, const export_data& e, bool force) {
   const std::vector<std::pair<std::string, std::string>> moves{
       {t_npy, p.npy}, {t_ids, p.ids}, {t_fp, p.fingerprints}, {t_meta, p.meta}};
   try {
-    model::write_npy_f32(t_npy, e.matrix.data(), e.rows, e.dim);
+    write_npy_f32(t_npy, e.matrix.data(), e.rows, e.dim);
     write_file_durably(t_ids, ids.data(), ids.size());
     write_file_durably(t_fp, e.fingerprints.data(), e.fingerprints.size() * sizeof(uint64_t));
     write_file_durably(t_meta, text.data(), text.size());
@@ -264,7 +264,7 @@ export_data read_export(const std::string& npy) {
   const auto p = export_paths(npy);
   export_data e;
   e.meta = read_export_meta(npy);
-  auto m = model::read_npy_f32(p.npy);
+  auto m = read_npy_f32(p.npy);
   e.rows = m.rows;
   e.dim = static_cast<uint32_t>(m.cols);
   e.matrix = std::move(m.data);

@@ -70,6 +70,11 @@ mapped_file::~mapped_file() {
 
 uint64_t hash_bytes(const void* data, std::size_t size) { return XXH3_64bits(data, size); }
 
+uint64_t hash_file(const std::string& path) {
+  const auto f = mapped_file::open(path);
+  return hash_bytes(f.data(), f.size());
+}
+
 std::string hash_hex(uint64_t h) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));

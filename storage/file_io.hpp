@@ -43,6 +43,8 @@ void fsync_directory(const std::string& dir);
 // XXH3 64-bit of a byte range, as the hex string used in manifests.
 uint64_t hash_bytes(const void* data, std::size_t size);
 std::string hash_hex(uint64_t h);
+// XXH3 64-bit of a whole file, read through a memory map. Throws hllm::error(io) naming the path.
+uint64_t hash_file(const std::string& path);
 
 // `dir` as an output path: absolute, lexically normal, without a trailing slash ("out/", "./out" and "out" name the
 // same directory).

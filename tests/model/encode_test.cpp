@@ -19,15 +19,16 @@
 
 #include "actors/item_encoder.hpp"
 #include "model/hllm.hpp"
-#include "model/npy.hpp"
 #include "model/trainer.hpp"
 #include "storage/dataset.hpp"
+#include "storage/npy.hpp"
 #include "storage/random.hpp"
 
 namespace hllm::model {
 namespace {
 
 namespace fs = std::filesystem;
+using storage::read_npy_f32;
 
 class encode_command : public ::testing::Test {
  protected:

@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
-#include "model/npy.hpp"
 #include "model/safetensors.hpp"
 #include "storage/ann_index.hpp"
 #include "storage/csv.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
+#include "storage/npy.hpp"
 #include "storage/number.hpp"
 #include "storage/pylit.hpp"
 #include "storage/timestamp.hpp"
@@ -37,9 +37,9 @@ TEST(fuzz_readers, npy) {
   for (auto [r, c] : {std::pair<int64_t, int64_t>{3, 4}, {1, 1}, {0, 8}, {17, 3}}) {
     std::vector<float> m(static_cast<std::size_t>(r * c));
     for (std::size_t i = 0; i < m.size(); ++i) m[i] = static_cast<float>(i) * 0.5f - 1.0f;
-    model::write_npy_f32(tmp / "seed.npy", m.data(), r, c);
+    storage::write_npy_f32(tmp / "seed.npy", m.data(), r, c);
     seeds.push_back(test::read_bytes(tmp / "seed.npy"));
-    const auto back = model::read_npy_f32(tmp / "seed.npy");  // the seeds themselves are valid
+    const auto back = storage::read_npy_f32(tmp / "seed.npy");  // the seeds themselves are valid
     ASSERT_EQ(back.rows, r);
     ASSERT_EQ(back.data, m);
   }
@@ -48,7 +48,7 @@ TEST(fuzz_readers, npy) {
                                "\x93NUMPY", "\x02", "\x03"},
                 [&](const std::string& bytes) {
                   put(path, bytes);
-                  const auto m = model::read_npy_f32(path);
+                  const auto m = storage::read_npy_f32(path);
                   // A parse is a consistent one: the shape matches the data.
                   ASSERT_GE(m.rows, 0);
                   ASSERT_GE(m.cols, 0);
@@ -70,7 +70,7 @@ TEST(fuzz_readers, npy_header_numbers_that_overflow_are_format_errors) {
     bytes.append(data_bytes, '\0');
     test::write_text(tmp / "b.npy", bytes);
     try {
-      model::read_npy_f32(tmp / "b.npy");
+      storage::read_npy_f32(tmp / "b.npy");
     } catch (const hllm::error& e) {
       EXPECT_EQ(e.code(), errc::format) << e.what();
       return std::string(e.what());

@@ -4,9 +4,9 @@
 #include <string>
 #include <vector>
 
-namespace hllm::model {
+namespace hllm::storage {
 
-// Writes a [rows, cols] float32 matrix atomically (storage::write_file_durably: a unique temporary name beside
+// Writes a [rows, cols] float32 matrix atomically (write_file_durably: a unique temporary name beside
 // PATH, fsync, rename, directory fsync).
 void write_npy_f32(const std::string& path, const float* data, int64_t rows, int64_t cols);
 
@@ -19,4 +19,4 @@ struct npy_matrix {
 // overflows 64 bits, a data section of another size than the shape needs.
 npy_matrix read_npy_f32(const std::string& path);
 
-}  // namespace hllm::model
+}  // namespace hllm::storage

@@ -1,4 +1,4 @@
-#include "model/npy.hpp"
+#include "storage/npy.hpp"
 
 #include <cstring>
 
@@ -7,14 +7,14 @@
 #include "storage/number.hpp"
 #include "storage/pylit.hpp"
 
-namespace hllm::model {
+namespace hllm::storage {
 namespace {
 
 constexpr char magic[] = "\x93NUMPY";
 
 std::size_t matrix_bytes(int64_t rows, int64_t cols, const std::string& where) {
-  const auto cells = rows < 0 || cols < 0 ? std::nullopt : storage::checked_mul<int64_t>(rows, cols);
-  const auto bytes = cells ? storage::checked_mul<int64_t>(*cells, int64_t{sizeof(float)}) : std::nullopt;
+  const auto cells = rows < 0 || cols < 0 ? std::nullopt : checked_mul<int64_t>(rows, cols);
+  const auto bytes = cells ? checked_mul<int64_t>(*cells, int64_t{sizeof(float)}) : std::nullopt;
   if (!bytes) {
     throw error(errc::format, where + ": shape (" + std::to_string(rows) + ", " + std::to_string(cols) +
                                   ") is negative or too large (rows * cols * 4 overflows 64 bits)");
@@ -40,11 +40,11 @@ void write_npy_f32(const std::string& path, const float* data, int64_t rows, int
   bytes += header;
   bytes.append(reinterpret_cast<const char*>(data), data_bytes);
   // Atomic by itself (a unique temporary name beside `path`, fsync, rename): two writers of one path never collide.
-  storage::write_file_durably(path, bytes.data(), bytes.size());
+  write_file_durably(path, bytes.data(), bytes.size());
 }
 
 npy_matrix read_npy_f32(const std::string& path) {
-  const std::string bytes = storage::read_text_file(path);
+  const std::string bytes = read_text_file(path);
   if (bytes.size() < 10 || bytes.compare(0, 6, std::string(magic, 6)) != 0) {
     throw error(errc::format, path + ": not a .npy file (no \\x93NUMPY magic)");
   }
@@ -65,7 +65,7 @@ npy_matrix read_npy_f32(const std::string& path) {
   const std::string_view header(bytes.data() + prefix, len);
   nlohmann::json h;
   try {
-    h = storage::parse_python_literal(header);
+    h = parse_python_literal(header);
   } catch (const hllm::error& e) {
     throw error(errc::format, path + ": .npy header is not a Python literal: " + e.what());
   }
@@ -96,4 +96,4 @@ npy_matrix read_npy_f32(const std::string& path) {
   return out;
 }
 
-}  // namespace hllm::model
+}  // namespace hllm::storage

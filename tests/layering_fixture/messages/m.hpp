@@ -1,0 +1,2 @@
+// Fixture: the wire including an actor header.
+#include "actors/actors.hpp"
