@@ -52,9 +52,7 @@ msg::body data_loader::batch_of(const msg::batch_request& r) {
   msg::batch out;
   out.at = r.at;
   out.user_ids = users;
-  out.lengths.assign(users.size(), r.max_length + 1);
   out.item_ids = std::move(b.items);
-  out.end_of_epoch = static_cast<std::int64_t>(r.at.step) + 1 == steps;
   ++served_;
   return out;
 }

@@ -51,18 +51,6 @@ struct counter {
   std::int64_t value = 0;
 };
 
-struct metric {
-  std::string name;
-  double value = 0;
-};
-
-struct peer {
-  std::string name;
-  std::string kind;
-  std::string endpoint;
-  std::string public_key;
-};
-
 // ---- bodies (one per member of Envelope.body, same order) ----
 
 struct error {
@@ -76,30 +64,6 @@ struct ack {
 
 struct credit {
   std::uint32_t window = 0;
-};
-
-struct registration {
-  std::string name;
-  std::string kind;
-  std::string endpoint;
-  std::string public_key;
-  std::string host;
-  std::uint32_t pid = 0;
-  std::uint32_t rank = 0;
-  std::uint32_t restarts = 0;
-};
-
-struct registration_ack {
-  bool accepted = false;
-  std::string reason;
-  std::vector<peer> peers;
-};
-
-struct heartbeat {
-  std::string name;
-  actor_state state = actor_state::starting;
-  std::uint64_t step = 0;
-  std::int64_t sent_at_ns = 0;
 };
 
 struct status_request {
@@ -127,14 +91,12 @@ struct batch_request {
   std::uint32_t max_length = 0;
 };
 
-// CSR user sequences: user u owns item_ids[sum(lengths[0..u)) .. +lengths[u]), oldest first; targets[u] follows.
+// The users of one step and their item windows: user u's window is item_ids[u * (max_length + 1) ..
+// (u + 1) * (max_length + 1)), oldest first, left-padded with 0 (max_length from the batch_request).
 struct batch {
   step_key at;
   std::vector<std::int64_t> user_ids;
-  std::vector<std::uint32_t> lengths;
   std::vector<std::int32_t> item_ids;
-  std::vector<std::int32_t> targets;
-  bool end_of_epoch = false;
 };
 
 struct negatives_request {
@@ -194,13 +156,6 @@ struct coverage {
   std::uint32_t dim = 0;
 };
 
-struct metrics {
-  std::string source;
-  step_key at;
-  std::int64_t time_ns = 0;
-  std::vector<metric> values;
-};
-
 struct checkpoint_request {
   std::uint64_t step = 0;
   std::string directory;
@@ -216,24 +171,15 @@ struct checkpoint_done {
   std::string error;
 };
 
-struct shutdown {
-  std::string reason;
-  bool drain = false;
-};
-
 // Alternatives in the order of Envelope.body in envelope.capnp (the index is the wire discriminant).
-using body = std::variant<error, ack, credit, registration, registration_ack, heartbeat, status_request,
-                          status_reply, batch_request, batch, negatives_request, negatives, encode_request,
-                          encode_result, cache_put, cache_lookup, cache_rows, coverage_request, coverage, metrics,
-                          checkpoint_request, checkpoint_done, shutdown>;
+using body = std::variant<error, ack, credit, status_request, status_reply, batch_request, batch, negatives_request,
+                          negatives, encode_request, encode_result, cache_put, cache_lookup, cache_rows,
+                          coverage_request, coverage, checkpoint_request, checkpoint_done>;
 
 enum class body_kind : std::uint16_t {
   error,
   ack,
   credit,
-  registration,
-  registration_ack,
-  heartbeat,
   status_request,
   status_reply,
   batch_request,
@@ -247,10 +193,8 @@ enum class body_kind : std::uint16_t {
   cache_rows,
   coverage_request,
   coverage,
-  metrics,
   checkpoint_request,
   checkpoint_done,
-  shutdown,
 };
 constexpr std::size_t body_kind_count = std::variant_size_v<body>;
 
@@ -283,19 +227,14 @@ struct envelope {
 HLLM_MSG_EQUALITY(tensor, x.type, x.shape, x.data)
 HLLM_MSG_EQUALITY(step_key, x.stage, x.epoch, x.step, x.rank)
 HLLM_MSG_EQUALITY(counter, x.name, x.value)
-HLLM_MSG_EQUALITY(metric, x.name, x.value)
-HLLM_MSG_EQUALITY(peer, x.name, x.kind, x.endpoint, x.public_key)
 HLLM_MSG_EQUALITY(error, x.code, x.message)
 HLLM_MSG_EQUALITY(ack, x.note)
 HLLM_MSG_EQUALITY(credit, x.window)
-HLLM_MSG_EQUALITY(registration, x.name, x.kind, x.endpoint, x.public_key, x.host, x.pid, x.rank, x.restarts)
-HLLM_MSG_EQUALITY(registration_ack, x.accepted, x.reason, x.peers)
-HLLM_MSG_EQUALITY(heartbeat, x.name, x.state, x.step, x.sent_at_ns)
 HLLM_MSG_EQUALITY(status_request, x.verbose)
 HLLM_MSG_EQUALITY(status_reply, x.name, x.kind, x.state, x.counters, x.queue_depth, x.in_flight, x.last_error,
                   x.last_error_at_ns, x.restarts, x.uptime_ns, x.step)
 HLLM_MSG_EQUALITY(batch_request, x.at, x.world_size, x.batch_size, x.max_length)
-HLLM_MSG_EQUALITY(batch, x.at, x.user_ids, x.lengths, x.item_ids, x.targets, x.end_of_epoch)
+HLLM_MSG_EQUALITY(batch, x.at, x.user_ids, x.item_ids)
 HLLM_MSG_EQUALITY(negatives_request, x.at, x.count, x.exclude_ids)
 HLLM_MSG_EQUALITY(negatives, x.at, x.item_ids)
 HLLM_MSG_EQUALITY(encode_request, x.item_ids, x.model_version, x.write_to_cache)
@@ -305,10 +244,8 @@ HLLM_MSG_EQUALITY(cache_lookup, x.shard, x.model_version, x.item_ids)
 HLLM_MSG_EQUALITY(cache_rows, x.shard, x.model_version, x.item_ids, x.rows, x.missing_ids)
 HLLM_MSG_EQUALITY(coverage_request, x.model_version)
 HLLM_MSG_EQUALITY(coverage, x.shard, x.shard_count, x.model_version, x.rows_present, x.rows_expected, x.dim)
-HLLM_MSG_EQUALITY(metrics, x.source, x.at, x.time_ns, x.values)
 HLLM_MSG_EQUALITY(checkpoint_request, x.step, x.directory, x.reason)
 HLLM_MSG_EQUALITY(checkpoint_done, x.step, x.directory, x.ok, x.content_hash, x.bytes, x.error)
-HLLM_MSG_EQUALITY(shutdown, x.reason, x.drain)
 HLLM_MSG_EQUALITY(header, x.version, x.sender, x.receiver, x.correlation_id, x.is_reply, x.job_id, x.job_epoch,
                   x.timeout_ms)
 HLLM_MSG_EQUALITY(envelope, x.head, x.content)

@@ -21,7 +21,7 @@ namespace {
 
 namespace w = hllm::wire;
 
-static_assert(static_cast<std::size_t>(w::Envelope::Body::SHUTDOWN) + 1 == body_kind_count,
+static_assert(static_cast<std::size_t>(w::Envelope::Body::CHECKPOINT_DONE) + 1 == body_kind_count,
               "bodies.hpp `body` must list every member of Envelope.body, in order");
 
 // Thrown inside this file only: decode() turns it into a failure value.
@@ -147,50 +147,6 @@ ack get(w::Ack::Reader r) { return {str(r.getNote())}; }
 void put(w::Credit::Builder b, const credit& x) { b.setWindow(x.window); }
 credit get(w::Credit::Reader r) { return {r.getWindow()}; }
 
-void put(w::Registration::Builder b, const registration& x) {
-  b.setName(text(x.name));
-  b.setKind(text(x.kind));
-  b.setEndpoint(text(x.endpoint));
-  b.setPublicKey(text(x.public_key));
-  b.setHost(text(x.host));
-  b.setPid(x.pid);
-  b.setRank(x.rank);
-  b.setRestarts(x.restarts);
-}
-registration get(w::Registration::Reader r) {
-  return {str(r.getName()), str(r.getKind()), str(r.getEndpoint()), str(r.getPublicKey()),
-          str(r.getHost()), r.getPid(),       r.getRank(),          r.getRestarts()};
-}
-
-void put(w::RegistrationAck::Builder b, const registration_ack& x) {
-  b.setAccepted(x.accepted);
-  b.setReason(text(x.reason));
-  auto peers = b.initPeers(static_cast<unsigned>(x.peers.size()));
-  for (unsigned i = 0; i < peers.size(); ++i) {
-    peers[i].setName(text(x.peers[i].name));
-    peers[i].setKind(text(x.peers[i].kind));
-    peers[i].setEndpoint(text(x.peers[i].endpoint));
-    peers[i].setPublicKey(text(x.peers[i].public_key));
-  }
-}
-registration_ack get(w::RegistrationAck::Reader r) {
-  registration_ack x{r.getAccepted(), str(r.getReason()), {}};
-  for (auto p : r.getPeers()) {
-    x.peers.push_back({str(p.getName()), str(p.getKind()), str(p.getEndpoint()), str(p.getPublicKey())});
-  }
-  return x;
-}
-
-void put(w::Heartbeat::Builder b, const heartbeat& x) {
-  b.setName(text(x.name));
-  b.setState(enum_out<w::ActorState>(x.state));
-  b.setStep(x.step);
-  b.setSentAtNs(x.sent_at_ns);
-}
-heartbeat get(w::Heartbeat::Reader r) {
-  return {str(r.getName()), enum_in<actor_state>(r.getState(), 6, "actor state"), r.getStep(), r.getSentAtNs()};
-}
-
 void put(w::StatusRequest::Builder b, const status_request& x) { b.setVerbose(x.verbose); }
 status_request get(w::StatusRequest::Reader r) { return {r.getVerbose()}; }
 
@@ -242,18 +198,10 @@ batch_request get(w::BatchRequest::Reader r) {
 void put(w::Batch::Builder b, const batch& x) {
   put(b.initAt(), x.at);
   fill(b.initUserIds(static_cast<unsigned>(x.user_ids.size())), x.user_ids);
-  fill(b.initLengths(static_cast<unsigned>(x.lengths.size())), x.lengths);
   fill(b.initItemIds(static_cast<unsigned>(x.item_ids.size())), x.item_ids);
-  fill(b.initTargets(static_cast<unsigned>(x.targets.size())), x.targets);
-  b.setEndOfEpoch(x.end_of_epoch);
 }
 batch get(w::Batch::Reader r) {
-  return {get(r.getAt()),
-          vec<std::int64_t>(r.getUserIds()),
-          vec<std::uint32_t>(r.getLengths()),
-          vec<std::int32_t>(r.getItemIds()),
-          vec<std::int32_t>(r.getTargets()),
-          r.getEndOfEpoch()};
+  return {get(r.getAt()), vec<std::int64_t>(r.getUserIds()), vec<std::int32_t>(r.getItemIds())};
 }
 
 void put(w::NegativesRequest::Builder b, const negatives_request& x) {
@@ -336,24 +284,6 @@ coverage get(w::Coverage::Reader r) {
           r.getRowsPresent(), r.getRowsExpected(), r.getDim()};
 }
 
-void put(w::Metrics::Builder b, const metrics& x) {
-  b.setSource(text(x.source));
-  put(b.initAt(), x.at);
-  b.setTimeNs(x.time_ns);
-  auto values = b.initValues(static_cast<unsigned>(x.values.size()));
-  for (unsigned i = 0; i < values.size(); ++i) {
-    values[i].setName(text(x.values[i].name));
-    values[i].setValue(x.values[i].value);
-  }
-}
-metrics get(w::Metrics::Reader r) {
-  metrics x{str(r.getSource()), get(r.getAt()), r.getTimeNs(), {}};
-  for (auto m : r.getValues()) {
-    x.values.push_back({str(m.getName()), m.getValue()});
-  }
-  return x;
-}
-
 void put(w::CheckpointRequest::Builder b, const checkpoint_request& x) {
   b.setStep(x.step);
   b.setDirectory(text(x.directory));
@@ -375,12 +305,6 @@ checkpoint_done get(w::CheckpointDone::Reader r) {
   return {r.getStep(), str(r.getDirectory()), r.getOk(), str(r.getContentHash()), r.getBytes(), str(r.getError())};
 }
 
-void put(w::Shutdown::Builder b, const shutdown& x) {
-  b.setReason(text(x.reason));
-  b.setDrain(x.drain);
-}
-shutdown get(w::Shutdown::Reader r) { return {str(r.getReason()), r.getDrain()}; }
-
 // ---------------------------------------------------------------------------------------------------------------
 // The body union.
 
@@ -389,9 +313,6 @@ void put_body(w::Envelope::Body::Builder b, const body& content) {
     case body_kind::error: return put(b.initError(), std::get<error>(content));
     case body_kind::ack: return put(b.initAck(), std::get<ack>(content));
     case body_kind::credit: return put(b.initCredit(), std::get<credit>(content));
-    case body_kind::registration: return put(b.initRegistration(), std::get<registration>(content));
-    case body_kind::registration_ack: return put(b.initRegistrationAck(), std::get<registration_ack>(content));
-    case body_kind::heartbeat: return put(b.initHeartbeat(), std::get<heartbeat>(content));
     case body_kind::status_request: return put(b.initStatusRequest(), std::get<status_request>(content));
     case body_kind::status_reply: return put(b.initStatusReply(), std::get<status_reply>(content));
     case body_kind::batch_request: return put(b.initBatchRequest(), std::get<batch_request>(content));
@@ -405,11 +326,9 @@ void put_body(w::Envelope::Body::Builder b, const body& content) {
     case body_kind::cache_rows: return put(b.initCacheRows(), std::get<cache_rows>(content));
     case body_kind::coverage_request: return put(b.initCoverageRequest(), std::get<coverage_request>(content));
     case body_kind::coverage: return put(b.initCoverage(), std::get<coverage>(content));
-    case body_kind::metrics: return put(b.initMetrics(), std::get<metrics>(content));
     case body_kind::checkpoint_request:
       return put(b.initCheckpointRequest(), std::get<checkpoint_request>(content));
     case body_kind::checkpoint_done: return put(b.initCheckpointDone(), std::get<checkpoint_done>(content));
-    case body_kind::shutdown: return put(b.initShutdown(), std::get<shutdown>(content));
   }
 }
 
@@ -419,9 +338,6 @@ body get_body(w::Envelope::Body::Reader r) {
     case B::ERROR: return get(r.getError());
     case B::ACK: return get(r.getAck());
     case B::CREDIT: return get(r.getCredit());
-    case B::REGISTRATION: return get(r.getRegistration());
-    case B::REGISTRATION_ACK: return get(r.getRegistrationAck());
-    case B::HEARTBEAT: return get(r.getHeartbeat());
     case B::STATUS_REQUEST: return get(r.getStatusRequest());
     case B::STATUS_REPLY: return get(r.getStatusReply());
     case B::BATCH_REQUEST: return get(r.getBatchRequest());
@@ -435,10 +351,8 @@ body get_body(w::Envelope::Body::Reader r) {
     case B::CACHE_ROWS: return get(r.getCacheRows());
     case B::COVERAGE_REQUEST: return get(r.getCoverageRequest());
     case B::COVERAGE: return get(r.getCoverage());
-    case B::METRICS: return get(r.getMetrics());
     case B::CHECKPOINT_REQUEST: return get(r.getCheckpointRequest());
     case B::CHECKPOINT_DONE: return get(r.getCheckpointDone());
-    case B::SHUTDOWN: return get(r.getShutdown());
   }
   fail(error_code::unknown_body, "unknown body member " + std::to_string(static_cast<unsigned>(r.which())));
 }
@@ -470,13 +384,6 @@ std::size_t body_words(const body& content) {
   constexpr std::size_t base = 32;
   switch (kind_of(content)) {
     case body_kind::error: return base + text_words(std::get<error>(content).message);
-    case body_kind::registration_ack: {
-      std::size_t n = base;
-      for (const auto& p : std::get<registration_ack>(content).peers) {
-        n += 6 + text_words(p.name) + text_words(p.kind) + text_words(p.endpoint) + text_words(p.public_key);
-      }
-      return n;
-    }
     case body_kind::status_reply: {
       const auto& s = std::get<status_reply>(content);
       std::size_t n = base + text_words(s.last_error) + text_words(s.name) + text_words(s.kind);
@@ -487,7 +394,7 @@ std::size_t body_words(const body& content) {
     }
     case body_kind::batch: {
       const auto& b = std::get<batch>(content);
-      return base + list_words(b.user_ids) + list_words(b.lengths) + list_words(b.item_ids) + list_words(b.targets);
+      return base + list_words(b.user_ids) + list_words(b.item_ids);
     }
     case body_kind::negatives_request: return base + list_words(std::get<negatives_request>(content).exclude_ids);
     case body_kind::negatives: return base + list_words(std::get<negatives>(content).item_ids);
@@ -511,13 +418,6 @@ std::size_t body_words(const body& content) {
       const auto& c = std::get<cache_rows>(content);
       return base + list_words(c.item_ids) + list_words(c.missing_ids) + text_words(c.model_version) +
              tensor_words(c.rows);
-    }
-    case body_kind::metrics: {
-      std::size_t n = base + text_words(std::get<metrics>(content).source);
-      for (const auto& m : std::get<metrics>(content).values) {
-        n += 3 + text_words(m.name);
-      }
-      return n;
     }
     case body_kind::checkpoint_done: {
       const auto& c = std::get<checkpoint_done>(content);
@@ -690,7 +590,8 @@ result<T> with_reader(const buffer& b, const limits& lim, F&& f) {
 }  // namespace
 
 std::uint16_t current_schema_version() { return w::SCHEMA_VERSION; }
-std::uint16_t oldest_readable_schema_version() { return 1; }
+// Version 2 removed bodies and fields and renumbered the rest (envelope.capnp): version 1 is not readable.
+std::uint16_t oldest_readable_schema_version() { return 2; }
 
 buffer encode(const envelope& e) {
   std::size_t words = 16 + text_words(e.head.sender) + text_words(e.head.receiver) + body_words(e.content);
@@ -788,12 +689,11 @@ const char* to_string(error_code c) {
 }
 
 const char* to_string(body_kind k) {
-  static const char* names[] = {"error",        "ack",          "credit",           "registration",
-                                "registration_ack", "heartbeat", "status_request", "status_reply",
-                                "batch_request", "batch",       "negatives_request", "negatives",
-                                "encode_request", "encode_result", "cache_put",     "cache_lookup",
-                                "cache_rows",   "coverage_request", "coverage",     "metrics",
-                                "checkpoint_request", "checkpoint_done", "shutdown"};
+  static const char* names[] = {"error",          "ack",           "credit",       "status_request",
+                                "status_reply",   "batch_request", "batch",        "negatives_request",
+                                "negatives",      "encode_request", "encode_result", "cache_put",
+                                "cache_lookup",   "cache_rows",    "coverage_request", "coverage",
+                                "checkpoint_request", "checkpoint_done"};
   static_assert(sizeof(names) / sizeof(names[0]) == body_kind_count);
   return names[static_cast<int>(k)];
 }

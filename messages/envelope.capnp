@@ -1,13 +1,21 @@
 # Every message that crosses an actor boundary in hllm-actors. docs/protocol.md describes each one and the
-# delivery rules. Evolution rules (Cap'n Proto): never renumber, retype or remove a field; add new fields and new
-# union members only at the end, with the next ordinal. Bump `schemaVersion` only for a change an old reader must
-# refuse (a changed meaning), never for an added field: old readers skip fields they do not know.
+# delivery rules; messages/protocol.hpp says which actor accepts which request and what it answers.
+# Evolution rules (Cap'n Proto): never renumber, retype or remove a field; add new fields and new union members
+# only at the end, with the next ordinal. Bump `schemaVersion` only for a change an old reader must refuse (a
+# changed meaning), never for an added field: old readers skip fields they do not know.
+#
+# Versions (a reader accepts only [oldest readable, current], messages/codec.cpp):
+#   1  the first schema.
+#   2  removed what production never sent or read: the bodies registration, registrationAck, heartbeat, metrics
+#      and shutdown (with Peer and Metric), and Batch.lengths, Batch.targets, Batch.endOfEpoch. Fields and union
+#      members after them were renumbered, so versions 1 and 2 refuse each other (every process of a job runs
+#      the same build).
 @0xabcb598a23acd744;
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("hllm::wire");
 
-const schemaVersion :UInt16 = 1;
+const schemaVersion :UInt16 = 2;
 
 # ---- shared pieces -----------------------------------------------------------------------------------------------
 
@@ -65,18 +73,6 @@ struct Counter {
   value @1 :Int64;
 }
 
-struct Metric {
-  name @0 :Text;
-  value @1 :Float64;
-}
-
-struct Peer {
-  name @0 :Text;       # actor address, e.g. "loader/0"
-  kind @1 :Text;       # actor kind, e.g. "data_loader"
-  endpoint @2 :Text;   # the ZeroMQ endpoint of the router of the peer's process
-  publicKey @3 :Text;  # Z85 CURVE public key of that router; empty when CURVE is off
-}
-
 # ---- bodies ------------------------------------------------------------------------------------------------------
 
 struct Error {
@@ -91,30 +87,6 @@ struct Ack {
 # A flow-control grant: the sender allows the receiver to have up to `window` requests in flight to it.
 struct Credit {
   window @0 :UInt32;
-}
-
-struct Registration {
-  name @0 :Text;
-  kind @1 :Text;
-  endpoint @2 :Text;
-  publicKey @3 :Text;
-  host @4 :Text;
-  pid @5 :UInt32;
-  rank @6 :UInt32;
-  restarts @7 :UInt32;
-}
-
-struct RegistrationAck {
-  accepted @0 :Bool;
-  reason @1 :Text;
-  peers @2 :List(Peer);   # the address book as the coordinator knows it
-}
-
-struct Heartbeat {
-  name @0 :Text;
-  state @1 :ActorState;
-  step @2 :UInt64;
-  sentAtNs @3 :Int64;     # sender's wall clock, ns since the Unix epoch
 }
 
 struct StatusRequest {
@@ -143,15 +115,13 @@ struct BatchRequest {
   maxLength @3 :UInt32;   # longest sequence kept (the most recent items)
 }
 
-# User sequences in CSR form: user u's items are itemIds[offset(u) .. offset(u)+lengths[u]), oldest first,
-# targets[u] is the item the model must predict after them.
+# The users of one step and their item windows: user u's window is itemIds[u * (maxLength + 1) ..
+# (u + 1) * (maxLength + 1)), the most recent training items, oldest first, left-padded with 0; the model predicts
+# each item from the ones before it.
 struct Batch {
   at @0 :StepKey;
   userIds @1 :List(Int64);
-  lengths @2 :List(UInt32);
-  itemIds @3 :List(Int32);
-  targets @4 :List(Int32);
-  endOfEpoch @5 :Bool;
+  itemIds @2 :List(Int32);
 }
 
 struct NegativesRequest {
@@ -211,13 +181,6 @@ struct Coverage {
   dim @5 :UInt32;
 }
 
-struct Metrics {
-  source @0 :Text;
-  at @1 :StepKey;
-  timeNs @2 :Int64;
-  values @3 :List(Metric);
-}
-
 struct CheckpointRequest {
   step @0 :UInt64;
   directory @1 :Text;
@@ -231,11 +194,6 @@ struct CheckpointDone {
   contentHash @3 :Text;
   bytes @4 :UInt64;
   error @5 :Text;
-}
-
-struct Shutdown {
-  reason @0 :Text;
-  drain @1 :Bool;               # finish in-flight work first
 }
 
 # ---- the envelope ------------------------------------------------------------------------------------------------
@@ -254,25 +212,20 @@ struct Envelope {
     error @8 :Error;
     ack @9 :Ack;
     credit @10 :Credit;
-    registration @11 :Registration;
-    registrationAck @12 :RegistrationAck;
-    heartbeat @13 :Heartbeat;
-    statusRequest @14 :StatusRequest;
-    statusReply @15 :StatusReply;
-    batchRequest @16 :BatchRequest;
-    batch @17 :Batch;
-    negativesRequest @18 :NegativesRequest;
-    negatives @19 :Negatives;
-    encodeRequest @20 :EncodeRequest;
-    encodeResult @21 :EncodeResult;
-    cachePut @22 :CachePut;
-    cacheLookup @23 :CacheLookup;
-    cacheRows @24 :CacheRows;
-    coverageRequest @25 :CoverageRequest;
-    coverage @26 :Coverage;
-    metrics @27 :Metrics;
-    checkpointRequest @28 :CheckpointRequest;
-    checkpointDone @29 :CheckpointDone;
-    shutdown @30 :Shutdown;
+    statusRequest @11 :StatusRequest;
+    statusReply @12 :StatusReply;
+    batchRequest @13 :BatchRequest;
+    batch @14 :Batch;
+    negativesRequest @15 :NegativesRequest;
+    negatives @16 :Negatives;
+    encodeRequest @17 :EncodeRequest;
+    encodeResult @18 :EncodeResult;
+    cachePut @19 :CachePut;
+    cacheLookup @20 :CacheLookup;
+    cacheRows @21 :CacheRows;
+    coverageRequest @22 :CoverageRequest;
+    coverage @23 :Coverage;
+    checkpointRequest @24 :CheckpointRequest;
+    checkpointDone @25 :CheckpointDone;
   }
 }

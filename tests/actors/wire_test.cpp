@@ -61,9 +61,7 @@ TEST_F(wire_test, capnp_tool_decodes_a_frame_captured_from_the_wire) {
   msg::batch b;
   b.at = {1, 2, 345, 0};
   b.user_ids = {77};
-  b.lengths = {3};
   b.item_ids = {11, 12, 13};
-  b.targets = {14};
   tell(r, make_oneway("loader/0", "sink", b, {}));
   zmq::message_t id;
   zmq::message_t frame;

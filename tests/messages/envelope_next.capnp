@@ -56,28 +56,23 @@ struct Envelope {
     error @8 :Opaque;
     ack @9 :Opaque;
     credit @10 :Opaque;
-    registration @11 :Opaque;
-    registrationAck @12 :Opaque;
-    heartbeat @13 :Opaque;
-    statusRequest @14 :Opaque;
-    statusReply @15 :StatusReply;
-    batchRequest @16 :Opaque;
-    batch @17 :Opaque;
-    negativesRequest @18 :Opaque;
-    negatives @19 :Opaque;
-    encodeRequest @20 :Opaque;
-    encodeResult @21 :Opaque;
-    cachePut @22 :Opaque;
-    cacheLookup @23 :Opaque;
-    cacheRows @24 :Opaque;
-    coverageRequest @25 :Opaque;
-    coverage @26 :Opaque;
-    metrics @27 :Opaque;
-    checkpointRequest @28 :Opaque;
-    checkpointDone @29 :Opaque;
-    shutdown @30 :Opaque;
-    probe @32 :Probe;           # new in "next"
+    statusRequest @11 :Opaque;
+    statusReply @12 :StatusReply;
+    batchRequest @13 :Opaque;
+    batch @14 :Opaque;
+    negativesRequest @15 :Opaque;
+    negatives @16 :Opaque;
+    encodeRequest @17 :Opaque;
+    encodeResult @18 :Opaque;
+    cachePut @19 :Opaque;
+    cacheLookup @20 :Opaque;
+    cacheRows @21 :Opaque;
+    coverageRequest @22 :Opaque;
+    coverage @23 :Opaque;
+    checkpointRequest @24 :Opaque;
+    checkpointDone @25 :Opaque;
+    probe @27 :Probe;           # new in "next"
   }
 
-  traceId @31 :UInt64;          # new in "next"
+  traceId @26 :UInt64;          # new in "next"
 }

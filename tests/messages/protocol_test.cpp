@@ -39,6 +39,19 @@ TEST(protocol, no_body_is_both_a_request_and_a_reply_and_error_is_neither) {
   EXPECT_EQ(replies.count(body_kind::error), 0u) << "error answers any request; it is not in the table";
 }
 
+TEST(protocol, every_body_on_the_wire_is_used_no_dead_bodies) {
+  // error answers any request; credit is the one one-way body (a receiver's window, consumed by the router).
+  std::set<body_kind> used = {body_kind::error, body_kind::credit};
+  for (const auto& e : protocol::exchanges()) {
+    used.insert(e.request);
+    used.insert(e.reply);
+  }
+  for (std::size_t k = 0; k < body_kind_count; ++k) {
+    EXPECT_EQ(used.count(static_cast<body_kind>(k)), 1u)
+        << to_string(static_cast<body_kind>(k)) << " is in the schema but no actor sends or answers it";
+  }
+}
+
 TEST(protocol, every_actor_kind_answers_status_and_appears_once) {
   std::set<std::string> kinds, with_status;
   std::string last;

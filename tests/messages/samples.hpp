@@ -28,19 +28,12 @@ inline body sample_body(body_kind k) {
     case body_kind::error: return error{error_code::stale_epoch, "epoch 3 is gone"};
     case body_kind::ack: return ack{"stored"};
     case body_kind::credit: return credit{17};
-    case body_kind::registration:
-      return registration{"loader/1", "data_loader", "tcp://127.0.0.1:5001", "pubkey", "host-a", 4242, 1, 2};
-    case body_kind::registration_ack:
-      return registration_ack{true, "welcome",
-                              {{"cache/0", "embedding_cache_shard", "ipc:///tmp/a", "k0"},
-                               {"trainer/0", "user_trainer", "tcp://127.0.0.1:5002", ""}}};
-    case body_kind::heartbeat: return heartbeat{"sampler/0", actor_state::running, 99, 1700000000123456789LL};
     case body_kind::status_request: return status_request{true};
     case body_kind::status_reply:
       return status_reply{"router", "router", actor_state::draining, {{"delivered", 12}, {"dropped", -1}},
                           5, 3, "bad frame", 17, 1, 123456, 77};
     case body_kind::batch_request: return batch_request{sample_key(), 4, 64, 150};
-    case body_kind::batch: return batch{sample_key(), {10, 11}, {3, 2}, {1, 2, 3, 4, 5}, {6, 7}, true};
+    case body_kind::batch: return batch{sample_key(), {10, 11}, {0, 1, 2, 3, 4, 5}};
     case body_kind::negatives_request: return negatives_request{sample_key(), 256, {1, 2, 3}};
     case body_kind::negatives: return negatives{sample_key(), {9, 8, 7, 6}};
     case body_kind::encode_request: return encode_request{{4, 5, 6}, "ckpt-abc", true};
@@ -50,10 +43,8 @@ inline body sample_body(body_kind k) {
     case body_kind::cache_rows: return cache_rows{1, "ckpt-abc", {1, 9}, sample_tensor(2, 4), {5}};
     case body_kind::coverage_request: return coverage_request{"ckpt-abc"};
     case body_kind::coverage: return coverage{1, 4, "ckpt-abc", 500, 512, 64};
-    case body_kind::metrics: return metrics{"trainer/0", sample_key(), 42, {{"loss", 1.25}, {"lr", 1e-3}}};
     case body_kind::checkpoint_request: return checkpoint_request{1000, "/ckpt/step-1000", "schedule"};
     case body_kind::checkpoint_done: return checkpoint_done{1000, "/ckpt/step-1000", true, "xxh64:1234", 4096, "-"};
-    case body_kind::shutdown: return shutdown{"job finished", true};
   }
   return ack{};
 }
