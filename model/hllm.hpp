@@ -50,11 +50,13 @@ class user_llm_impl : public torch::nn::Module {
  public:
   user_llm_impl(const llama_config& c, bool with_user_token);
   // x [B, S, H] left-padded item embeddings, valid [B, S] bool -> outputs at every position [B, S, H].
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& valid);
+  // `drop`: training-time dropout in the blocks (none when absent: evaluation).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& valid, const dropout_spec* drop = nullptr);
   // Also runs extra tokens [B, E, H] at position S, each seeing the valid prefix and itself only (never each
   // other): the [USER] token and early-fusion candidates share one pass. Returns (prefix outputs, extra outputs).
   std::pair<torch::Tensor, torch::Tensor> forward_with_extras(const torch::Tensor& x, const torch::Tensor& valid,
-                                                              const torch::Tensor& extras);
+                                                              const torch::Tensor& extras,
+                                                              const dropout_spec* drop = nullptr);
   void init_random(uint64_t seed);
 
   llama_model model{nullptr};
@@ -112,6 +114,9 @@ class recommender_impl : public torch::nn::Module {
   torch::Device device() const { return logit_scale.defined() ? logit_scale.device() : torch::Device(torch::kCPU); }
 
   void set_compute_dtype(torch::Dtype d);
+  // Seeds the training-time dropout (config input_dropout / block_dropout) of the next training_loss: the trainer
+  // calls it before every step with a pure function of (seed, step, rank). Evaluation never drops.
+  void set_dropout_seed(uint64_t seed);
   // Clamps the learnable logit scale into [0, logit_scale_max] (after every optimizer step).
   void clamp_logit_scale();
   const hllm_config& config() const { return config_; }
@@ -121,6 +126,7 @@ class recommender_impl : public torch::nn::Module {
   user_llm user{nullptr};
   early_fusion_head early_head{nullptr};
   torch::nn::Embedding time_table{nullptr};  // timestamp features (config time_buckets > 0), row 0 = padding
+  torch::nn::Embedding position_table{nullptr};  // config position_embeddings > 0: row d = distance d from the end
   torch::Tensor late_scale, late_bias, logit_scale;
 
  private:
@@ -129,11 +135,15 @@ class recommender_impl : public torch::nn::Module {
   // rows x len, row-major); x unchanged when timestamp features are off.
   torch::Tensor add_time(const torch::Tensor& x, const std::vector<int32_t>& ids, const std::vector<int64_t>& times,
                          int64_t rows, int64_t len);
+  // x [rows, len, H] plus the learned embedding of each column's distance from the end (len - 1 - column); x
+  // unchanged when position_embeddings is 0.
+  torch::Tensor add_positions(const torch::Tensor& x, int64_t len);
   // Embeddings of the batch's distinct ids `ids`: from the batch's cached rows when it carries them (source = cache).
   torch::Tensor batch_item_embeddings(const train_batch& b, const item_text_table& texts,
                                       const std::vector<int32_t>& ids);
   hllm_config config_;
   torch::Tensor cache_;
+  at::Generator dropout_gen_;  // CPU; reseeded per step by set_dropout_seed
 };
 TORCH_MODULE_IMPL(recommender, recommender_impl);
 

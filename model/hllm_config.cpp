@@ -60,6 +60,10 @@ void hllm_config::validate() const {
   require(source != item_source::id || num_items > 0, "num_items must be positive for the ID baseline");
   require(cls_negatives >= 1, "cls_negatives must be at least 1");
   require(logit_scale_max >= 0, "logit_scale_max must not be negative");
+  require(position_embeddings >= 0, "position_embeddings must not be negative");
+  require(input_dropout >= 0 && input_dropout < 1, "input_dropout must be in [0, 1)");
+  require(block_dropout >= 0 && block_dropout < 1, "block_dropout must be in [0, 1)");
+  require(!freeze_item_llm || source == item_source::text, "freeze_item_llm needs item_source text");
 }
 
 hllm_config default_hllm_config(int64_t vocab_size, int64_t num_items, int64_t max_text_tokens) {
@@ -99,6 +103,10 @@ nlohmann::json to_json(const hllm_config& c) {
           {"seed", c.seed}};
   // Written only when on, so the configs of models without timestamp features stay as they were.
   if (c.time_buckets > 0) j["time_buckets"] = c.time_buckets;
+  if (c.position_embeddings > 0) j["position_embeddings"] = c.position_embeddings;
+  if (c.input_dropout > 0) j["input_dropout"] = c.input_dropout;
+  if (c.block_dropout > 0) j["block_dropout"] = c.block_dropout;
+  if (c.freeze_item_llm) j["freeze_item_llm"] = true;
   return j;
 }
 
@@ -123,6 +131,10 @@ hllm_config hllm_config_from_json(const nlohmann::json& j) {
     c.logit_scale_max = j.value("logit_scale_max", c.logit_scale_max);
     c.seed = j.value("seed", c.seed);
     c.time_buckets = j.value("time_buckets", int64_t{0});
+    c.position_embeddings = j.value("position_embeddings", int64_t{0});
+    c.input_dropout = j.value("input_dropout", 0.0);
+    c.block_dropout = j.value("block_dropout", 0.0);
+    c.freeze_item_llm = j.value("freeze_item_llm", false);
     c.validate();
     return c;
   } catch (const nlohmann::json::exception& e) {

@@ -37,6 +37,16 @@ struct hllm_config {
   // Timestamp features (paper appendix; REFERENCE.md): > 0 adds a learned embedding of the time since the previous
   // interaction, bucketed by log2 seconds into this many buckets (time_bucket()), to every User-LLM input. 0: off.
   int64_t time_buckets = 0;
+  // SASRec-style inputs and regularisation of the User LLM (Kang & McAuley 2018; issue 19). All 0 / false = off,
+  // and a config with them off is written exactly as before.
+  // > 0: a learned embedding of every input's distance from the end of its sequence (0 = the most recent item;
+  // older ones than this many share the last row), added to every User-LLM input (beside the rotary positions).
+  int64_t position_embeddings = 0;
+  double input_dropout = 0;  // training only: dropout on every User-LLM input vector (item [+ time + position])
+  double block_dropout = 0;  // training only: dropout on each User-LLM attention and MLP output before its residual
+  // The paper's ablation (conclusion 2): the Item LLM keeps its initial weights (no gradient, no optimizer state)
+  // while the rest trains. Source = text only.
+  bool freeze_item_llm = false;
 
   // Throws hllm::error(invalid_input) naming the field.
   void validate() const;

@@ -284,11 +284,23 @@ llama_layer_impl::llama_layer_impl(const llama_config& c) {
   post_attention_layernorm = register_module("post_attention_layernorm", rms_norm(c.hidden_size, c.rms_norm_eps));
 }
 
+torch::Tensor seeded_dropout(const torch::Tensor& x, double p, at::Generator& gen) {
+  if (p <= 0) {
+    return x;
+  }
+  auto keep = torch::empty(x.sizes(), torch::kFloat32).bernoulli_(1.0 - p, gen);
+  return x * to_device(keep, x.device()).to(x.scalar_type()) * (1.0 / (1.0 - p));
+}
+
 torch::Tensor llama_layer_impl::forward(const torch::Tensor& x, const attention_plan& plan, const torch::Tensor& cos,
-                                        const torch::Tensor& sin, torch::Dtype compute) {
+                                        const torch::Tensor& sin, torch::Dtype compute, const dropout_spec* drop) {
   const auto residual = x.scalar_type();
-  auto h = x + self_attn->forward(input_layernorm->forward(x, compute), plan, cos, sin).to(residual);
-  return h + mlp->forward(post_attention_layernorm->forward(h, compute)).to(residual);
+  auto a = self_attn->forward(input_layernorm->forward(x, compute), plan, cos, sin).to(residual);
+  if (drop != nullptr) a = seeded_dropout(a, drop->p, *drop->gen);
+  auto h = x + a;
+  auto m = mlp->forward(post_attention_layernorm->forward(h, compute)).to(residual);
+  if (drop != nullptr) m = seeded_dropout(m, drop->p, *drop->gen);
+  return h + m;
 }
 
 llama_model_impl::llama_model_impl(const llama_config& c) : config_(c) {
@@ -314,7 +326,10 @@ torch::Tensor llama_model_impl::embed(const torch::Tensor& token_ids) {
   return embed_tokens->weight.index_select(0, token_ids);
 }
 
-torch::Tensor llama_model_impl::forward(const torch::Tensor& x, const attention_plan& plan) {
+torch::Tensor llama_model_impl::forward(const torch::Tensor& x, const attention_plan& plan, const dropout_spec* drop) {
+  if (drop != nullptr && (drop->p <= 0 || drop->gen == nullptr)) {
+    drop = nullptr;
+  }
   const auto pdt = param_dtype();
   const auto compute = pdt == torch::kFloat64 ? torch::kFloat64 : compute_;
   // Hugging Face computes the rotary angles in fp32 and casts cos/sin to the activation dtype.
@@ -334,7 +349,7 @@ torch::Tensor llama_model_impl::forward(const torch::Tensor& x, const attention_
   auto cos = emb.cos().to(compute), sin = emb.sin().to(compute);
   auto h = x.to(pdt);
   for (const auto& layer : *layers) {
-    h = layer->as<llama_layer>()->forward(h, *use, cos, sin, compute);
+    h = layer->as<llama_layer>()->forward(h, *use, cos, sin, compute, drop);
   }
   return norm->forward(h, pdt);
 }

@@ -51,6 +51,15 @@ torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device);
 // The plan with every tensor on `device` (the same plan, no copy, on the CPU).
 attention_plan to_device(const attention_plan& plan, const torch::Device& device);
 
+// Dropout whose mask is drawn from `gen` (a CPU generator; the mask travels to x's device), so a training run stays
+// a pure function of its seeds. Scales kept values by 1 / (1 - p); p = 0 returns x itself.
+torch::Tensor seeded_dropout(const torch::Tensor& x, double p, at::Generator& gen);
+// Training-time dropout on every layer's attention and MLP outputs (before the residual add); none when absent.
+struct dropout_spec {
+  double p = 0;
+  at::Generator* gen = nullptr;
+};
+
 class rms_norm_impl : public torch::nn::Module {
  public:
   rms_norm_impl(int64_t dim, double eps);
@@ -91,7 +100,7 @@ class llama_layer_impl : public torch::nn::Module {
   explicit llama_layer_impl(const llama_config& c);
   // x: residual stream in the parameter dtype; sublayers compute in `compute`.
   torch::Tensor forward(const torch::Tensor& x, const attention_plan& plan, const torch::Tensor& cos,
-                        const torch::Tensor& sin, torch::Dtype compute);
+                        const torch::Tensor& sin, torch::Dtype compute, const dropout_spec* drop = nullptr);
   llama_attention self_attn{nullptr};
   llama_mlp mlp{nullptr};
   rms_norm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -104,7 +113,8 @@ class llama_model_impl : public torch::nn::Module {
  public:
   explicit llama_model_impl(const llama_config& c);
   // Input embeddings [N, hidden] -> final-norm hidden states [N, hidden] in the parameter dtype.
-  torch::Tensor forward(const torch::Tensor& x, const attention_plan& plan);
+  // `drop`: training-time dropout in the blocks (dropout_spec); absent (evaluation) there is none.
+  torch::Tensor forward(const torch::Tensor& x, const attention_plan& plan, const dropout_spec* drop = nullptr);
   torch::Tensor embed(const torch::Tensor& token_ids);  // [N] int64 -> [N, hidden]; needs vocab_size > 0
 
   // Normal(0, std) for matrices and embeddings, ones for norms: a pure function of the seed.

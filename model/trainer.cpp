@@ -14,6 +14,7 @@
 #include "model/metrics.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
+#include "storage/random.hpp"
 
 namespace hllm::model {
 namespace {
@@ -168,6 +169,10 @@ struct trainer::impl {
       net->move_to(device);  // built and initialised on the CPU: the same initial parameters on every device
     }
     for (auto& p : net->named_parameters()) {
+      if (m.freeze_item_llm && p.key().rfind("item_llm.", 0) == 0) {
+        p.value().set_requires_grad(false);  // the ablation: the Item LLM keeps its initial weights
+        continue;
+      }
       names.push_back(p.key());
       params.push_back(p.value());
       adam.push_back({torch::zeros_like(p.value()), torch::zeros_like(p.value())});
@@ -254,6 +259,11 @@ step_metrics trainer::compute_gradients(const train_batch& b, negative_exchange*
   loss_output out;
   {
     cuda_autocast autocast(s.on_gpu());
+    if (s.model_cfg.input_dropout > 0 || s.model_cfg.block_dropout > 0) {
+      // Dropout masks: a pure function of (seed, step, rank), so a resumed run draws the same ones.
+      const auto rank = static_cast<uint64_t>(exchange != nullptr ? exchange->rank() : 0);
+      s.net->set_dropout_seed(stream_seed({s.model_cfg.seed, 0xd0, static_cast<uint64_t>(s.step), rank}));
+    }
     out = s.net->training_loss(b, s.texts, exchange);
   }
   backward_loss(out, exchange);
@@ -349,11 +359,15 @@ std::vector<tensor_blob> trainer::state_blobs() const {
     s.host_copies.push_back(t.detach().to(torch::kCPU).contiguous());
     return s.host_copies.back();
   };
-  s.host_copies.reserve(s.on_gpu() ? 3 * s.params.size() : 0);
-  for (std::size_t i = 0; i < s.params.size(); ++i) {
-    out.push_back(blob_of("model." + s.names[i], host(s.params[i])));
-    out.push_back(blob_of("optim.exp_avg." + s.names[i], host(s.adam[i].exp_avg)));
-    out.push_back(blob_of("optim.exp_avg_sq." + s.names[i], host(s.adam[i].exp_avg_sq)));
+  // Every parameter of the model; optimizer state for the trained ones (all but a frozen Item LLM), in one order.
+  std::size_t i = 0;
+  for (const auto& p : s.net->named_parameters()) {
+    out.push_back(blob_of("model." + p.key(), host(p.value())));
+    if (i < s.names.size() && s.names[i] == p.key()) {
+      out.push_back(blob_of("optim.exp_avg." + s.names[i], host(s.adam[i].exp_avg)));
+      out.push_back(blob_of("optim.exp_avg_sq." + s.names[i], host(s.adam[i].exp_avg_sq)));
+      ++i;
+    }
   }
   return out;
 }
