@@ -135,3 +135,26 @@ TEST_F(deterministic_router, a_new_enrollment_under_the_same_name_takes_over_the
   run();
   EXPECT_EQ(body_as<msg::coverage>(next_envelope()).rows_present, 0u);
 }
+
+TEST_F(deterministic_router, a_credit_body_from_a_receiver_sets_its_window_for_the_requests_that_follow) {
+  start(64);
+  // The shard grants a window of one (a one-way credit body, consumed by the router).
+  self->send(router, atom::send_v, make_oneway("cache-shard-0", "router", msg::credit{1}, job));
+  auto a = ask("cache-shard-0", msg::coverage_request{}, job);
+  auto b = ask("cache-shard-0", msg::coverage_request{}, job);
+  for (int i = 0; i < 3; ++i) step(router, "router");
+  auto refused = next_envelope();
+  EXPECT_EQ(refused.head.correlation_id, b);
+  EXPECT_EQ(error_of(refused), msg::error_code::overloaded);
+  run();
+  EXPECT_EQ(next_envelope().head.correlation_id, a);
+  // A larger grant lets two through at once.
+  self->send(router, atom::send_v, make_oneway("cache-shard-0", "router", msg::credit{2}, job));
+  ask("cache-shard-0", msg::coverage_request{}, job);
+  ask("cache-shard-0", msg::coverage_request{}, job);
+  for (int i = 0; i < 3; ++i) step(router, "router");
+  EXPECT_FALSE(client_has_mail());
+  run();
+  EXPECT_TRUE(std::holds_alternative<msg::coverage>(next_envelope().content));
+  EXPECT_TRUE(std::holds_alternative<msg::coverage>(next_envelope().content));
+}
