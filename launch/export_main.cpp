@@ -17,6 +17,7 @@
 #include "launch/stage3.hpp"
 #include "storage/error.hpp"
 #include "storage/file_io.hpp"
+#include "storage/job_checkpoint.hpp"
 #include "storage/npy.hpp"
 #include "storage/timestamp.hpp"
 
@@ -143,7 +144,7 @@ int export_users(const options& o) {
   auto j = stage3::open_job(o.job, o.data, o.checkpoint);
   auto d = storage::dataset::open(j.data_dir, o.verify);
   const std::string version = stage3::item_version(j);
-  const std::string user_model = stage3::checkpoint_hash(j.user_checkpoint);
+  const std::string user_model = storage::checkpoint_version_hex(j.user_checkpoint);
   auto cache = storage::cache_reader::open(j.cache_dir, version);
   const int64_t history = o.history > 0 ? o.history : j.max_history;
   int64_t since = INT64_MIN;
