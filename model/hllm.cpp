@@ -203,8 +203,9 @@ recommender_impl::recommender_impl(const hllm_config& c, torch::Tensor cache) : 
   }
   if (c.position_embeddings > 0) {
     position_table = register_module("position_table", torch::nn::Embedding(c.position_embeddings, h));
-    auto gen = at::detail::createCPUGenerator(stream_seed({c.seed, init_heads, 8}));
-    position_table->weight.normal_(0.0, 1.0, gen);  // the scale of item embeddings, as the time table
+    // Zeros: the model starts as without them, and a row training never reaches (a distance beyond the training
+    // windows, read by a longer evaluation history) adds nothing.
+    position_table->weight.zero_();
   }
   dropout_gen_ = at::detail::createCPUGenerator(stream_seed({c.seed, init_heads, 9}));
 }

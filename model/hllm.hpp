@@ -126,7 +126,8 @@ class recommender_impl : public torch::nn::Module {
   user_llm user{nullptr};
   early_fusion_head early_head{nullptr};
   torch::nn::Embedding time_table{nullptr};  // timestamp features (config time_buckets > 0), row 0 = padding
-  torch::nn::Embedding position_table{nullptr};  // config position_embeddings > 0: row d = distance d from the end
+  // Config position_embeddings > 0: row d = distance d from the end; zeros at initialisation.
+  torch::nn::Embedding position_table{nullptr};
   torch::Tensor late_scale, late_bias, logit_scale;
 
  private:

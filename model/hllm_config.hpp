@@ -41,6 +41,7 @@ struct hllm_config {
   // and a config with them off is written exactly as before.
   // > 0: a learned embedding of every input's distance from the end of its sequence (0 = the most recent item;
   // older ones than this many share the last row), added to every User-LLM input (beside the rotary positions).
+  // Zeros at initialisation, so rows beyond the training windows (seq_len) add nothing at evaluation.
   int64_t position_embeddings = 0;
   double input_dropout = 0;  // training only: dropout on every User-LLM input vector (item [+ time + position])
   double block_dropout = 0;  // training only: dropout on each User-LLM attention and MLP output before its residual

@@ -86,14 +86,22 @@ TEST(sasrec_baseline, dropout_masks_are_a_pure_function_of_seed_step_and_rank) {
   EXPECT_EQ(weights(a), weights(c));
 }
 
-TEST(sasrec_baseline, learned_positions_change_the_scores_and_round_trip_the_config) {
+TEST(sasrec_baseline, learned_positions_start_at_zero_train_and_round_trip_the_config) {
   const auto d = testing::make_synthetic(120, 7);
   const auto e = make_eval_set(d.view(), split::valid, 8);
   auto with = sasrec(d, 0.0), without = sasrec(d, 0.0);
   without.position_embeddings = 0;
   train_config tc;
+  tc.total_steps = 20;
   trainer tw(with, tc, d.texts.view()), to(without, tc, d.texts.view());
+  // Zeros at first: the same scores as without them; once trained they change the scores.
+  EXPECT_EQ(tw.ranks(e), to.ranks(e));
+  for (int64_t s = 0; s < 4; ++s) {
+    tw.step(batch_of(d, s));
+    to.step(batch_of(d, s));
+  }
   EXPECT_NE(tw.ranks(e), to.ranks(e));
+  EXPECT_NE(weights(tw).at("position_table.weight"), std::vector<float>(8 * 16, 0.0f));
   const auto j = to_json(with);
   EXPECT_EQ(j.at("position_embeddings"), 8);
   EXPECT_EQ(hllm_config_from_json(j).position_embeddings, 8);
