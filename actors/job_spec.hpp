@@ -104,6 +104,11 @@ struct stage_settings {
   double warmup_share = 0.1;
   double clip_norm = 1.0;
   bool bf16 = false;
+  // Training to convergence (docs/model.md "Early stopping"): 0 turns each off.
+  std::int64_t patience = 0;          // stop once validation NDCG@200 has not improved for this many validations
+  std::int64_t eval_every_steps = 0;  // also validate every this many optimizer steps (0: after every epoch only)
+  std::int64_t max_steps = 0;         // at most this many optimizer steps (0: epochs x steps per epoch)
+  double dropout = 0;  // training only: dropout on the User LLM's inputs and on each block's attention and MLP output
 
   template <class V>
   void visit(V& v) {
@@ -116,6 +121,21 @@ struct stage_settings {
     v("warmup_share", warmup_share, range{0, 1});
     v("clip_norm", clip_norm, range{0, 1e9});
     v("bf16", bf16);
+    v("patience", patience, range{0, 1000000});
+    v("eval_every_steps", eval_every_steps, range{0, 1e12});
+    v("max_steps", max_steps, range{0, 1e12});
+    v("dropout", dropout, range{0, 0.95});
+  }
+};
+
+// The ID baseline's schedule and its SASRec inputs (Kang & McAuley 2018; docs/model.md "The ID baseline").
+struct baseline_settings : stage_settings {
+  std::int64_t position_embeddings = 0;  // > 0: learned embedding of each input's distance from the sequence end
+
+  template <class V>
+  void visit(V& v) {
+    stage_settings::visit(v);
+    v("position_embeddings", position_embeddings, range{0, 1048576});
   }
 };
 
@@ -213,8 +233,8 @@ struct monitor_settings {
 };
 
 // The defaults that differ between the trained models' schedules.
-inline stage_settings baseline_defaults() {
-  stage_settings s;
+inline baseline_settings baseline_defaults() {
+  baseline_settings s;
   s.epochs = 12;  // about the wall time of stage 1 on the embedded data
   return s;
 }
@@ -228,7 +248,7 @@ inline stage_settings stage2_defaults() {
 struct job_spec {
   job_settings job;
   model_settings model;
-  stage_settings baseline = baseline_defaults();  // the ID model (SASRec-style) the paper beats
+  baseline_settings baseline = baseline_defaults();  // the ID model (SASRec-style) the paper beats
   stage_settings stage1;                          // end to end: Item LLM + User LLM
   cache_settings cache;
   stage_settings stage2 = stage2_defaults();  // User LLM only, item embeddings from the cache

@@ -409,7 +409,12 @@ uint64_t job_config::hash() const {
   }
   // Keys added after jobs were already running, at the value that computes what those jobs computed: left out of the
   // hash, so such a job still resumes after an upgrade (its job.toml lacks them). Any other value is hashed.
-  static const std::pair<const char*, const char*> neutral_defaults[] = {{"model", "time_buckets"}};
+  static const std::pair<const char*, const char*> neutral_defaults[] = {
+      {"model", "time_buckets"},        {"baseline", "patience"}, {"baseline", "eval_every_steps"},
+      {"baseline", "max_steps"},        {"stage1", "patience"},   {"stage1", "eval_every_steps"},
+      {"stage1", "max_steps"},          {"stage2", "patience"},   {"stage2", "eval_every_steps"},
+      {"stage2", "max_steps"},          {"baseline", "dropout"},  {"stage1", "dropout"},
+      {"stage2", "dropout"},            {"baseline", "position_embeddings"}};
   for (const auto& [table, key] : neutral_defaults) {
     auto it = t.find(table);
     if (it != t.end() && it->is_object() && it->contains(key) && (*it)[key] == 0) it->erase(key);
