@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/ask.hpp"
 #include "messages/codec.hpp"
 #include "messages/shard.hpp"
 #include "storage/error.hpp"
@@ -22,35 +23,18 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-// Failures a restarted receiver cures: no answer in time, nobody there yet, a connection being re-established.
-bool transient(msg::error_code c) {
-  return c == msg::error_code::timeout || c == msg::error_code::unknown_receiver ||
-         c == msg::error_code::overloaded || c == msg::error_code::unknown;
-}
-
-// One request and its reply body; transient failures are asked again for up to `retry_for` (a shard being
-// respawned), anything else throws hllm::error naming the receiver.
-msg::body ask(caf::scoped_actor& self, router_actor& router, const std::string& from, job_ref job,
-              const std::string& to, const msg::body& body,
-              std::chrono::milliseconds retry_for = std::chrono::milliseconds(0)) {
-  const auto give_up = std::chrono::steady_clock::now() + retry_for;
-  while (true) {
-    msg::body out = msg::error{msg::error_code::unknown, "no reply"};
-    self->request(router, caf::infinite, atom::request_v, make_request(from, to, body, job))
-        .receive(
-            [&](const msg::buffer& b) {
-              auto env = msg::decode(b);
-              if (env) out = env->content;
-            },
-            [&](const caf::error& e) { out = msg::error{msg::error_code::unknown, caf::to_string(e)}; });
-    auto* e = std::get_if<msg::error>(&out);
-    if (e == nullptr) return out;
-    if (!transient(e->code) || std::chrono::steady_clock::now() >= give_up) {
-      throw error(errc::io, to + ": " + e->message);
-    }
-    spdlog::warn("cache: {} failed ({}); asking again", to, e->message);
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
+// One request to a cache shard and its typed reply (actors/ask.hpp: transient failures are asked again for up to
+// `retry_for`, a shard being respawned); any other failure throws hllm::error naming the receiver.
+template <class Request>
+msg::reply_t<Request> ask_or_throw(caf::scoped_actor& self, router_actor& router, const std::string& from, job_ref job,
+                                   const std::string& to, const Request& request,
+                                   std::chrono::milliseconds retry_for = std::chrono::milliseconds(0)) {
+  retry_policy policy;
+  policy.retry_for = retry_for;
+  policy.log_as = "cache";
+  auto r = ask(self, router, from, job, to, request, policy);
+  if (!r.ok()) throw error(errc::io, to + ": " + r.failure().message);
+  return std::move(r.value());
 }
 
 using msg::shard_name;
@@ -76,7 +60,7 @@ void lookup_shard(caf::scoped_actor& self, router_actor& router, const std::stri
     l.shard = static_cast<std::uint32_t>(i);
     l.model_version = version;
     l.item_ids.assign(ids.begin() + start, ids.begin() + std::min(ids.size(), start + chunk));
-    take(std::get<msg::cache_rows>(ask(self, router, from, job, shard_name(i), l, retry_for)));
+    take(ask_or_throw(self, router, from, job, shard_name(i), l, retry_for));
   }
 }
 
@@ -122,9 +106,8 @@ cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const 
   auto persist_and_record = [&] {
     if (o.ledger_path.empty()) return;
     for (int i = 0; i < o.shards; ++i) {
-      auto done = ask(self, router, o.sender, o.job, shard_name(i), msg::checkpoint_request{0, "", "cache fill"},
-                      o.retry_for);
-      const auto& d = std::get<msg::checkpoint_done>(done);
+      const auto d = ask_or_throw(self, router, o.sender, o.job, shard_name(i),
+                                  msg::checkpoint_request{0, "", "cache fill"}, o.retry_for);
       if (!d.ok && d.error != "nothing cached yet") {
         throw error(errc::io, "cache shard " + std::to_string(i) + " cannot persist: " + d.error);
       }
@@ -184,8 +167,8 @@ cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const 
     present = expected = 0;
     std::set<std::int64_t> refill;
     for (int i = 0; i < o.shards; ++i) {
-      auto c = std::get<msg::coverage>(
-          ask(self, router, o.sender, o.job, shard_name(i), msg::coverage_request{o.version}, o.retry_for));
+      auto c = ask_or_throw(self, router, o.sender, o.job, shard_name(i), msg::coverage_request{o.version},
+                            o.retry_for);
       present += c.rows_present;
       expected += c.rows_expected;
       if (c.rows_present == c.rows_expected || round >= 3) continue;

@@ -8,6 +8,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "actors/ask.hpp"
 #include "actors/router_io.hpp"
 
 #include "tests/actors/child_process.hpp"
@@ -405,6 +406,53 @@ TEST_F(router_test, garbage_truncated_and_oversized_frames_leave_the_router_answ
   EXPECT_EQ(counter(s, "stale_epoch"), 1);
   EXPECT_EQ(counter(s, "version_mismatch"), 1);
   EXPECT_EQ(counter(s, "received_remote"), 2);  // the stale one and this status request
+}
+
+// ---- ask<Request> (actors/ask.hpp): the typed client call and its retry policy ----
+
+TEST_F(router_test, ask_returns_the_typed_reply_the_protocol_declares) {
+  auto r = router(local_only());
+  enroll(r, "service", keep(sys().spawn(batch_service, std::string("service"))));
+  msg::batch_request req{{1, 0, 4, 0}, 1, 3, 5};
+  auto got = hllm::ask(self(), r, "client", {}, "service", req);
+  ASSERT_TRUE(got.ok()) << got.failure().message;
+  static_assert(std::is_same_v<std::decay_t<decltype(got.value())>, msg::batch>);
+  EXPECT_EQ(got.value(), expected_batch(req));
+}
+
+TEST_F(router_test, ask_returns_a_refusal_at_once_and_does_not_retry_it) {
+  auto r = router(local_only());
+  enroll(r, "service", keep(sys().spawn(batch_service, std::string("service"))));
+  retry_policy policy;
+  policy.retry_for = milliseconds(5000);
+  auto start = std::chrono::steady_clock::now();
+  // The service does not accept coverage_request (test_actors.hpp).
+  auto got = hllm::ask(self(), r, "client", {}, "service", msg::coverage_request{"v"}, policy);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.failure().code, msg::error_code::rejected) << got.failure().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(2000)) << "a refusal is not transient";
+}
+
+TEST_F(router_test, ask_retries_a_receiver_that_is_not_there_yet_until_it_answers_or_gives_up) {
+  auto r = router(local_only());
+  auto gone = hllm::ask(self(), r, "client", {}, "late", msg::status_request{});
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.failure().code, msg::error_code::unknown_receiver) << "one attempt by default";
+
+  retry_policy policy;
+  policy.retry_for = milliseconds(10000);
+  policy.pause = milliseconds(50);
+  auto service = keep(sys().spawn(batch_service, std::string("late")));
+  std::thread late([&] {  // enrolls `late` while ask() is retrying (its own scoped actor: self() is busy)
+    std::this_thread::sleep_for(milliseconds(300));
+    caf::scoped_actor other{sys()};
+    other->request(r, caf::infinite, atom::enroll_v, std::string("late"), service)
+        .receive([](bool) {}, [](caf::error&) {});
+  });
+  auto got = hllm::ask(self(), r, "client", {}, "late", msg::status_request{}, policy);
+  late.join();
+  ASSERT_TRUE(got.ok()) << got.failure().message;
+  EXPECT_EQ(got.value().name, "late");
 }
 
 }  // namespace
