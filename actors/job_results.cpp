@@ -20,6 +20,13 @@ void job_runner::record(const std::string& name, const std::vector<int64_t>& ran
 
 // Test metrics of the HLLM models, evaluated against the cached item matrix.
 void job_runner::test() {
+  if (!cfg_.job.runs("cache") && !cfg_.job.runs("stage2")) {
+    // No embedding cache in this plan: stage 1 ranks with its own Item LLM encoding every item (the same item
+    // vectors the cache would hold).
+    auto s1 = model::trainer::load(stage1_checkpoint(), texts_, {}, opt_.device);
+    record("hllm-stage1", s1.ranks(test_));
+    return;
+  }
   auto matrix = cache_matrix();
   span<const float> cache(matrix.data(), matrix.size());
   auto stage1_cfg = job_model_config(cfg_, data_, model::item_source::cache);

@@ -165,3 +165,29 @@ TEST(job, two_trainer_processes_give_identical_parameters_wherever_the_actors_li
   // Rank 1 logged its own steps beside rank 0's.
   EXPECT_TRUE(std::filesystem::exists(tmp / "spread/metrics.rank-1.jsonl"));
 }
+
+// Issue 19: the opt-in rows (text-only, the frozen-Item-LLM ablation) join the same table, and a trained model stops
+// by patience, saying so in STAGE/training.json and in results.json.
+TEST(job, baselines_and_ablation_rows_join_the_table_and_early_stopping_is_recorded) {
+  test::temp_dir tmp;
+  auto c = tiny_config({"job.stages=[\"popularity\",\"text\",\"baseline\",\"stage1\",\"frozen\",\"test\"]",
+                        "baseline.epochs=4", "baseline.patience=1", "baseline.eval_every_steps=2",
+                        "baseline.dropout=0.2", "baseline.position_embeddings=16"});
+  ASSERT_EQ(run(c, tmp / "job"), 0);
+  auto results = json::parse(test::read_bytes(tmp / "job/results.json"));
+  std::set<std::string> seen;
+  for (const auto& row : results.at("rows")) seen.insert(row.at("model").get<std::string>());
+  for (const char* m : {"popularity", "text-only", "id-baseline", "hllm-stage1", "hllm-frozen"}) {
+    EXPECT_EQ(seen.count(m), 1u) << m;
+  }
+  EXPECT_EQ(seen.count("hllm-stage2"), 0u);
+  auto base = json::parse(test::read_bytes(tmp / "job/baseline/training.json"));
+  // 4 epochs of the tiny data are far more than 2 validations without improvement allow (patience 1).
+  const auto steps = base.at("steps").get<int64_t>();
+  EXPECT_EQ(base.at("stopped_by").get<std::string>(), "patience") << base.dump();
+  EXPECT_LT(base.at("best_step").get<int64_t>(), steps);
+  EXPECT_EQ(results.at("training").at("id-baseline").at("steps").get<int64_t>(), steps);
+  auto s1 = json::parse(test::read_bytes(tmp / "job/stage1/training.json"));
+  EXPECT_EQ(s1.at("stopped_by").get<std::string>(), "epochs");
+  EXPECT_TRUE(std::filesystem::exists(tmp / "job/frozen/best/model.safetensors"));
+}
