@@ -15,6 +15,7 @@
 #include "model/batching.hpp"
 #include "model/hllm.hpp"
 #include "storage/error.hpp"
+#include "storage/job_checkpoint.hpp"
 #include "storage/file_io.hpp"
 
 namespace hllm::stage3 {
@@ -66,12 +67,8 @@ job_info open_job(const std::string& job_dir, const std::string& data_override, 
   return j;
 }
 
-std::string checkpoint_hash(const std::string& checkpoint_dir) {
-  auto f = storage::mapped_file::open(checkpoint_dir + "/model.safetensors");
-  return storage::hash_hex(storage::hash_bytes(f.data(), f.size()));
-}
 
-std::string item_version(const job_info& j) { return checkpoint_hash(j.item_checkpoint); }
+std::string item_version(const job_info& j) { return storage::checkpoint_version_hex(j.item_checkpoint); }
 
 std::vector<int32_t> latest_history(const storage::dataset& d, int64_t user, int64_t max_history) {
   auto seq = d.user_sequence(user);
