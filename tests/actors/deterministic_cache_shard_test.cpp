@@ -6,6 +6,7 @@
 #include "../storage/test_util.hpp"
 #include "actors/embedding_cache_shard.hpp"
 #include "deterministic_fixture.hpp"
+#include "sample_rows.hpp"
 
 using namespace hllm;
 using hllm::test::body_as;
@@ -15,18 +16,7 @@ namespace {
 constexpr job_ref job{7, 1};
 const std::string v_a = "00000000000000aa", v_b = "00000000000000bb";
 
-msg::tensor rows_for(const std::vector<int32_t>& ids, int dim) {
-  msg::tensor t;
-  t.type = msg::dtype::f32;
-  t.shape = {static_cast<int64_t>(ids.size()), dim};
-  std::vector<float> v;
-  for (int32_t id : ids) {
-    for (int d = 0; d < dim; ++d) v.push_back(static_cast<float>(id * 10 + d));
-  }
-  t.data.resize(v.size() * sizeof(float));
-  std::memcpy(t.data.data(), v.data(), t.data.size());
-  return t;
-}
+using hllm::test::rows_for;
 
 std::unique_ptr<embedding_cache_shard> shard_core(std::uint32_t shard, const std::string& dir = "") {
   embedding_cache_shard_options o;

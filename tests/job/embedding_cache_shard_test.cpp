@@ -8,23 +8,13 @@
 #include "actors/embedding_cache_shard.hpp"
 #include "actors/router.hpp"
 #include "messages/codec.hpp"
+#include "../actors/sample_rows.hpp"
 
 using namespace hllm;
 
 namespace {
 
-msg::tensor rows_for(const std::vector<int32_t>& ids, int dim) {
-  msg::tensor t;
-  t.type = msg::dtype::f32;
-  t.shape = {static_cast<int64_t>(ids.size()), dim};
-  std::vector<float> v;
-  for (int32_t id : ids) {
-    for (int d = 0; d < dim; ++d) v.push_back(static_cast<float>(id * 10 + d));
-  }
-  t.data.resize(v.size() * sizeof(float));
-  std::memcpy(t.data.data(), v.data(), t.data.size());
-  return t;
-}
+using hllm::test::rows_for;
 
 float at(const msg::tensor& t, int64_t row, int64_t col) {
   float f;
