@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 
@@ -289,4 +290,23 @@ TEST(job_spec, a_recorded_job_toml_reads_back_to_the_same_spec) {
   auto back = job_config::from_toml(c.to_toml(), "job.toml");
   EXPECT_EQ(job_config::tree_of(back.spec()), job_config::tree_of(c.spec()));
   EXPECT_EQ(back.spec().placement.encoder_ranks, (std::vector<int64_t>{0, 1}));
+}
+
+TEST(job_spec, every_profile_in_launch_profiles_loads_and_changes_only_what_it_names) {
+  int profiles = 0;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(HLLM_SOURCE_DIR) + "/launch/profiles")) {
+    if (e.path().extension() != ".toml") continue;
+    ++profiles;
+    const std::string path = e.path().string();
+    std::string problem = error_of([&] { job_config::load(path, {}, hllm::launch::default_job_toml).spec(); });
+    EXPECT_EQ(problem, "") << path;
+    // A profile holds only some keys: everything else is the default's.
+    auto c = job_config::load(path, {}, hllm::launch::default_job_toml);
+    EXPECT_EQ(c.spec().model.hidden_size, job_config::load("", {}, hllm::launch::default_job_toml).spec().model.hidden_size);
+  }
+  EXPECT_GE(profiles, 1);
+  auto small = job_config::load(std::string(HLLM_SOURCE_DIR) + "/launch/profiles/small-log.toml", {},
+                                hllm::launch::default_job_toml).spec();
+  EXPECT_GT(small.baseline.patience, 0);
+  EXPECT_GT(small.stage1.max_steps, 0);
 }
