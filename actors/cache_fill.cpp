@@ -66,11 +66,6 @@ void lookup_shard(caf::scoped_actor& self, router_actor& router, const std::stri
 
 }  // namespace
 
-std::string checkpoint_version_hex(const std::string& checkpoint_dir) {
-  auto f = storage::mapped_file::open(checkpoint_dir + "/model.safetensors");
-  return storage::hash_hex(storage::hash_bytes(f.data(), f.size()));
-}
-
 cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const cache_fill_options& o) {
   if (o.encoders.empty() || o.shards < 1 || o.unit_items < 1) {
     throw error(errc::invalid_input, "cache fill: needs encoders, shards and unit_items >= 1");

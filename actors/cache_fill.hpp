@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "storage/job_checkpoint.hpp"
 #include "actors/actors.hpp"
 #include "actors/router.hpp"
 
@@ -51,7 +52,7 @@ std::vector<float> fetch_cache_matrix(caf::actor_system& sys, router_actor route
                                       job_ref job, int shards, std::int64_t num_items, const std::string& version,
                                       std::uint32_t& dim);
 
-// The version of the rows an HLLM checkpoint's Item LLM makes: the hash of its model.safetensors, as hex.
-std::string checkpoint_version_hex(const std::string& checkpoint_dir);
+// The version of the rows an HLLM checkpoint's Item LLM makes: storage::checkpoint_version_hex (its one owner).
+using storage::checkpoint_version_hex;
 
 }  // namespace hllm

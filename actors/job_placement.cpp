@@ -130,7 +130,7 @@ void job_runner::print_placement() const {
   } else {
     for (int i = 0; i < n_loaders_; ++i) at[home(i)].push_back("loader-" + std::to_string(i));
     for (int i = 0; i < n_samplers_; ++i) at[home(i)].push_back("sampler-" + std::to_string(i));
-    for (int i = 0; i < n_shards_; ++i) at[home(i)].push_back("cache-shard-" + std::to_string(i));
+    for (int i = 0; i < n_shards_; ++i) at[home(i)].push_back(msg::shard_name(static_cast<uint32_t>(i)));
     for (int i = 0; i < n_encoders_; ++i) at[encoder_home(i)].push_back("encoder-" + std::to_string(i) + " (cache fill)");
   }
   std::set<std::string> hosts(rank_hosts_.begin(), rank_hosts_.end());
@@ -236,7 +236,7 @@ void job_runner::start_actors() {
   } else {
     for (int i = 0; i < n_loaders_; ++i) place(loaders_[i], i);
     for (int i = 0; i < n_samplers_; ++i) place(samplers_[i], i);
-    for (int i = 0; i < n_shards_; ++i) place("cache-shard-" + std::to_string(i), i);
+    for (int i = 0; i < n_shards_; ++i) place(msg::shard_name(static_cast<uint32_t>(i)), i);
     for (int i = 0; i < n_encoders_; ++i) route_remote("encoder-" + std::to_string(i), encoder_home(i));
   }
   trainer_board_ = std::make_shared<status_board>("trainer-" + std::to_string(opt_.rank), "user_trainer");
@@ -268,7 +268,7 @@ void job_runner::start_workers() {
   std::vector<std::vector<std::string>> hosted(static_cast<std::size_t>(n_workers_));
   for (int i = 0; i < n_loaders_; ++i) hosted[i % n_workers_].push_back(loaders_[i]);
   for (int i = 0; i < n_samplers_; ++i) hosted[i % n_workers_].push_back(samplers_[i]);
-  for (int i = 0; i < n_shards_; ++i) hosted[i % n_workers_].push_back("cache-shard-" + std::to_string(i));
+  for (int i = 0; i < n_shards_; ++i) hosted[i % n_workers_].push_back(msg::shard_name(static_cast<uint32_t>(i)));
   // The encoders' processes start only for the cache fill, but their ports are chosen now: replies travel by
   // address, so the shards must know where the encoders are from the start.
   for (int i = 0; i < n_encoders_; ++i) hosted.push_back({"encoder-" + std::to_string(i)});
@@ -361,7 +361,7 @@ void job_runner::start_monitor() {
   mo.targets = {"router", "coordinator"};
   for (int r = 0; r < opt_.world_size; ++r) mo.targets.push_back("trainer-" + std::to_string(r));
   for (auto* v : {&loaders_, &samplers_}) mo.targets.insert(mo.targets.end(), v->begin(), v->end());
-  for (int i = 0; i < n_shards_; ++i) mo.targets.push_back("cache-shard-" + std::to_string(i));
+  for (int i = 0; i < n_shards_; ++i) mo.targets.push_back(msg::shard_name(static_cast<uint32_t>(i)));
   for (const auto& w : workers_) mo.targets.push_back(worker_router_name(w));
   // The console (issue 11; docs/operations.md "Monitor the job"): curves from metrics.jsonl, where each actor
   // lives, and the HTTP server of [monitor].
@@ -390,7 +390,7 @@ void job_runner::start_monitor() {
   };
   for (int i = 0; i < n_loaders_; ++i) data_side(loaders_[i], i);
   for (int i = 0; i < n_samplers_; ++i) data_side(samplers_[i], i);
-  for (int i = 0; i < n_shards_; ++i) data_side("cache-shard-" + std::to_string(i), i);
+  for (int i = 0; i < n_shards_; ++i) data_side(msg::shard_name(static_cast<uint32_t>(i)), i);
   for (const auto& w : workers_) mo.locations[worker_router_name(w)] = w + " @ " + hostname;
   for (int i = 0; i < n_encoders_ && n_workers_ > 0; ++i) {
     mo.locations["encoder-" + std::to_string(i)] = "worker-encoder-" + std::to_string(i) + " @ " + hostname;

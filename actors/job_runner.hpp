@@ -41,6 +41,7 @@
 #include "actors/user_trainer.hpp"
 #include "actors/worker_pool.hpp"
 #include "messages/codec.hpp"
+#include "messages/shard.hpp"
 #include "model/batching.hpp"
 #include "model/collective.hpp"
 #include "model/ranking.hpp"

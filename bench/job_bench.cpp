@@ -60,6 +60,7 @@
 #include "bench/child_process.hpp"
 #include "actors/data_loader.hpp"
 #include "actors/embedding_cache_shard.hpp"
+#include "messages/shard.hpp"
 #include "actors/negative_sampler.hpp"
 #include "actors/router.hpp"
 #include "actors/step_feed.hpp"
@@ -306,7 +307,7 @@ struct actor_setup {
     for (int i = 0; i < o.loaders; ++i) loaders.push_back("loader-" + std::to_string(i));
     for (int i = 0; i < o.samplers; ++i) samplers.push_back("sampler-" + std::to_string(i));
     std::vector<std::string> shard_names;
-    for (std::uint32_t i = 0; i < o.shards; ++i) shard_names.push_back("cache-shard-" + std::to_string(i));
+    for (std::uint32_t i = 0; i < o.shards; ++i) shard_names.push_back(msg::shard_name(i));
     if (o.worker_dir.empty()) {
       for (const auto& n : loaders) actors.push_back(spawn_data_loader(*sys, router, {n, o.data, o.seed}));
       for (const auto& n : samplers) actors.push_back(spawn_negative_sampler(*sys, router, {n, o.data, o.seed}));
@@ -675,7 +676,9 @@ int main(int argc, char** argv) {
     FILE* out = fdopen(::dup(1), "w");
     ::dup2(2, 1);
     if (out == nullptr) throw error(errc::io, "cannot keep stdout for the table");
-    json job = launch::job_config::load("", {}, launch::default_job_toml).tree();
+    const auto job_cfg = launch::job_config::load("", {}, launch::default_job_toml);
+    json job = job_cfg.tree();
+    const spec::job_spec job_typed = job_cfg.spec();
     if (data.empty()) data = make_dataset(work);
     std::string scaling_data;
     std::int64_t scaling_steps = 0;  // per epoch at world 1
@@ -714,10 +717,10 @@ int main(int argc, char** argv) {
     so.shards = job.at("placement").at("cache_shards").get<std::uint32_t>();
     so.matrix = &matrix;
 
-    model::trainer text_net(job_model_config(job, dataset, model::item_source::text), s1.train, texts);
+    model::trainer text_net(job_model_config(job_typed, dataset, model::item_source::text), s1.train, texts);
     if (text_net.hidden_size() != matrix.hidden) throw error(errc::mismatch, "hidden size");
     // Stage 2 as the job trains it: a cache trainer without an item matrix, reading each batch's rows.
-    model::trainer cache_net(job_model_config(job, dataset, model::item_source::cache), s2.train, texts);
+    model::trainer cache_net(job_model_config(job_typed, dataset, model::item_source::cache), s2.train, texts);
     efficiency e1, e2, e2q, e1w, e2w;
     int worker_pid = 0;
     // Stage 1 and stage 2 through one actor setup, each when its part is wanted.
@@ -752,7 +755,7 @@ int main(int argc, char** argv) {
       both_stages(remote, "worker1", "worker2", "worker", e1w, e2w);
     }
     // (b) stage 2 vs stage 1 at stage 1's sequence length.
-    model::trainer cache_net_short(job_model_config(job, dataset, model::item_source::cache), s2.train, texts);
+    model::trainer cache_net_short(job_model_config(job_typed, dataset, model::item_source::cache), s2.train, texts);
     per_sample cost;
     if (want("cost")) {
       std::fprintf(stderr, "(b) stage 2 vs stage 1 ...\n");

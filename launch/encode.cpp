@@ -19,6 +19,7 @@
 
 #include "actors/cache_fill.hpp"
 #include "actors/embedding_cache_shard.hpp"
+#include "messages/shard.hpp"
 #include "actors/item_encoder.hpp"
 #include "actors/router.hpp"
 #include "launch/stage3.hpp"
@@ -115,7 +116,7 @@ encoded encode_on_actors(const storage::dataset& d, const encode_options& o) {
   } stopper{actors, router};
   for (int i = 0; i < o.shards; ++i) {
     embedding_cache_shard_options so;
-    so.name = "cache-shard-" + std::to_string(i);
+    so.name = msg::shard_name(static_cast<uint32_t>(i));
     so.shard = static_cast<uint32_t>(i);
     so.shard_count = static_cast<uint32_t>(o.shards);
     so.num_items = d.num_items();
