@@ -93,14 +93,20 @@ struct scripted_validation {
   }
 };
 
-TEST(user_trainer_early_stop, keeps_the_best_validation_and_stops_after_patience_validations_without_improvement) {
-  fixture f;
-  auto net = f.make_trainer(100);
+// The ID baseline's schedule over the synthetic data: 10 epochs, early stopping set by each test.
+stage_spec baseline_spec() {
   stage_spec spec;
   spec.name = "baseline";
   spec.epochs = 10;
   spec.batch_size = batch;
   spec.seq_len = seq_len;
+  return spec;
+}
+
+TEST(user_trainer_early_stop, keeps_the_best_validation_and_stops_after_patience_validations_without_improvement) {
+  fixture f;
+  auto net = f.make_trainer(100);
+  stage_spec spec = baseline_spec();
   spec.patience = 3;
   spec.eval_every_steps = 2;
   // Validations at steps 2, 4, 5 (epoch end), 6, 8, 10 (epoch end), 12, ...: the best is the 4th (step 6, 5.0);
@@ -188,11 +194,7 @@ TEST(user_trainer_early_stop, a_resume_carries_the_validations_since_the_best) {
 TEST(user_trainer_early_stop, the_step_cap_stops_mid_epoch_after_a_last_validation) {
   fixture f;
   auto net = f.make_trainer(100);
-  stage_spec spec;
-  spec.name = "baseline";
-  spec.epochs = 10;
-  spec.batch_size = batch;
-  spec.seq_len = seq_len;
+  stage_spec spec = baseline_spec();
   spec.max_steps = 7;
   scripted_validation v({1.0, 2.0, 9.0});
   synthetic_source source(f.data);
