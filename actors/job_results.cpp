@@ -20,6 +20,10 @@ void job_runner::record(const std::string& name, const std::vector<int64_t>& ran
 
 // Test metrics of the HLLM models, evaluated against the cached item matrix.
 void job_runner::test() {
+  if (!cfg_.job.runs("stage1") && !fs::exists(opt_.out_dir + "/stage1/best/model.safetensors")) {
+    spdlog::info("test: no stage-1 model in this plan or on disk; the table holds the rows that ran");
+    return;
+  }
   if (!cfg_.job.runs("cache") && !cfg_.job.runs("stage2")) {
     // No embedding cache in this plan: stage 1 ranks with its own Item LLM encoding every item (the same item
     // vectors the cache would hold).
