@@ -88,13 +88,17 @@ msg::body embedding_cache_shard::put(const msg::cache_put& p) {
       t.shape[1] <= 0 || t.data.size() != p.item_ids.size() * t.shape[1] * sizeof(float)) {
     return fail(msg::error_code::rejected, opt_.name + ": cache_put rows must be f32 [ids, dim]");
   }
+  // Every id is checked before anything changes: a refused put (a misrouted one, one foreign id) leaves the shard
+  // as it was, its version and rows included.
+  for (int64_t id : p.item_ids) {
+    if (id <= 0 || id > opt_.num_items || msg::shard_of(id, opt_.shard_count) != opt_.shard) {
+      return fail(msg::error_code::rejected, opt_.name + ": item " + std::to_string(id) + " is not in this shard");
+    }
+  }
   auto dim = static_cast<std::uint32_t>(t.shape[1]);
   if (p.model_version != version_ || dim != dim_) reset(p.model_version, dim);
   for (std::size_t k = 0; k < p.item_ids.size(); ++k) {
     int64_t id = p.item_ids[k];
-    if (id <= 0 || id > opt_.num_items || msg::shard_of(id, opt_.shard_count) != opt_.shard) {
-      return fail(msg::error_code::rejected, opt_.name + ": item " + std::to_string(id) + " is not in this shard");
-    }
     uint64_t r = static_cast<uint64_t>(id) / opt_.shard_count;
     std::memcpy(data_.data() + r * dim_, t.data.data() + k * dim_ * sizeof(float), dim_ * sizeof(float));
     present_[r] = 1;

@@ -121,13 +121,13 @@ void arm_timer(router_pointer self, steady::time_point when) {
     return;
   }
   st.timer_at_ns = ns;
-  auto delay = std::max(steady::duration::zero(), when - steady::now());
+  auto delay = std::max(steady::duration::zero(), when - self->clock().now());
   self->delayed_send(self, std::chrono::duration_cast<timespan>(delay), atom::timeout_v,
                      static_cast<std::uint64_t>(ns));
 }
 
 deadline_map::iterator add_deadline(router_pointer self, milliseconds timeout, deadline_ref ref) {
-  auto when = steady::now() + timeout;
+  auto when = self->clock().now() + timeout;
   auto it = self->state.deadlines.emplace(when, ref);
   arm_timer(self, when);
   return it;
@@ -168,7 +168,7 @@ void expire(router_pointer self, std::uint64_t timer_ns) {
   if (static_cast<std::int64_t>(timer_ns) == st.timer_at_ns) {
     st.timer_at_ns = -1;
   }
-  auto now = steady::now();
+  auto now = self->clock().now();
   while (!st.deadlines.empty() && st.deadlines.begin()->first <= now) {
     deadline_ref ref = st.deadlines.begin()->second;
     st.deadlines.erase(st.deadlines.begin());

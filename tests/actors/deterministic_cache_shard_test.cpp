@@ -165,3 +165,19 @@ TEST_F(deterministic_cache_shard, a_checkpoint_holds_exactly_the_puts_the_shard_
   EXPECT_EQ(rows.item_ids, (std::vector<int32_t>{1}));
   EXPECT_EQ(rows.missing_ids, (std::vector<int32_t>{3}));
 }
+
+// Every id is checked before the shard changes: a misrouted put of a new version does not wipe it, and a put
+// with one foreign id stores none of its rows.
+TEST_F(deterministic_cache_shard, a_refused_put_leaves_the_shard_unchanged) {
+  ask("cache-shard-1", put(1, v_a, {1}), job);
+  ask("cache-shard-1", put(1, v_b, {2}), job);     // misrouted, new version
+  ask("cache-shard-1", put(1, v_a, {3, 4}), job);  // 4 is foreign
+  ask("cache-shard-1", msg::cache_lookup{1, v_a, {1, 3}}, job);
+  run();
+  next_envelope();
+  EXPECT_TRUE(std::holds_alternative<msg::error>(next_envelope().content));
+  EXPECT_TRUE(std::holds_alternative<msg::error>(next_envelope().content));
+  auto rows = body_as<msg::cache_rows>(next_envelope());
+  EXPECT_EQ(rows.item_ids, (std::vector<int32_t>{1}));
+  EXPECT_EQ(rows.missing_ids, (std::vector<int32_t>{3}));
+}

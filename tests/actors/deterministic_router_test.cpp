@@ -158,3 +158,26 @@ TEST_F(deterministic_router, a_credit_body_from_a_receiver_sets_its_window_for_t
   EXPECT_TRUE(std::holds_alternative<msg::coverage>(next_envelope().content));
   EXPECT_TRUE(std::holds_alternative<msg::coverage>(next_envelope().content));
 }
+
+// The router's deadlines run on the actor clock, so the test advances time instead of sleeping.
+TEST_F(deterministic_router, a_receiver_that_answers_after_the_deadline_leaves_the_client_with_a_timeout) {
+  start(64);
+  auto b = make_request("client", "cache-shard-0", msg::coverage_request{}, job, std::chrono::milliseconds(50));
+  auto id = msg::read_header(b)->head.correlation_id;
+  self->request(router, caf::infinite, atom::request_v, b);
+  step(router, "router");
+  ASSERT_TRUE(has_mail(shard));
+  EXPECT_EQ(sched.advance_time(std::chrono::milliseconds(49)), 0u);  // nothing due before the deadline
+  EXPECT_FALSE(has_mail(router));
+  EXPECT_EQ(sched.advance_time(std::chrono::milliseconds(1)), 1u);
+  step(router, "router");  // the deadline passes while the shard still holds the request
+  auto late = next_envelope();
+  EXPECT_EQ(late.head.correlation_id, id);
+  ASSERT_TRUE(std::holds_alternative<msg::error>(late.content));
+  EXPECT_EQ(std::get<msg::error>(late.content).code, msg::error_code::timeout);
+  run();  // the shard answers after all: dropped as an orphan, the client hears nothing more
+  EXPECT_FALSE(client_has_mail());
+  auto s = router_status();
+  EXPECT_EQ(router_counter(s, "timeouts"), 1);
+  EXPECT_EQ(router_counter(s, "orphan_replies"), 1);
+}
