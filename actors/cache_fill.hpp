@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "storage/job_checkpoint.hpp"
 #include "actors/actors.hpp"
 #include "actors/router.hpp"
 
@@ -51,8 +50,5 @@ cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const 
 std::vector<float> fetch_cache_matrix(caf::actor_system& sys, router_actor router, const std::string& sender,
                                       job_ref job, int shards, std::int64_t num_items, const std::string& version,
                                       std::uint32_t& dim);
-
-// The version of the rows an HLLM checkpoint's Item LLM makes: storage::checkpoint_version_hex (its one owner).
-using storage::checkpoint_version_hex;
 
 }  // namespace hllm

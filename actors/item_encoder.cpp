@@ -15,6 +15,7 @@
 #include "model/trainer.hpp"
 #include "storage/dataset.hpp"
 #include "storage/error.hpp"
+#include "storage/job_checkpoint.hpp"
 #include "storage/file_io.hpp"
 #include "storage/random.hpp"
 
@@ -40,7 +41,7 @@ std::string item_encoder_version_hex(const item_encoder_options& o) {
   if (o.checkpoint_dir.empty() == o.hf_model_dir.empty()) {
     throw error(errc::invalid_input, "item encoder: give exactly one of a checkpoint and a Hugging Face model");
   }
-  if (!o.checkpoint_dir.empty()) return checkpoint_version_hex(o.checkpoint_dir);
+  if (!o.checkpoint_dir.empty()) return storage::checkpoint_version_hex(o.checkpoint_dir);
   // One line per input that decides the rows, hashed together: files by their bytes, settings by their values.
   std::string lines = "hf-item-llm\n";
   auto add_file = [&](const std::string& name) {

@@ -59,7 +59,7 @@ class item_encoder {
   std::unique_ptr<impl> impl_;
 };
 
-// The version of the rows an item encoder with these options makes: for a checkpoint, checkpoint_version_hex; for a
+// The version of the rows an item encoder with these options makes: for a checkpoint, storage::checkpoint_version_hex; for a
 // Hugging Face model, the hash of its config.json and weight files (every safetensors shard) together with the
 // pooling, the [ITEM] seed (item pooling only: mean pooling never reads the vector) and the compute dtype, so rows
 // made any other way are never taken for these. Throws hllm::error when a file cannot be read.

@@ -48,14 +48,8 @@ job_runner::job_runner(const job_options& o)
   fs::create_directories(opt_.out_dir);
   chief_ = opt_.rank == 0;
   threads_ = torch_threads(cfg_, opt_.local_ranks);
-  seed_ = cfg_.job.seed;
   job_.id = opt_.config_hash;
   const spec::placement_settings& p = cfg_.placement;
-  n_loaders_ = p.loaders;
-  n_samplers_ = p.samplers;
-  n_encoders_ = p.encoders;
-  n_shards_ = p.cache_shards;
-  spread_ = p.spread;
   spread_over_hosts_ = p.spread_over == "hosts";
   encoder_ranks_.assign(p.encoder_ranks.begin(), p.encoder_ranks.end());
   for (int r : encoder_ranks_) {
@@ -64,12 +58,8 @@ job_runner::job_runner(const job_options& o)
                                            ", the job has ranks 0.." + std::to_string(opt_.world_size - 1));
     }
   }
-  n_workers_ = p.workers;
-  max_history_ = cfg_.eval.max_history;
-  checkpoint_every_ = cfg_.train.checkpoint_every_steps;
-  keep_checkpoints_ = cfg_.train.keep_checkpoints;
-  valid_ = model::make_eval_set(table_, model::split::valid, max_history_);
-  test_ = model::make_eval_set(table_, model::split::test, max_history_);
+  valid_ = model::make_eval_set(table_, model::split::valid, cfg_.eval.max_history);
+  test_ = model::make_eval_set(table_, model::split::test, cfg_.eval.max_history);
   for (int32_t t : test_.targets) test_cold_.push_back(data_.is_cold(t));
   if (opt_.world_size > 1) {
     model::process_group_options po;
@@ -149,7 +139,7 @@ step_feed_options job_runner::feed_options(const stage_spec& spec) const {
   f.timeout = std::chrono::milliseconds(cfg_.train.request_timeout_ms);
   if (spec.stage == 2) {
     // Stage 2 reads item embeddings per batch from the cache shards (deduplicated ids, one step ahead).
-    f.cache_shards = static_cast<uint32_t>(n_shards_);
+    f.cache_shards = static_cast<uint32_t>(cfg_.placement.cache_shards);
     f.cache_version = version_;
   }
   return f;
@@ -168,7 +158,7 @@ stage_outcome job_runner::train(model::trainer& net, const stage_spec& spec, con
   auto validate = [&](model::trainer& t) { return model::summarize_ranks(t.ranks(valid_)); };
   resume_options ro;
   ro.from = from;
-  ro.checkpoint_every = checkpoint_every_;
+  ro.checkpoint_every = cfg_.train.checkpoint_every_steps;
   ro.rank = opt_.rank;
   if (chief_) ro.checkpoint = [&](const model::trainer& t, const train_progress& p) { write_checkpoint(t, spec, p); };
   stage_spec with_times = spec;  // timestamp features: every batch gets its timestamps from this rank's table
@@ -200,13 +190,20 @@ stage_outcome job_runner::train(model::trainer& net, const stage_spec& spec, con
   return out;
 }
 
+// The schedule of the trained model `name`: its learning-rate schedule spans its epochs, or its max_steps when
+// fewer (a schedule sized to a far cap would stop early inside its warmup).
+stage_spec job_runner::schedule_of(const std::string& name, std::uint8_t key) const {
+  auto spec = stage_spec_of(cfg_, name, key, threads_);
+  spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
+  if (spec.max_steps > 0) spec.train.total_steps = std::min(spec.train.total_steps, spec.max_steps);
+  return spec;
+}
+
 // Trains the model `name` (its [name] schedule; `key` is the stage of the determinism contract) from `fresh`, or
 // continues it from the checkpoint this run resumes, or skips it when an earlier run completed it. Returns the
 // directory of its best checkpoint (by validation).
 std::string job_runner::train_stage(const std::string& name, std::uint8_t key, const model::hllm_config& fresh) {
-  auto spec = stage_spec_of(cfg_, name, key, threads_);
-  spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
-  if (spec.max_steps > 0) spec.train.total_steps = std::min(spec.train.total_steps, spec.max_steps);
+  auto spec = schedule_of(name, key);
   switch (start_of(spec)) {
     case stage_start::done:
       spdlog::info("{}: completed before this run (checkpoint {}); not trained again", name, resume_dir_);
@@ -266,9 +263,7 @@ std::string job_runner::stage1_checkpoint() {
 }
 
 void job_runner::stage2() {
-  auto spec = stage_spec_of(cfg_, "stage2", 2, threads_);
-  spec.train.total_steps = spec.epochs * steps_per_epoch(spec);
-  if (spec.max_steps > 0) spec.train.total_steps = std::min(spec.train.total_steps, spec.max_steps);
+  auto spec = schedule_of("stage2", 2);
   auto start = start_of(spec);
   if (start == stage_start::done) {
     spdlog::info("stage2: completed before this run (checkpoint {}); not trained again", resume_dir_);

@@ -8,7 +8,7 @@ namespace job_internal {
 void job_runner::cache_fill() {
   std::string ckpt = stage1_checkpoint();
   version_ = storage::checkpoint_version_hex(ckpt);
-  if (n_workers_ > 0) {
+  if (cfg_.placement.workers > 0) {
     cache_fill_in_workers(ckpt);
     return;
   }
@@ -16,21 +16,23 @@ void job_runner::cache_fill() {
   actor_home h = home_of_actors();
   h.checkpoint = ckpt;
   h.version = version_;
-  for (int i = 0; i < n_encoders_; ++i) {
-    if (encoder_home(i) == opt_.rank) local_encoders.push_back(spawn_job_actor(*sys_, router_, "encoder-" + std::to_string(i), h));
+  for (int i = 0; i < cfg_.placement.encoders; ++i) {
+    if (encoder_home(i) == opt_.rank)
+      local_encoders.push_back(spawn_job_actor(*sys_, router_, "encoder-" + std::to_string(i), h));
   }
   barrier();  // encoders everywhere are up
   if (monitor_) {
-    for (int i = 0; i < n_encoders_; ++i) monitor_->core().add_target("encoder-" + std::to_string(i));
+    for (int i = 0; i < cfg_.placement.encoders; ++i) monitor_->core().add_target("encoder-" + std::to_string(i));
   }
   if (chief_) dispatch_cache_fill();
   barrier();  // the fill is complete
   if (monitor_) {
-    for (int i = 0; i < n_encoders_; ++i) monitor_->core().remove_target("encoder-" + std::to_string(i));
+    for (int i = 0; i < cfg_.placement.encoders; ++i) monitor_->core().remove_target("encoder-" + std::to_string(i));
   }
   // The encoders' frozen Item LLM is not needed any more: free it.
   caf::scoped_actor self{*sys_};
-  for (std::size_t e = 0; e < local_encoders.size(); ++e) self->send_exit(local_encoders[e], caf::exit_reason::user_shutdown);
+  for (std::size_t e = 0; e < local_encoders.size(); ++e)
+    self->send_exit(local_encoders[e], caf::exit_reason::user_shutdown);
 }
 
 // With worker processes, each item encoder runs in a process of its own for the fill (watched and respawned like
@@ -38,7 +40,7 @@ void job_runner::cache_fill() {
 void job_runner::cache_fill_in_workers(const std::string& ckpt) {
   if (chief_) {
     std::vector<std::string> names;
-    for (int i = 0; i < n_encoders_; ++i) {
+    for (int i = 0; i < cfg_.placement.encoders; ++i) {
       std::string encoder = "encoder-" + std::to_string(i);
       names.push_back("worker-" + encoder);
       pool_->start(worker_spec_of(names.back(), encoder_ports_.at(static_cast<std::size_t>(i)), {encoder},
@@ -49,7 +51,7 @@ void job_runner::cache_fill_in_workers(const std::string& ckpt) {
       }
     }
     dispatch_cache_fill();
-    for (int i = 0; i < n_encoders_; ++i) {
+    for (int i = 0; i < cfg_.placement.encoders; ++i) {
       pool_->stop(names[i]);
       if (monitor_) {
         monitor_->core().remove_target("encoder-" + std::to_string(i));
@@ -63,8 +65,8 @@ void job_runner::cache_fill_in_workers(const std::string& ckpt) {
 void job_runner::dispatch_cache_fill() {
   cache_fill_options fo;
   fo.job = job_;
-  for (int i = 0; i < n_encoders_; ++i) fo.encoders.push_back("encoder-" + std::to_string(i));
-  fo.shards = n_shards_;
+  for (int i = 0; i < cfg_.placement.encoders; ++i) fo.encoders.push_back("encoder-" + std::to_string(i));
+  fo.shards = cfg_.placement.cache_shards;
   fo.num_items = data_.num_items();
   fo.unit_items = cfg_.cache.unit_items;
   fo.version = version_;
@@ -79,7 +81,7 @@ void job_runner::dispatch_cache_fill() {
   };
   auto r = fill_cache(*sys_, router_, fo);
   spdlog::info("cache: {} rows of version {} in {} shards; {} of {} units encoded now ({:.0f} items/s)", r.rows,
-               version_, n_shards_, r.units_encoded, r.units_total,
+               version_, cfg_.placement.cache_shards, r.units_encoded, r.units_total,
                static_cast<double>(r.units_encoded * fo.unit_items) / std::max(r.seconds, 1e-9));
 }
 
@@ -95,7 +97,8 @@ std::vector<float> job_runner::cache_matrix() {
   // Replies travel back by the sender's address: only rank 0 is reachable as "coordinator".
   std::string from = chief_ ? "coordinator" : "trainer-" + std::to_string(opt_.rank);
   uint32_t dim = 0;
-  return fetch_cache_matrix(*sys_, router_, from, job_, n_shards_, data_.num_items(), cache_version(), dim);
+  return fetch_cache_matrix(*sys_, router_, from, job_, cfg_.placement.cache_shards, data_.num_items(), cache_version(),
+                            dim);
 }
 
 }  // namespace job_internal

@@ -155,7 +155,7 @@ void job_runner::write_checkpoint(const model::trainer& net, const stage_spec& s
     net.save(dir + "/trainer");
   });
   ++serial_;
-  for (const auto& [dir, why] : job_checkpoint::retain(opt_.out_dir, keep_checkpoints_, name)) {
+  for (const auto& [dir, why] : job_checkpoint::retain(opt_.out_dir, cfg_.train.keep_checkpoints, name)) {
     spdlog::warn("checkpoint retention: cannot remove {}: {}", dir, why);
   }
   double s = since(t0);

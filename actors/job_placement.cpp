@@ -7,7 +7,9 @@ namespace job_internal {
 // the process has verified the dataset once, so the actors do not.
 addressable_actor spawn_job_actor(caf::actor_system& sys, const router_actor& router, const std::string& name,
                                   const actor_home& h) {
-  auto index = [&] { return storage::parse_int<uint32_t>(name.substr(name.rfind('-') + 1), "actor name '" + name + "'"); };
+  auto index = [&] {
+    return storage::parse_int<uint32_t>(name.substr(name.rfind('-') + 1), "actor name '" + name + "'");
+  };
   if (name.rfind("loader-", 0) == 0) {
     data_loader_options lo{name, h.data_dir, h.seed};
     lo.verify_dataset = false;
@@ -50,8 +52,9 @@ void job_runner::barrier() {
 // Which rank's process hosts the i-th actor of a kind: rank 0, or with placement.spread the i-th rank of the
 // spread order (0..N-1, or with spread_over = "hosts" the ranks taken round-robin over the hosts).
 int job_runner::home(int i) const {
-  if (!spread_) return 0;
-  return spread_order_.empty() ? i % opt_.world_size : spread_order_[static_cast<std::size_t>(i) % spread_order_.size()];
+  if (!cfg_.placement.spread) return 0;
+  return spread_order_.empty() ? i % opt_.world_size
+                               : spread_order_[static_cast<std::size_t>(i) % spread_order_.size()];
 }
 
 // The i-th item encoder: on placement.encoder_ranks (where the accelerators are) when set, else as home(i).
@@ -124,14 +127,17 @@ void job_runner::print_placement() const {
   for (int r = 0; r < opt_.world_size; ++r) at[r].push_back("trainer-" + std::to_string(r));
   at[0].push_back("coordinator");
   std::vector<std::string> workers;
-  if (n_workers_ > 0) {
-    workers.push_back(std::to_string(n_workers_) + " worker processes (loaders, samplers, cache shards) and " +
-                      std::to_string(n_encoders_) + " encoder processes during the cache fill");
+  if (cfg_.placement.workers > 0) {
+    workers.push_back(std::to_string(cfg_.placement.workers) +
+                      " worker processes (loaders, samplers, cache shards) and " +
+                      std::to_string(cfg_.placement.encoders) + " encoder processes during the cache fill");
   } else {
-    for (int i = 0; i < n_loaders_; ++i) at[home(i)].push_back("loader-" + std::to_string(i));
-    for (int i = 0; i < n_samplers_; ++i) at[home(i)].push_back("sampler-" + std::to_string(i));
-    for (int i = 0; i < n_shards_; ++i) at[home(i)].push_back(msg::shard_name(static_cast<uint32_t>(i)));
-    for (int i = 0; i < n_encoders_; ++i) at[encoder_home(i)].push_back("encoder-" + std::to_string(i) + " (cache fill)");
+    for (int i = 0; i < cfg_.placement.loaders; ++i) at[home(i)].push_back("loader-" + std::to_string(i));
+    for (int i = 0; i < cfg_.placement.samplers; ++i) at[home(i)].push_back("sampler-" + std::to_string(i));
+    for (int i = 0; i < cfg_.placement.cache_shards; ++i)
+      at[home(i)].push_back(msg::shard_name(static_cast<uint32_t>(i)));
+    for (int i = 0; i < cfg_.placement.encoders; ++i)
+      at[encoder_home(i)].push_back("encoder-" + std::to_string(i) + " (cache fill)");
   }
   std::set<std::string> hosts(rank_hosts_.begin(), rank_hosts_.end());
   spdlog::info("placement: {} ranks on {} hosts", opt_.world_size, std::max<std::size_t>(1, hosts.size()));
@@ -139,9 +145,10 @@ void job_runner::print_placement() const {
     std::string line;
     for (const auto& n : names) line += (line.empty() ? "" : ", ") + n;
     if (r == 0 && !workers.empty()) line += ", " + workers.front();
-    spdlog::info("placement: rank {} on {}: {}", r,
-                 static_cast<std::size_t>(r) < rank_hosts_.size() ? rank_hosts_[static_cast<std::size_t>(r)] : host_label(),
-                 line);
+    spdlog::info(
+        "placement: rank {} on {}: {}", r,
+        static_cast<std::size_t>(r) < rank_hosts_.size() ? rank_hosts_[static_cast<std::size_t>(r)] : host_label(),
+        line);
   }
 }
 
@@ -160,8 +167,8 @@ actor_home job_runner::home_of_actors() const {
   actor_home h;
   h.data_dir = opt_.data_dir;
   h.out_dir = opt_.out_dir;
-  h.seed = seed_;
-  h.cache_shards = static_cast<uint32_t>(n_shards_);
+  h.seed = cfg_.job.seed;
+  h.cache_shards = static_cast<uint32_t>(cfg_.placement.cache_shards);
   h.num_items = data_.num_items();
   h.job = job_;
   h.threads = static_cast<uint32_t>(threads_);
@@ -209,7 +216,7 @@ void job_runner::start_actors() {
   rc.job_epoch = job_.epoch;
   // One process without workers: every actor is local. Otherwise each router binds a port; ranks publish theirs
   // in the store.
-  const bool bound = group_ || n_workers_ > 0;
+  const bool bound = group_ || cfg_.placement.workers > 0;
   rc.bind = bound ? std::vector<std::string>{"tcp://" + opt_.host + ":*"} : std::vector<std::string>{};
   router_ = spawn_router(*sys_, rc);
   if (bound) {
@@ -229,15 +236,15 @@ void job_runner::start_actors() {
     for (int r = 0; r < opt_.world_size; ++r) route_remote("trainer-" + std::to_string(r), r);
     route_remote("coordinator", 0);
   }
-  for (int i = 0; i < n_loaders_; ++i) loaders_.push_back("loader-" + std::to_string(i));
-  for (int i = 0; i < n_samplers_; ++i) samplers_.push_back("sampler-" + std::to_string(i));
-  if (n_workers_ > 0) {
+  for (int i = 0; i < cfg_.placement.loaders; ++i) loaders_.push_back("loader-" + std::to_string(i));
+  for (int i = 0; i < cfg_.placement.samplers; ++i) samplers_.push_back("sampler-" + std::to_string(i));
+  if (cfg_.placement.workers > 0) {
     start_workers();
   } else {
-    for (int i = 0; i < n_loaders_; ++i) place(loaders_[i], i);
-    for (int i = 0; i < n_samplers_; ++i) place(samplers_[i], i);
-    for (int i = 0; i < n_shards_; ++i) place(msg::shard_name(static_cast<uint32_t>(i)), i);
-    for (int i = 0; i < n_encoders_; ++i) route_remote("encoder-" + std::to_string(i), encoder_home(i));
+    for (int i = 0; i < cfg_.placement.loaders; ++i) place(loaders_[i], i);
+    for (int i = 0; i < cfg_.placement.samplers; ++i) place(samplers_[i], i);
+    for (int i = 0; i < cfg_.placement.cache_shards; ++i) place(msg::shard_name(static_cast<uint32_t>(i)), i);
+    for (int i = 0; i < cfg_.placement.encoders; ++i) route_remote("encoder-" + std::to_string(i), encoder_home(i));
   }
   trainer_board_ = std::make_shared<status_board>("trainer-" + std::to_string(opt_.rank), "user_trainer");
   spawn_addressable(*sys_, router_, "trainer-" + std::to_string(opt_.rank), trainer_board_);
@@ -250,9 +257,10 @@ void job_runner::start_actors() {
   barrier();  // every rank's actors are up before anybody sends them work
   if (chief_) print_placement();
   spdlog::info("rank {}: actors up ({} loaders, {} samplers, {} cache shards in the job; placement {})", opt_.rank,
-               n_loaders_, n_samplers_, n_shards_,
-               n_workers_ > 0 ? std::to_string(n_workers_) + " worker processes"
-                              : spread_ ? "spread over ranks" : "all on rank 0");
+               cfg_.placement.loaders, cfg_.placement.samplers, cfg_.placement.cache_shards,
+               cfg_.placement.workers > 0 ? std::to_string(cfg_.placement.workers) + " worker processes"
+               : cfg_.placement.spread    ? "spread over ranks"
+                                          : "all on rank 0");
 }
 
 // Where others connect to a port of rank 0's host.
@@ -265,14 +273,15 @@ std::string job_runner::connect_host() const {
 // worker i % workers), started and watched by rank 0; every rank routes their names to the workers' endpoints,
 // which stay the same when a worker is started again.
 void job_runner::start_workers() {
-  std::vector<std::vector<std::string>> hosted(static_cast<std::size_t>(n_workers_));
-  for (int i = 0; i < n_loaders_; ++i) hosted[i % n_workers_].push_back(loaders_[i]);
-  for (int i = 0; i < n_samplers_; ++i) hosted[i % n_workers_].push_back(samplers_[i]);
-  for (int i = 0; i < n_shards_; ++i) hosted[i % n_workers_].push_back(msg::shard_name(static_cast<uint32_t>(i)));
+  std::vector<std::vector<std::string>> hosted(static_cast<std::size_t>(cfg_.placement.workers));
+  for (int i = 0; i < cfg_.placement.loaders; ++i) hosted[i % cfg_.placement.workers].push_back(loaders_[i]);
+  for (int i = 0; i < cfg_.placement.samplers; ++i) hosted[i % cfg_.placement.workers].push_back(samplers_[i]);
+  for (int i = 0; i < cfg_.placement.cache_shards; ++i)
+    hosted[i % cfg_.placement.workers].push_back(msg::shard_name(static_cast<uint32_t>(i)));
   // The encoders' processes start only for the cache fill, but their ports are chosen now: replies travel by
   // address, so the shards must know where the encoders are from the start.
-  for (int i = 0; i < n_encoders_; ++i) hosted.push_back({"encoder-" + std::to_string(i)});
-  const int processes = n_workers_ + n_encoders_;
+  for (int i = 0; i < cfg_.placement.encoders; ++i) hosted.push_back({"encoder-" + std::to_string(i)});
+  const int processes = cfg_.placement.workers + cfg_.placement.encoders;
   json ports;
   if (chief_) {
     for (int w = 0; w < processes; ++w) ports.push_back(storage::free_tcp_port());
@@ -289,11 +298,12 @@ void job_runner::start_workers() {
   }
   if (!chief_) return;
   pool_ = std::make_unique<worker_pool>(*sys_, router_, pool_options());
-  for (int w = 0; w < n_workers_; ++w) {
+  for (int w = 0; w < cfg_.placement.workers; ++w) {
     workers_.push_back("worker-" + std::to_string(w));
     pool_->start(worker_spec_of(workers_.back(), ports[w].get<int>(), hosted[w], json::object()));
   }
-  for (int i = 0; i < n_encoders_; ++i) encoder_ports_.push_back(ports[n_workers_ + i].get<int>());
+  for (int i = 0; i < cfg_.placement.encoders; ++i)
+    encoder_ports_.push_back(ports[cfg_.placement.workers + i].get<int>());
 }
 
 worker_pool_options job_runner::pool_options() {
@@ -332,8 +342,8 @@ worker_spec job_runner::worker_spec_of(const std::string& name, int port, const 
             {"job_epoch", job_.epoch},
             {"data", opt_.data_dir},
             {"out", opt_.out_dir},
-            {"seed", seed_},
-            {"cache_shards", n_shards_},
+            {"seed", cfg_.job.seed},
+            {"cache_shards", cfg_.placement.cache_shards},
             {"threads", threads_},
             {"device", opt_.device},
             {"actors", actors},
@@ -361,7 +371,7 @@ void job_runner::start_monitor() {
   mo.targets = {"router", "coordinator"};
   for (int r = 0; r < opt_.world_size; ++r) mo.targets.push_back("trainer-" + std::to_string(r));
   for (auto* v : {&loaders_, &samplers_}) mo.targets.insert(mo.targets.end(), v->begin(), v->end());
-  for (int i = 0; i < n_shards_; ++i) mo.targets.push_back(msg::shard_name(static_cast<uint32_t>(i)));
+  for (int i = 0; i < cfg_.placement.cache_shards; ++i) mo.targets.push_back(msg::shard_name(static_cast<uint32_t>(i)));
   for (const auto& w : workers_) mo.targets.push_back(worker_router_name(w));
   // The console (issue 11; docs/operations.md "Monitor the job"): curves from metrics.jsonl, where each actor
   // lives, and the HTTP server of [monitor].
@@ -386,13 +396,15 @@ void job_runner::start_monitor() {
   for (const char* n : {"router", "coordinator", "monitor"}) mo.locations[n] = rank_at(0);
   for (int r = 0; r < opt_.world_size; ++r) mo.locations["trainer-" + std::to_string(r)] = rank_at(r);
   auto data_side = [&](const std::string& name, int i) {
-    mo.locations[name] = n_workers_ > 0 ? "worker-" + std::to_string(i % n_workers_) + " @ " + hostname : rank_at(home(i));
+    mo.locations[name] = cfg_.placement.workers > 0
+                             ? "worker-" + std::to_string(i % cfg_.placement.workers) + " @ " + hostname
+                             : rank_at(home(i));
   };
-  for (int i = 0; i < n_loaders_; ++i) data_side(loaders_[i], i);
-  for (int i = 0; i < n_samplers_; ++i) data_side(samplers_[i], i);
-  for (int i = 0; i < n_shards_; ++i) data_side(msg::shard_name(static_cast<uint32_t>(i)), i);
+  for (int i = 0; i < cfg_.placement.loaders; ++i) data_side(loaders_[i], i);
+  for (int i = 0; i < cfg_.placement.samplers; ++i) data_side(samplers_[i], i);
+  for (int i = 0; i < cfg_.placement.cache_shards; ++i) data_side(msg::shard_name(static_cast<uint32_t>(i)), i);
   for (const auto& w : workers_) mo.locations[worker_router_name(w)] = w + " @ " + hostname;
-  for (int i = 0; i < n_encoders_ && n_workers_ > 0; ++i) {
+  for (int i = 0; i < cfg_.placement.encoders && cfg_.placement.workers > 0; ++i) {
     mo.locations["encoder-" + std::to_string(i)] = "worker-encoder-" + std::to_string(i) + " @ " + hostname;
   }
   console_options co;

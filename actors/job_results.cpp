@@ -86,8 +86,9 @@ void job_runner::write_results() {
       continue;
     }
     training[model_name] = t;
-    tr << "| " << model_name << " | " << t.value("steps", int64_t{0}) << " | " << t.value("stopped_by", std::string("-"))
-       << " | " << t.value("best_step", int64_t{-1}) << " | " << t.value("validations", int64_t{0}) << " |\n";
+    tr << "| " << model_name << " | " << t.value("steps", int64_t{0}) << " | "
+       << t.value("stopped_by", std::string("-")) << " | " << t.value("best_step", int64_t{-1}) << " | "
+       << t.value("validations", int64_t{0}) << " |\n";
   }
   json out{{"split", "test"}, {"scale", "x100"}, {"rows", rows}, {"trainer_samples_per_second", speeds_},
            {"training", training},
@@ -98,9 +99,10 @@ void job_runner::write_results() {
   std::printf("\nTest results (x100; %zu users, %lld with a cold target):\n\n%s\n", test_.targets.size(),
               static_cast<long long>(std::count(test_cold_.begin(), test_cold_.end(), true)), table.c_str());
   if (!tr.str().empty()) {
-    std::printf("Training (optimizer steps; stopped by: epochs = ran them all, patience = early stopping, cap = "
-                "max_steps):\n\n| model | steps | stopped by | best at step | validations |\n|---|---|---|---|---|\n%s\n",
-                tr.str().c_str());
+    std::printf(
+        "Training (optimizer steps; stopped by: epochs = ran them all, patience = early stopping, cap = "
+        "max_steps):\n\n| model | steps | stopped by | best at step | validations |\n|---|---|---|---|---|\n%s\n",
+        tr.str().c_str());
   }
   std::fflush(stdout);
 }

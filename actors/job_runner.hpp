@@ -208,6 +208,7 @@ class job_runner {
 
   void popularity() { record("popularity", model::popularity_ranks(table_, test_)); }
 
+  stage_spec schedule_of(const std::string& name, std::uint8_t key) const;
   std::string train_stage(const std::string& name, std::uint8_t key, const model::hllm_config& fresh);
   model::hllm_config model_config_of(const std::string& name, model::item_source source) const;
   void baseline();
@@ -250,11 +251,8 @@ class job_runner {
   std::string metrics_path_;
   bool earlier_steps_logged_ = false;
   std::unique_ptr<metrics_log> log_;
-  uint64_t seed_ = 0;
   bool chief_ = true;
   int threads_ = 1;
-  bool spread_ = false;
-  int n_workers_ = 0;
   std::unique_ptr<worker_pool> pool_;              // rank 0 with placement.workers > 0
   std::vector<std::string> workers_;               // names of the long-lived workers (rank 0)
   std::map<std::string, std::string> worker_endpoint_;  // actor hosted by a worker -> its router's endpoint
@@ -264,12 +262,10 @@ class job_runner {
   std::shared_ptr<status_board> trainer_board_, coordinator_board_;
   std::vector<std::string> endpoints_;
   job_ref job_;
-  int n_loaders_ = 1, n_samplers_ = 1, n_encoders_ = 1, n_shards_ = 1;
   bool spread_over_hosts_ = false;
   std::vector<int> encoder_ranks_;       // placement.encoder_ranks
   std::vector<int> spread_order_;        // with spread_over = "hosts": ranks round-robin over hosts
   std::vector<std::string> rank_hosts_;  // "name (address)" of every rank's host (several ranks only)
-  int64_t max_history_ = 50;
   model::eval_set valid_, test_;
   std::vector<bool> test_cold_;
   std::unique_ptr<caf::actor_system_config> caf_cfg_;
@@ -278,7 +274,6 @@ class job_runner {
   std::vector<addressable_actor> actors_;
   std::vector<std::string> loaders_, samplers_;
   std::string stage1_dir_, stage2_dir_, version_;
-  int64_t checkpoint_every_ = 0, keep_checkpoints_ = 3;
   int64_t serial_ = 0;                  // of the newest checkpoint on disk; the next one gets serial_ + 1
   std::vector<std::string> completed_;  // trainer stages of the plan finished (the coordinator's ledger)
   std::string resume_dir_;              // the checkpoint this run continues from ("" none)

@@ -231,6 +231,22 @@ stage_outcome run_user_trainer(batch_source& feed, model::trainer& net, const st
     spdlog::info("{}: stopped by {} after {} steps (best validation N@200 {:.2f} at step {})", spec.name, reason,
                  resumed_steps + out.steps, out.best_ndcg200, out.best_step);
   };
+  // Whether validation by steps falls on `done` steps of the stage.
+  auto validation_due = [&](std::int64_t done) {
+    return spec.eval_every_steps > 0 && done % spec.eval_every_steps == 0;
+  };
+  // Validates when `validate` says so and stops by patience, else by the cap when `capped`; true when it stopped.
+  auto validate_or_stop = [&](std::int64_t epoch, std::int64_t done, bool mid_epoch, bool validate, bool capped) {
+    if (validate) {
+      run_validation(epoch, done, mid_epoch);
+      if (patience_reached()) {
+        stop_with("patience");
+        return true;
+      }
+    }
+    if (capped) stop_with("cap");
+    return capped;
+  };
 
   bool stopped = !progress.stopped.empty();
   for (std::int64_t epoch = progress.epoch; epoch < spec.epochs && !stopped; ++epoch) {
@@ -298,17 +314,7 @@ stage_outcome run_user_trainer(batch_source& feed, model::trainer& net, const st
       if (step + 1 < steps_per_epoch) {
         // Mid-epoch: validation by steps and the cap; the epoch's last step is handled after the loop.
         const bool capped = spec.max_steps > 0 && done >= spec.max_steps;
-        if (capped || (spec.eval_every_steps > 0 && done % spec.eval_every_steps == 0)) {
-          run_validation(epoch, done, true);
-          if (patience_reached()) {
-            stop_with("patience");
-            stopped = true;
-          }
-        }
-        if (capped && !stopped) {
-          stop_with("cap");
-          stopped = true;
-        }
+        stopped = validate_or_stop(epoch, done, true, capped || validation_due(done), capped);
         if (stopped && resume.checkpoint) {
           record_progress(spec.epochs, 0, out.stop_reason);  // epoch = epochs: a resume finds the stage done
           resume.checkpoint(net, progress);
@@ -329,18 +335,8 @@ stage_outcome run_user_trainer(batch_source& feed, model::trainer& net, const st
     const std::int64_t done = (epoch + 1) * steps_per_epoch;
     const bool last_epoch = epoch + 1 == spec.epochs;
     const bool capped = spec.max_steps > 0 && done >= spec.max_steps && !last_epoch;
-    if (spec.validate_every_epoch || last_epoch || capped ||
-        (spec.eval_every_steps > 0 && done % spec.eval_every_steps == 0)) {
-      run_validation(epoch, done, false);
-      if (patience_reached()) {
-        stop_with("patience");
-        stopped = true;
-      }
-    }
-    if (capped && !stopped) {
-      stop_with("cap");
-      stopped = true;
-    }
+    stopped = validate_or_stop(epoch, done, false,
+                               spec.validate_every_epoch || last_epoch || capped || validation_due(done), capped);
     if (resume.checkpoint) {
       // After the best is saved: a resume from here never has to redo this epoch's validation.
       if (stopped) {

@@ -409,15 +409,14 @@ uint64_t job_config::hash() const {
   }
   // Keys added after jobs were already running, at the value that computes what those jobs computed: left out of the
   // hash, so such a job still resumes after an upgrade (its job.toml lacks them). Any other value is hashed.
-  static const std::pair<const char*, const char*> neutral_defaults[] = {
-      {"model", "time_buckets"},        {"baseline", "patience"}, {"baseline", "eval_every_steps"},
-      {"baseline", "max_steps"},        {"stage1", "patience"},   {"stage1", "eval_every_steps"},
-      {"stage1", "max_steps"},          {"stage2", "patience"},   {"stage2", "eval_every_steps"},
-      {"stage2", "max_steps"},          {"baseline", "dropout"},  {"stage1", "dropout"},
-      {"stage2", "dropout"},            {"baseline", "position_embeddings"}};
-  for (const auto& [table, key] : neutral_defaults) {
+  auto drop_if_neutral = [&](const char* table, const char* key) {
     auto it = t.find(table);
     if (it != t.end() && it->is_object() && it->contains(key) && (*it)[key] == 0) it->erase(key);
+  };
+  drop_if_neutral("model", "time_buckets");
+  drop_if_neutral("baseline", "position_embeddings");
+  for (const char* stage : {"baseline", "stage1", "stage2"}) {  // early stopping and dropout: 0 is off
+    for (const char* key : {"patience", "eval_every_steps", "max_steps", "dropout"}) drop_if_neutral(stage, key);
   }
   std::string canonical = t.dump();  // nlohmann objects keep keys sorted: a canonical form
   return storage::hash_bytes(canonical.data(), canonical.size());
