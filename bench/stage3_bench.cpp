@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -17,7 +16,7 @@
 #include "storage/ann_index.hpp"
 #include "storage/embedding_shard.hpp"
 #include "storage/export.hpp"
-#include "storage/random.hpp"
+#include "storage/synth.hpp"
 
 using namespace hllm;
 using clock_type = std::chrono::steady_clock;
@@ -26,21 +25,6 @@ namespace fs = std::filesystem;
 namespace {
 
 double since(clock_type::time_point t0) { return std::chrono::duration<double>(clock_type::now() - t0).count(); }
-
-// Item-like embeddings: `clusters` topic centres, each row its centre plus noise (as trained item embeddings group
-// by topic and class).
-std::vector<float> clustered(int64_t n, uint32_t dim, int64_t clusters, double noise, uint64_t seed) {
-  hllm::rng r(seed);
-  auto uniform = [&] { return static_cast<double>(r.next() >> 11) / 9007199254740992.0 * 2.0 - 1.0; };
-  std::vector<float> centres(static_cast<std::size_t>(clusters) * dim);
-  for (auto& c : centres) c = static_cast<float>(uniform());
-  std::vector<float> out(static_cast<std::size_t>(n) * dim);
-  for (int64_t i = 0; i < n; ++i) {
-    const auto c = r.below(static_cast<uint64_t>(clusters));
-    for (uint32_t d = 0; d < dim; ++d) out[i * dim + d] = centres[c * dim + d] + static_cast<float>(noise * uniform());
-  }
-  return out;
-}
 
 long peak_rss_mb() {
   std::FILE* f = std::fopen("/proc/self/status", "r");
@@ -57,7 +41,7 @@ unsigned build_threads = 1;
 
 void ann_rows(int64_t n, uint32_t dim, int64_t nq) {
   // One draw of n + nq rows: the first n are indexed, the rest are queries (near the items, not among them).
-  auto all = clustered(n + nq, dim, std::max<int64_t>(n / 500, 10), 0.6, 2020);
+  auto all = storage::clustered_rows(n + nq, dim, std::max<int64_t>(n / 500, 10), 0.6, 2020);
   std::vector<float> base(all.begin(), all.begin() + n * dim), queries(all.begin() + n * dim, all.end());
   all.clear();
   all.shrink_to_fit();
@@ -82,11 +66,7 @@ void ann_rows(int64_t n, uint32_t dim, int64_t nq) {
     do {
       for (int64_t i = 0; i < nq; ++i) {
         auto got = idx.search(q.data() + i * dim, 10);
-        if (repeats == 0) {
-          std::set<int64_t> g;
-          for (const auto& h : got) g.insert(h.row);
-          for (const auto& w : exact[i]) hits += g.count(w.row);
-        }
+        if (repeats == 0) hits += static_cast<int64_t>(storage::shared_rows(got, exact[i]));
       }
       ++repeats;
     } while (since(t2) < 1.0);
@@ -101,7 +81,7 @@ void export_rows(int64_t n, uint32_t dim, const std::string& dir) {
   const uint32_t shards = 4;
   const uint64_t version = 0x5eed;
   fs::create_directories(dir + "/cache");
-  auto rows = clustered(n + 1, dim, 100, 0.5, 7);
+  auto rows = storage::clustered_rows(n + 1, dim, 100, 0.5, 7);
   for (uint32_t s = 0; s < shards; ++s) {
     storage::embedding_shard_header h;
     h.dim = dim;

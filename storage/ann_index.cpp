@@ -7,6 +7,7 @@
 #include <atomic>
 #include <exception>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <cmath>
 #include <filesystem>
@@ -68,6 +69,14 @@ std::vector<ann_hit> exact_top_k(const float* rows, int64_t n, uint32_t dim, con
   std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(), better);
   all.resize(k);
   return all;
+}
+
+std::size_t shared_rows(const std::vector<ann_hit>& got, const std::vector<ann_hit>& want) {
+  std::set<int64_t> g;
+  for (const auto& h : got) g.insert(h.row);
+  std::size_t hits = 0;
+  for (const auto& w : want) hits += g.count(w.row);
+  return hits;
 }
 
 struct ann_index::impl {

@@ -41,6 +41,10 @@ void l2_normalize_rows(float* rows, int64_t n, uint32_t dim);
 // best first; ties broken by the lower row. For recall measurements and small catalogues.
 std::vector<ann_hit> exact_top_k(const float* rows, int64_t n, uint32_t dim, const float* query, std::size_t k);
 
+// How many rows of `want` (e.g. the exact top k) are among `got` (e.g. an index's answer): the hits of a recall
+// measurement.
+std::size_t shared_rows(const std::vector<ann_hit>& got, const std::vector<ann_hit>& want);
+
 class ann_index {
  public:
   // Builds over `rows` [n x dim] (normalised on the way in; the caller's matrix is not changed). With one thread

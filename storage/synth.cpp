@@ -255,4 +255,17 @@ synth_summary write_synthetic_dataset(const std::string& dir, const synth_option
   return sum;
 }
 
+std::vector<float> clustered_rows(int64_t n, uint32_t dim, int64_t clusters, double noise, uint64_t seed) {
+  hllm::rng r(seed);
+  auto uniform = [&] { return static_cast<double>(r.next() >> 11) / 9007199254740992.0 * 2.0 - 1.0; };
+  std::vector<float> centres(static_cast<std::size_t>(clusters) * dim);
+  for (auto& c : centres) c = static_cast<float>(uniform());
+  std::vector<float> out(static_cast<std::size_t>(n) * dim);
+  for (int64_t i = 0; i < n; ++i) {
+    const auto c = r.below(static_cast<uint64_t>(clusters));
+    for (uint32_t d = 0; d < dim; ++d) out[i * dim + d] = centres[c * dim + d] + static_cast<float>(noise * uniform());
+  }
+  return out;
+}
+
 }  // namespace hllm::storage

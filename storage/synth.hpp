@@ -3,6 +3,7 @@
 // reveal and item ids alone cannot (docs/data.md describes the generative model).
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace hllm::storage {
 
@@ -30,5 +31,10 @@ struct synth_summary {
 // Writes DIR/interactions.csv (item_id,user_id,timestamp), DIR/items.csv (item_id,title,tag,description) and
 // DIR/cold_items.txt (the raw ids of items generated as cold: ground truth for tests). Same options, same bytes.
 synth_summary write_synthetic_dataset(const std::string& dir, const synth_options& options);
+
+// Item-like embeddings for index and export tests and benchmarks: `clusters` topic centres uniform in [-1, 1)^dim,
+// each of the n rows [n x dim] its centre (drawn uniformly) plus uniform noise in [-noise, noise). Same arguments,
+// same numbers.
+std::vector<float> clustered_rows(int64_t n, uint32_t dim, int64_t clusters, double noise, uint64_t seed);
 
 }  // namespace hllm::storage

@@ -6,34 +6,19 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <set>
 
 #include "storage/ann_index.hpp"
 #include "storage/embedding_shard.hpp"
 #include "storage/error.hpp"
 #include "storage/export.hpp"
 #include "storage/file_io.hpp"
-#include "storage/random.hpp"
+#include "storage/synth.hpp"
 #include "../storage/test_util.hpp"
 
 using namespace hllm;
 using hllm::test::temp_dir;
 
 namespace {
-
-// Clustered vectors, like item embeddings of a trained model: `clusters` centres, rows = centre + noise.
-std::vector<float> clustered(int64_t n, uint32_t dim, int clusters, double noise, uint64_t seed) {
-  hllm::rng r(seed);
-  auto uniform = [&] { return static_cast<double>(r.next() >> 11) / 9007199254740992.0 * 2.0 - 1.0; };
-  std::vector<float> centres(static_cast<std::size_t>(clusters) * dim);
-  for (auto& c : centres) c = static_cast<float>(uniform());
-  std::vector<float> out(static_cast<std::size_t>(n) * dim);
-  for (int64_t i = 0; i < n; ++i) {
-    const auto c = r.below(static_cast<uint64_t>(clusters));
-    for (uint32_t d = 0; d < dim; ++d) out[i * dim + d] = centres[c * dim + d] + static_cast<float>(noise * uniform());
-  }
-  return out;
-}
 
 std::vector<std::string> ids_of(int64_t n, const std::string& prefix = "item-") {
   std::vector<std::string> ids;
@@ -51,10 +36,7 @@ double recall_at(const storage::ann_index& idx, const std::vector<float>& base, 
   int64_t hits = 0;
   for (int64_t i = 0; i < nq; ++i) {
     auto want = storage::exact_top_k(norm.data(), n, dim, q.data() + i * dim, k);
-    auto got = idx.search(q.data() + i * dim, k);
-    std::set<int64_t> g;
-    for (const auto& h : got) g.insert(h.row);
-    for (const auto& w : want) hits += g.count(w.row);
+    hits += static_cast<int64_t>(storage::shared_rows(idx.search(q.data() + i * dim, k), want));
   }
   return static_cast<double>(hits) / static_cast<double>(nq * k);
 }
@@ -74,10 +56,10 @@ int error_code_of(const std::function<void()>& f, std::string* what = nullptr) {
 TEST(ann_index, recall_at_10_against_exact_search_is_at_least_0_95) {
   const uint32_t dim = 64;
   const int64_t n = 20000;
-  auto base = clustered(n, dim, 200, 0.6, 7);
-  auto queries = clustered(500, dim, 200, 0.6, 7 + 1000);  // other draws around centres of another seed
+  auto base = storage::clustered_rows(n, dim, 200, 0.6, 7);
+  auto queries = storage::clustered_rows(500, dim, 200, 0.6, 7 + 1000);  // other draws around centres of another seed
   // Queries near the base rows: perturbed base rows (as users sit near the items they like).
-  auto near = clustered(500, dim, 200, 0.6, 7);
+  auto near = storage::clustered_rows(500, dim, 200, 0.6, 7);
   auto idx = storage::ann_index::build(base.data(), n, dim, storage::ann_params{});
   const double r_near = recall_at(idx, base, near, dim, 10);
   const double r_far = recall_at(idx, base, queries, dim, 10);
@@ -92,8 +74,8 @@ TEST(ann_index, recall_at_10_against_exact_search_is_at_least_0_95) {
 TEST(ann_index, a_parallel_build_reaches_the_same_recall) {
   const uint32_t dim = 32;
   const int64_t n = 8000;
-  auto base = clustered(n, dim, 80, 0.6, 21);
-  auto near = clustered(300, dim, 80, 0.6, 21);
+  auto base = storage::clustered_rows(n, dim, 80, 0.6, 21);
+  auto near = storage::clustered_rows(300, dim, 80, 0.6, 21);
   storage::ann_params p;
   p.threads = 2;
   auto idx = storage::ann_index::build(base.data(), n, dim, p);
@@ -103,7 +85,7 @@ TEST(ann_index, a_parallel_build_reaches_the_same_recall) {
 
 TEST(ann_index, results_are_best_first_cosine_scores_and_capped_at_the_row_count) {
   const uint32_t dim = 8;
-  auto base = clustered(50, dim, 5, 0.3, 3);
+  auto base = storage::clustered_rows(50, dim, 5, 0.3, 3);
   auto idx = storage::ann_index::build(base.data(), 50, dim, storage::ann_params{});
   auto hits = idx.search(base.data() + 3 * dim, 100);
   ASSERT_EQ(hits.size(), 50u);
@@ -120,7 +102,7 @@ TEST(ann_index, save_and_load_give_the_same_answers_and_ids) {
   temp_dir tmp;
   const uint32_t dim = 16;
   const int64_t n = 3000;
-  auto base = clustered(n, dim, 30, 0.5, 11);
+  auto base = storage::clustered_rows(n, dim, 30, 0.5, 11);
   auto idx = storage::ann_index::build(base.data(), n, dim, storage::ann_params{});
   idx.save(tmp / "idx", ids_of(n), {{"item_version", "abc123"}});
   auto back = storage::ann_index::load(tmp / "idx");
@@ -142,7 +124,7 @@ TEST(ann_index, save_and_load_give_the_same_answers_and_ids) {
 TEST(ann_index, a_damaged_index_is_an_error_naming_the_file_never_a_crash) {
   temp_dir tmp;
   const uint32_t dim = 8;
-  auto base = clustered(500, dim, 10, 0.5, 5);
+  auto base = storage::clustered_rows(500, dim, 10, 0.5, 5);
   storage::ann_index::build(base.data(), 500, dim, storage::ann_params{}).save(tmp / "idx", ids_of(500), {});
   const std::string graph = tmp / "idx/index.hnsw";
   const std::string original = test::read_bytes(graph);
