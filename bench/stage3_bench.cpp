@@ -83,12 +83,8 @@ void export_rows(int64_t n, uint32_t dim, const std::string& dir) {
   fs::create_directories(dir + "/cache");
   auto rows = storage::clustered_rows(n + 1, dim, 100, 0.5, 7);
   for (uint32_t s = 0; s < shards; ++s) {
-    storage::embedding_shard_header h;
-    h.dim = dim;
-    h.shard = s;
-    h.num_shards = shards;
-    h.rows = storage::shard_rows(n, s, shards);
-    h.item_llm_hash = version;
+    const storage::embedding_shard_header h{storage::embedding_dtype::f32, dim, s, shards,
+                                            storage::shard_rows(n, s, shards), version};
     std::vector<uint8_t> presence(h.rows, 1);
     std::vector<float> body(h.rows * dim);
     for (uint64_t r = 0; r < h.rows; ++r) {

@@ -41,16 +41,9 @@ void write_embedding_shard(const std::string& path, const embedding_shard_header
   std::string body(padded(h.rows), '\0');
   std::memcpy(body.data(), presence.data(), presence.size());
   body.append(static_cast<const char*>(rows), rows_bytes);
-  raw_header raw{};
+  raw_header raw{{}, format_version, static_cast<uint32_t>(h.dtype), h.dim, h.shard, h.num_shards, 0, h.rows,
+                 h.item_llm_hash, XXH3_64bits(body.data(), body.size()), 0};
   std::memcpy(raw.magic, magic, sizeof magic);
-  raw.version = format_version;
-  raw.dtype = static_cast<uint32_t>(h.dtype);
-  raw.dim = h.dim;
-  raw.shard = h.shard;
-  raw.num_shards = h.num_shards;
-  raw.rows = h.rows;
-  raw.item_llm_hash = h.item_llm_hash;
-  raw.body_hash = XXH3_64bits(body.data(), body.size());
   std::string bytes(reinterpret_cast<const char*>(&raw), sizeof raw);
   bytes += body;
   std::string tmp = path + ".tmp-" + std::to_string(::getpid());
@@ -80,17 +73,12 @@ embedding_shard_file embedding_shard_file::open(const std::string& path, uint64_
   }
   if (raw.dtype > 2) bad("unknown dtype " + std::to_string(raw.dtype));
   if (raw.num_shards == 0 || raw.shard >= raw.num_shards) bad("shard index out of range");
-  auto& h = f.header_;
-  h.dtype = static_cast<embedding_dtype>(raw.dtype);
-  h.dim = raw.dim;
-  h.shard = raw.shard;
-  h.num_shards = raw.num_shards;
-  h.rows = raw.rows;
-  h.item_llm_hash = raw.item_llm_hash;
+  f.header_ = {static_cast<embedding_dtype>(raw.dtype), raw.dim, raw.shard, raw.num_shards, raw.rows,
+               raw.item_llm_hash};
   // Size arithmetic in 128 bits so absurd header values cannot overflow into a plausible size.
   unsigned __int128 expected = header_bytes +
                                ((static_cast<unsigned __int128>(raw.rows) + 63) / 64 * 64) +
-                               static_cast<unsigned __int128>(raw.rows) * raw.dim * element_size(h.dtype);
+                               static_cast<unsigned __int128>(raw.rows) * raw.dim * element_size(f.header_.dtype);
   if (expected != f.file_.size()) {
     bad("size " + std::to_string(f.file_.size()) + " bytes does not match its header (truncated or damaged)");
   }

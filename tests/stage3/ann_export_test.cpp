@@ -215,12 +215,8 @@ TEST(cache_reader, reads_every_shard_and_refuses_missing_stale_or_partial_caches
   const uint64_t version = 0x1234abcdULL;
   std::filesystem::create_directories(tmp / "cache");
   auto write = [&](uint32_t s, bool leave_hole) {
-    storage::embedding_shard_header h;
-    h.dim = dim;
-    h.shard = s;
-    h.num_shards = shards;
-    h.rows = storage::shard_rows(items, s, shards);
-    h.item_llm_hash = version;
+    const storage::embedding_shard_header h{storage::embedding_dtype::f32, dim, s, shards,
+                                            storage::shard_rows(items, s, shards), version};
     std::vector<uint8_t> presence(h.rows, 1);
     std::vector<float> rows(h.rows * dim);
     for (uint64_t r = 0; r < h.rows; ++r) {
