@@ -1,7 +1,9 @@
 // Item LLM packing and pooling, User LLM causality and padding, the extra-token pass of the fusion heads.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <numeric>
+#include <utility>
 
 #include "model/hllm.hpp"
 #include "storage/error.hpp"
@@ -108,18 +110,23 @@ struct user_fixture : ::testing::Test {
     valid[1].narrow(0, 0, 2).fill_(false);  // left padding: user 1 has 4 items
     valid[2].narrow(0, 0, 5).fill_(false);  // user 2 has 1 item
   }
+  // A User LLM's outputs for x and for a copy of x that `change` edits (same weights, same mask).
+  std::pair<torch::Tensor, torch::Tensor> outputs_before_and_after(const std::function<void(torch::Tensor&)>& change) {
+    user_llm u(tiny_llama(0), false);
+    u->init_random(6);
+    torch::NoGradGuard ng;
+    auto y = x.clone();
+    change(y);
+    return {u->forward(x, valid), u->forward(y, valid)};
+  }
   torch::Tensor x, valid;
 };
 
 TEST_F(user_fixture, changing_a_later_item_never_changes_an_earlier_output) {
-  user_llm u(tiny_llama(0), false);
-  u->init_random(6);
-  torch::NoGradGuard ng;
-  auto a = u->forward(x, valid);
-  auto y = x.clone();
-  y[0][3] += 1.0;
-  y[1][4] += 1.0;
-  auto b = u->forward(y, valid);
+  auto [a, b] = outputs_before_and_after([](torch::Tensor& y) {
+    y[0][3] += 1.0;
+    y[1][4] += 1.0;
+  });
   EXPECT_EQ(max_abs_diff(a[0].narrow(0, 0, 3), b[0].narrow(0, 0, 3)), 0.0);
   EXPECT_EQ(max_abs_diff(a[1].narrow(0, 2, 2), b[1].narrow(0, 2, 2)), 0.0);
   EXPECT_GT(max_abs_diff(a[0].narrow(0, 3, 3), b[0].narrow(0, 3, 3)), 1e-4);
@@ -127,14 +134,10 @@ TEST_F(user_fixture, changing_a_later_item_never_changes_an_earlier_output) {
 }
 
 TEST_F(user_fixture, padding_embeddings_never_change_valid_outputs) {
-  user_llm u(tiny_llama(0), false);
-  u->init_random(6);
-  torch::NoGradGuard ng;
-  auto a = u->forward(x, valid);
-  auto y = x.clone();
-  y[1].narrow(0, 0, 2).normal_();
-  y[2].narrow(0, 0, 5).fill_(3.0);
-  auto b = u->forward(y, valid);
+  auto [a, b] = outputs_before_and_after([](torch::Tensor& y) {
+    y[1].narrow(0, 0, 2).normal_();
+    y[2].narrow(0, 0, 5).fill_(3.0);
+  });
   EXPECT_EQ(max_abs_diff(a[1].narrow(0, 2, 4), b[1].narrow(0, 2, 4)), 0.0);
   EXPECT_EQ(max_abs_diff(a[2][5], b[2][5]), 0.0);
 }

@@ -13,6 +13,7 @@
 
 #include "model/llama.hpp"
 #include "storage/error.hpp"
+#include "test_support.hpp"
 
 namespace hllm::model {
 namespace {
@@ -25,14 +26,9 @@ struct weight {
 };
 using weights = std::map<std::string, weight>;  // Hugging Face names, "model." prefix
 
+// The tests' tiny grouped-query shape (4 heads over 2 KV heads), with its own RoPE base.
 llama_config tiny_gqa_config() {
-  llama_config c;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.vocab_size = 11;
+  llama_config c = testing::tiny_llama(11);
   c.rms_norm_eps = 1e-5;
   c.rope_theta = 500.0;
   return c;

@@ -9,6 +9,7 @@
 #include "model/ranking.hpp"
 #include "model/trainer.hpp"
 #include "test_support.hpp"
+#include "train_loop.hpp"
 
 namespace hllm::model {
 namespace {
@@ -64,19 +65,8 @@ double valid_recall10(const timed_data& d, int64_t time_buckets) {
   train.total_steps = 200;
   trainer t(model, train, d.texts.view());
   const auto view = d.view();
-  const auto users = trainable_users(view);
-  const auto pool = training_items(view);
-  constexpr int64_t batch = 32, seq_len = 8;
-  const int64_t per_epoch = static_cast<int64_t>(users.size()) / batch;
-  for (int64_t s = 0; s < train.total_steps; ++s) {
-    const int64_t epoch = s / per_epoch, k = s % per_epoch;
-    const auto order = epoch_order(users, model.seed, epoch);
-    std::vector<int64_t> u(order.begin() + k * batch, order.begin() + (k + 1) * batch);
-    auto b = make_train_batch(view, u, seq_len);
-    attach_times(b, view);
-    b.negatives = sample_negatives(pool, 32, model.seed, 1, epoch, s, 0);
-    t.step(b);
-  }
+  constexpr int64_t seq_len = 8;
+  testing::train_over_epochs(t, view, model.seed, train.total_steps, 32, seq_len, 32, /*with_times=*/true);
   const auto e = make_eval_set(view, split::valid, seq_len);
   return summarize_ranks(t.ranks(e)).recall[1];  // R@10 x100
 }

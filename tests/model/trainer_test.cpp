@@ -4,11 +4,13 @@
 
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
 #include "model/metrics.hpp"
 #include "model/trainer.hpp"
 #include "device_digest.hpp"
 #include "synthetic.hpp"
+#include "train_loop.hpp"
 
 namespace hllm::model {
 namespace {
@@ -28,14 +30,19 @@ TEST(schedule, linear_warmup_then_cosine_to_zero) {
 // The small job of the device tests (device_digest.hpp): the same data, model and batches.
 using small_job = testing::digest_job;
 
+// Loss of a first step on `b`, then of the last of 20 more steps on the same batch.
+std::pair<double, double> first_and_last_loss(trainer& t, const train_batch& b) {
+  const double first = t.step(b).loss;
+  double last = first;
+  for (int i = 0; i < 20; ++i) last = t.step(b).loss;
+  return {first, last};
+}
+
 TEST(trainer, repeated_batch_loss_goes_down) {
   small_job job;
   job.train.total_steps = 30;
   trainer t(job.model, job.train, job.data.texts.view());
-  const auto b = job.batch(0);
-  const double first = t.step(b).loss;
-  double last = first;
-  for (int i = 0; i < 20; ++i) last = t.step(b).loss;
+  const auto [first, last] = first_and_last_loss(t, job.batch(0));
   EXPECT_LT(last, first * 0.8);
   EXPECT_EQ(t.steps_done(), 21);
 }
@@ -91,10 +98,7 @@ TEST(trainer, bf16_compute_keeps_fp32_parameters_and_trains) {
   job.train.bf16 = true;
   job.train.total_steps = 30;
   trainer t(job.model, job.train, job.data.texts.view());
-  const auto b = job.batch(1);
-  const double first = t.step(b).loss;
-  double last = first;
-  for (int i = 0; i < 20; ++i) last = t.step(b).loss;
+  const auto [first, last] = first_and_last_loss(t, job.batch(1));
   EXPECT_LT(last, first * 0.8);
   for (const auto& blob : t.state_blobs()) EXPECT_EQ(blob.dtype, st_dtype::f32) << blob.name;
 }
@@ -111,18 +115,8 @@ learned train_and_evaluate(const testing::synthetic_data& d, hllm_config model, 
   train.total_steps = steps;
   trainer t(model, train, d.texts.view());
   const auto view = d.view();
-  const auto users = trainable_users(view);
-  const auto pool = training_items(view);
-  constexpr int64_t batch = 32, seq_len = 10;
-  const int64_t per_epoch = static_cast<int64_t>(users.size()) / batch;
-  for (int64_t s = 0; s < steps; ++s) {
-    const int64_t epoch = s / per_epoch, k = s % per_epoch;
-    const auto order = epoch_order(users, model.seed, epoch);
-    std::vector<int64_t> u(order.begin() + k * batch, order.begin() + (k + 1) * batch);
-    auto b = make_train_batch(view, u, seq_len);
-    b.negatives = sample_negatives(pool, 128, model.seed, 1, epoch, s, 0);
-    t.step(b);
-  }
+  constexpr int64_t seq_len = 10;
+  testing::train_over_epochs(t, view, model.seed, steps, 32, seq_len, 128);
   const auto e = make_eval_set(view, split::valid, seq_len);
   const auto ranks = t.ranks(e);
   std::vector<bool> cold(e.size());
