@@ -20,10 +20,35 @@ struct addressable_state {
   static inline const char* name = "hllm_addressable";
 };
 
+// The one table from an hllm::error's category to the code of the error reply a receiver sends for it (a client
+// reads the code back with errc_of, actors/ask.hpp). The wire has fewer codes than errc: checksum travels as
+// malformed (a client reads format), invalid_input and not_found as rejected (a client reads mismatch).
+constexpr msg::error_code code_of(errc c) {
+  switch (c) {
+    case errc::io: return msg::error_code::internal;
+    case errc::format:
+    case errc::checksum: return msg::error_code::malformed;
+    case errc::version: return msg::error_code::version_mismatch;
+    case errc::invalid_input:
+    case errc::not_found:
+    case errc::mismatch: return msg::error_code::rejected;
+  }
+  return msg::error_code::internal;
+}
+
+// The refusal of a body a receiver does not take: `rejected`, naming the receiver and the body's kind.
+inline msg::error refuse_unexpected(const std::string& receiver, const msg::body& request) {
+  return {msg::error_code::rejected, receiver + ": unexpected " + msg::to_string(msg::kind_of(request))};
+}
+
+// The core's answer; a thrown hllm::error becomes the error reply of its category (code_of), anything else thrown
+// `internal`.
 template <class Core>
 msg::body answer_safely(Core& core, const msg::body& request) {
   try {
     return core.handle(request);
+  } catch (const error& e) {
+    return msg::error{code_of(e.code()), e.what()};
   } catch (const std::exception& e) {
     return msg::error{msg::error_code::internal, e.what()};
   }

@@ -24,7 +24,8 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 // One request to a cache shard and its typed reply (actors/ask.hpp: transient failures are asked again for up to
-// `retry_for`, a shard being respawned); any other failure throws hllm::error naming the receiver.
+// `retry_for`, a shard being respawned); any other failure throws hllm::error naming the receiver, of the category
+// the failure's code says (to_error).
 template <class Request>
 msg::reply_t<Request> ask_or_throw(caf::scoped_actor& self, router_actor& router, const std::string& from, job_ref job,
                                    const std::string& to, const Request& request,
@@ -33,7 +34,7 @@ msg::reply_t<Request> ask_or_throw(caf::scoped_actor& self, router_actor& router
   policy.retry_for = retry_for;
   policy.log_as = "cache";
   auto r = ask(self, router, from, job, to, request, policy);
-  if (!r.ok()) throw error(errc::io, to + ": " + r.failure().message);
+  if (!r.ok()) throw to_error(r.failure(), to);
   return std::move(r.value());
 }
 
@@ -88,11 +89,10 @@ cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const 
     if (std::find(done_units.begin(), done_units.end(), u) == done_units.end()) todo.push_back(u);
   }
   caf::scoped_actor self{sys};
-  using handle_t = decltype(self->request(router, caf::infinite, atom::request_v, msg::buffer{}));
   struct in_flight {
     std::int64_t unit;
     std::size_t encoder;
-    handle_t handle;
+    pending<msg::encode_request> reply;
   };
   std::deque<in_flight> flying;
   std::vector<bool> busy(o.encoders.size(), false);
@@ -125,9 +125,7 @@ cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const 
       }
       r.model_version = o.version;
       r.write_to_cache = true;
-      auto h = self->request(router, caf::infinite, atom::request_v,
-                             make_request(o.sender, o.encoders[e], r, o.job, o.unit_timeout));
-      flying.push_back({u, e, h});
+      flying.push_back({u, e, send_request(self, router, o.sender, o.job, o.encoders[e], r, o.unit_timeout)});
       busy[e] = true;
     }
   };
@@ -136,18 +134,16 @@ cache_fill_result fill_cache(caf::actor_system& sys, router_actor router, const 
     while (!flying.empty()) {
       auto f = std::move(flying.front());
       flying.pop_front();
-      std::string failure;
-      f.handle.receive(
-          [&](const msg::buffer& b) { failure = reply_failure(b); },
-          [&](const caf::error& e) { failure = caf::to_string(e); });
+      const auto r = f.reply.receive();
       busy[f.encoder] = false;
-      if (failure.empty()) {
+      if (r.ok()) {
         pending_units.push_back(f.unit);
         ++result.units_encoded;
         if (o.on_progress) o.on_progress(static_cast<std::int64_t>(done_units.size() + pending_units.size()));
         if (static_cast<std::int64_t>(pending_units.size()) >= o.persist_every_units) persist_and_record();
       } else {
-        spdlog::warn("cache: unit {} failed on {} ({}); re-queued", f.unit, o.encoders[f.encoder], failure);
+        spdlog::warn("cache: unit {} failed on {} ({}); re-queued", f.unit, o.encoders[f.encoder],
+                     r.failure().message);
         todo.push_back(f.unit);
       }
       dispatch();

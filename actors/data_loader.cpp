@@ -61,7 +61,7 @@ msg::body data_loader::handle(const msg::body& request) {
   if (const auto* r = std::get_if<msg::batch_request>(&request)) return batch_of(*r);
   if (std::holds_alternative<msg::status_request>(request)) return status();
   ++refused_;
-  return msg::error{msg::error_code::rejected, opt_.name + ": unexpected " + msg::to_string(msg::kind_of(request))};
+  return refuse_unexpected(opt_.name, request);
 }
 
 msg::status_reply data_loader::status() const {

@@ -208,7 +208,8 @@ msg::body embedding_cache_shard::handle(const msg::body& request) {
   }
   if (const auto* k = std::get_if<msg::checkpoint_request>(&request)) return persist(*k);
   if (std::holds_alternative<msg::status_request>(request)) return status();
-  return fail(msg::error_code::rejected, opt_.name + ": unexpected " + msg::to_string(msg::kind_of(request)));
+  const auto refusal = refuse_unexpected(opt_.name, request);
+  return fail(refusal.code, refusal.message);
 }
 
 addressable_actor spawn_embedding_cache_shard(caf::actor_system& sys, router_actor router,

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "actors/addressable.hpp"
+#include "actors/ask.hpp"
 #include "actors/cache_fill.hpp"
 #include "messages/codec.hpp"
 #include "messages/protocol.hpp"
@@ -151,15 +152,12 @@ msg::body item_encoder::encode(const msg::encode_request& r) {
       p.rows.type = msg::dtype::f32;
       p.rows.shape = {static_cast<int64_t>(p.item_ids.size()), dim};
       std::string to = msg::shard_name(shard);
-      std::string failure;
-      s.self->request(s.router, caf::infinite, atom::request_v, make_request(s.opt.name, to, p, s.opt.job))
-          .receive(
-              [&](const msg::buffer& b) { failure = reply_failure(b); },
-              [&](const caf::error& e) { failure = caf::to_string(e); });
-      if (!failure.empty()) {
+      // One attempt: a unit that failed is re-queued by the cache fill. The shard's code travels on.
+      auto stored = ask(s.self, s.router, s.opt.name, s.opt.job, to, p);
+      if (!stored.ok()) {
         ++s.failures;
-        s.last_error = s.opt.name + ": " + to + ": " + failure;
-        return msg::error{msg::error_code::rejected, s.last_error};
+        s.last_error = s.opt.name + ": " + to + ": " + stored.failure().message;
+        return msg::error{stored.failure().code, s.last_error};
       }
     }
   }
@@ -171,8 +169,7 @@ msg::body item_encoder::encode(const msg::encode_request& r) {
 msg::body item_encoder::handle(const msg::body& request) {
   if (const auto* r = std::get_if<msg::encode_request>(&request)) return encode(*r);
   if (std::holds_alternative<msg::status_request>(request)) return status();
-  return msg::error{msg::error_code::rejected,
-                    impl_->opt.name + ": unexpected " + msg::to_string(msg::kind_of(request))};
+  return refuse_unexpected(impl_->opt.name, request);
 }
 
 msg::status_reply item_encoder::status() const {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "actors/addressable.hpp"
+#include "actors/ask.hpp"
 #include "actors/monitor_console.hpp"
 #include "actors/monitor_util.hpp"
 #include "messages/codec.hpp"
@@ -181,7 +182,7 @@ msg::status_reply monitor::status() const {
 
 msg::body monitor::handle(const msg::body& request) {
   if (std::holds_alternative<msg::status_request>(request)) return status();
-  return msg::error{msg::error_code::rejected, opt_.name + ": unexpected " + msg::to_string(msg::kind_of(request))};
+  return refuse_unexpected(opt_.name, request);
 }
 
 json monitor::snapshot_json() const {
@@ -333,31 +334,21 @@ void monitor_service::poll_once() {
   caf::scoped_actor self{sys_};
   // The router answers every request (a timeout becomes an error reply after o.timeout); the CAF deadline, a bit
   // later, only guards against a router that does not answer at all.
-  auto backstop = o.timeout + std::chrono::seconds(1);
-  using handle_type = decltype(self->request(router_, backstop, atom::request_v, msg::buffer{}));
-  std::vector<std::pair<std::string, handle_type>> asked;
+  const caf::duration backstop{o.timeout + std::chrono::seconds(1)};
+  std::vector<std::pair<std::string, pending<msg::status_request>>> asked;
   asked.reserve(targets.size());
   for (const auto& t : targets) {
-    asked.emplace_back(t, self->request(router_, backstop, atom::request_v,
-                                        make_request(o.name, t, msg::status_request{}, o.job, o.timeout)));
+    asked.emplace_back(t, send_request(self, router_, o.name, o.job, t, msg::status_request{}, o.timeout, backstop));
   }
-  for (auto& [target, handle] : asked) {
+  for (auto& [target, reply] : asked) {
     status_snapshot s;
-    handle.receive(
-        [&](const msg::buffer& b) {
-          auto env = msg::decode(b);
-          if (!env) {
-            s.error = env.error().what;
-          } else if (auto* r = std::get_if<msg::status_reply>(&env->content)) {
-            s.reply = std::move(*r);
-            s.reachable = true;
-          } else if (auto* e = std::get_if<msg::error>(&env->content)) {
-            s.error = std::string(msg::to_string(e->code)) + ": " + e->message;
-          } else {
-            s.error = std::string("unexpected reply ") + msg::to_string(msg::kind_of(env->content));
-          }
-        },
-        [&](const caf::error& e) { s.error = caf::to_string(e); });
+    auto r = reply.receive();
+    if (r.ok()) {
+      s.reply = std::move(r.value());
+      s.reachable = true;
+    } else {
+      s.error = describe(r.failure());
+    }
     s.taken = clock_type::now();
     s.taken_unix_ms = unix_ms_now();
     core_->record(target, std::move(s));

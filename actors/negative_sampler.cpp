@@ -43,7 +43,7 @@ msg::body negative_sampler::handle(const msg::body& request) {
   if (const auto* r = std::get_if<msg::negatives_request>(&request)) return negatives_of(*r);
   if (std::holds_alternative<msg::status_request>(request)) return status();
   ++refused_;
-  return msg::error{msg::error_code::rejected, opt_.name + ": unexpected " + msg::to_string(msg::kind_of(request))};
+  return refuse_unexpected(opt_.name, request);
 }
 
 msg::status_reply negative_sampler::status() const {

@@ -8,7 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
-#include "messages/codec.hpp"
+#include "actors/ask.hpp"
 #include "messages/shard.hpp"
 #include "storage/error.hpp"
 
@@ -16,79 +16,92 @@ namespace hllm {
 
 namespace {
 
-using handle_type = decltype(std::declval<caf::scoped_actor&>()->request(
-    std::declval<router_actor&>(), caf::infinite, atom::request_v, std::declval<msg::buffer>()));
-
-// One outstanding request and how to repeat it elsewhere.
+// One outstanding request and its attempt number (0-based): attempt k of step s goes to receiver (s + k) % n.
+template <class Request>
 struct outstanding {
-  handle_type handle;
+  pending<Request> reply;
   int attempt = 0;
 };
 
 }  // namespace
 
 struct step_feed::impl {
-  impl(caf::actor_system& sys, router_actor r, step_feed_options o) : self(sys), router(std::move(r)), opt(std::move(o)) {}
+  impl(caf::actor_system& sys, router_actor r, step_feed_options o) : self(sys), router(std::move(r)), opt(std::move(o)) {
+    // Loaders and samplers answer alike (pure functions of the step): any failure is asked of the next one.
+    feed_retry.on = retry_on::any;
+    feed_retry.attempts = opt.attempts;
+    feed_retry.pause = std::chrono::milliseconds(0);
+    // A lookup goes to the one shard owning the ids: asked again after a pause (a shard process being respawned),
+    // unless the shard itself refused it (another version), which asking again cannot change.
+    rows_retry.on = retry_on::not_refused;
+    rows_retry.attempts = opt.attempts;
+    rows_retry.pause = std::chrono::milliseconds(200);
+  }
 
   caf::scoped_actor self;
   router_actor router;
   step_feed_options opt;
+  retry_policy feed_retry, rows_retry;
   std::uint32_t epoch = 0;
   std::uint64_t next_request = 0, end = 0;
   struct pending_step {
-    pending_step(std::uint64_t s, outstanding b, outstanding n)
+    pending_step(std::uint64_t s, outstanding<msg::batch_request> b, outstanding<msg::negatives_request> n)
         : step(s), batch(std::move(b)), negatives(std::move(n)) {}
     std::uint64_t step;
-    outstanding batch, negatives;
+    outstanding<msg::batch_request> batch;
+    outstanding<msg::negatives_request> negatives;
     std::optional<msg::batch> got_batch;  // the replies, once received
     std::optional<msg::negatives> got_negatives;
     std::vector<std::int32_t> row_ids;    // stage 2: distinct ids, ascending
     std::vector<std::vector<std::int32_t>> shard_ids;  // row_ids split by owning shard
-    std::vector<std::optional<outstanding>> lookups;  // one per shard (none without ids); empty until sent
+    std::vector<std::optional<outstanding<msg::cache_lookup>>> lookups;  // one per shard (none without ids); empty until sent
   };
   std::deque<pending_step> pending;
   step_feed_counters counters;
 
   msg::step_key key(std::uint64_t step) const { return {opt.stage, epoch, step, opt.rank}; }
 
-  outstanding ask_batch(std::uint64_t step, int attempt) {
+  template <class Request>
+  outstanding<Request> send_to(const std::string& to, const Request& r, int attempt) {
+    ++counters.requests;
+    return {send_request(self, router, opt.name, opt.job, to, r, opt.timeout), attempt};
+  }
+
+  outstanding<msg::batch_request> ask_batch(std::uint64_t step, int attempt) {
     msg::batch_request r;
     r.at = key(step);
     r.world_size = opt.world_size;
     r.batch_size = opt.batch_size;
     r.max_length = opt.max_length;
-    const auto& to = opt.loaders[(step + static_cast<std::uint64_t>(attempt)) % opt.loaders.size()];
-    ++counters.requests;
-    return {self->request(router, caf::infinite, atom::request_v, make_request(opt.name, to, r, opt.job, opt.timeout)),
-            attempt};
+    return send_to(opt.loaders[(step + static_cast<std::uint64_t>(attempt)) % opt.loaders.size()], r, attempt);
   }
 
-  outstanding ask_negatives(std::uint64_t step, int attempt) {
+  outstanding<msg::negatives_request> ask_negatives(std::uint64_t step, int attempt) {
     msg::negatives_request r;
     r.at = key(step);
     r.count = opt.negatives;
-    const auto& to = opt.samplers[(step + static_cast<std::uint64_t>(attempt)) % opt.samplers.size()];
-    ++counters.requests;
-    return {self->request(router, caf::infinite, atom::request_v, make_request(opt.name, to, r, opt.job, opt.timeout)),
-            attempt};
+    return send_to(opt.samplers[(step + static_cast<std::uint64_t>(attempt)) % opt.samplers.size()], r, attempt);
   }
 
-  outstanding ask_rows(std::uint32_t shard, const std::vector<std::int32_t>& ids, int attempt) {
+  outstanding<msg::cache_lookup> ask_rows(std::uint32_t shard, const std::vector<std::int32_t>& ids, int attempt) {
     msg::cache_lookup l;
     l.shard = shard;
     l.model_version = opt.cache_version;
     l.item_ids = ids;
-    ++counters.requests;
     ++counters.lookups;
-    return {self->request(router, caf::infinite, atom::request_v,
-                          make_request(opt.name, msg::shard_name(shard), l, opt.job, opt.timeout)),
-            attempt};
+    return send_to(msg::shard_name(shard), l, attempt);
   }
 
   // The batch and negatives of a pending step, received (in order of arrival they may already be here).
   void resolve(pending_step& p) {
-    if (!p.got_batch) p.got_batch = await<msg::batch>(std::move(p.batch), p.step, true);
-    if (!p.got_negatives) p.got_negatives = await<msg::negatives>(std::move(p.negatives), p.step, false);
+    if (!p.got_batch) {
+      p.got_batch = receive_retrying(std::move(p.batch), feed_retry, p.step, "loader",
+                                     [&](int attempt) { return ask_batch(p.step, attempt); });
+    }
+    if (!p.got_negatives) {
+      p.got_negatives = receive_retrying(std::move(p.negatives), feed_retry, p.step, "sampler",
+                                         [&](int attempt) { return ask_negatives(p.step, attempt); });
+    }
   }
 
   // Stage 2: the step's distinct ids, asked of their shards (once).
@@ -115,50 +128,58 @@ struct step_feed::impl {
     }
   }
 
-  // The rows of a step from its lookups, in row_ids order; a failed lookup is asked again of the same shard.
+  std::string step_context(std::uint64_t step) const { return opt.name + ": step " + std::to_string(step); }
+
+  // Waits for the reply to `o` (from `who`); after a failure asks again with resend(attempt) as `policy` says, and
+  // when it says no more, throws: the receiver's own words when it refused and the policy asks no other receiver,
+  // else that nobody answered, with the last failure. Its category is the failure's (to_error).
+  template <class Request, class Resend>
+  msg::reply_t<Request> receive_retrying(outstanding<Request> o, const retry_policy& policy, std::uint64_t step,
+                                         const std::string& who, Resend resend) {
+    const bool next_one = policy.on == retry_on::any;  // several receivers answer alike
+    const auto first_sent = std::chrono::steady_clock::now();
+    while (true) {
+      auto r = o.reply.receive();
+      if (r.ok()) return std::move(r.value());
+      const auto& f = r.failure();
+      if (!policy.asks_again(f, o.attempt + 1, first_sent)) {
+        if (f.code == msg::error_code::rejected && !next_one) throw to_error(f, step_context(step));
+        throw to_error(f, step_context(step) + " of epoch " + std::to_string(epoch) + ": " +
+                              (next_one ? "no " + who + " answered" : who + " did not answer") + " after " +
+                              std::to_string(opt.attempts) + " attempts; last failure");
+      }
+      ++counters.retries;
+      spdlog::warn("{}: step {}: {} failed ({}), {}", opt.name, step, who, describe(f),
+                   next_one ? "asking the next one" : "asking again");
+      if (policy.pause.count() > 0) std::this_thread::sleep_for(policy.pause);
+      o = resend(o.attempt + 1);
+    }
+  }
+
+  // The rows of a step from its lookups, in row_ids order.
   void collect_rows(pending_step& p, model::train_batch& out) {
     std::size_t dim = 0;
     for (std::uint32_t s = 0; s < opt.cache_shards; ++s) {
       if (p.shard_ids[s].empty()) continue;
-      outstanding o = std::move(*p.lookups[s]);
-      while (true) {
-        std::string failure;
-        bool refused = false;  // by the shard itself (another version): asking again cannot help
-        auto rows = take<msg::cache_rows>(o, failure, refused);
-        if (refused) {
-          throw error(errc::mismatch, opt.name + ": step " + std::to_string(p.step) + ": " + failure);
-        }
-        if (rows) {
-          if (!rows->missing_ids.empty() || rows->item_ids != p.shard_ids[s] || rows->rows.shape.size() != 2) {
-            throw error(errc::mismatch, opt.name + ": step " + std::to_string(p.step) + ": " +
-                                            msg::shard_name(s) + " misses " +
-                                            std::to_string(rows->missing_ids.size()) + " of " +
-                                            std::to_string(p.shard_ids[s].size()) + " rows of version " +
-                                            opt.cache_version + " (run the cache stage)");
-          }
-          const auto d = static_cast<std::size_t>(rows->rows.shape[1]);
-          if (dim == 0) {
-            dim = d;
-            out.rows.assign(p.row_ids.size() * dim, 0.0f);
-          } else if (d != dim) {
-            throw error(errc::mismatch, opt.name + ": cache shards disagree on the row width");
-          }
-          const auto* src = reinterpret_cast<const float*>(rows->rows.data.data());
-          for (std::size_t k = 0; k < rows->item_ids.size(); ++k) {
-            auto at = std::lower_bound(p.row_ids.begin(), p.row_ids.end(), rows->item_ids[k]) - p.row_ids.begin();
-            std::memcpy(out.rows.data() + static_cast<std::size_t>(at) * dim, src + k * dim, dim * sizeof(float));
-          }
-          break;
-        }
-        if (o.attempt + 1 >= opt.attempts) {
-          throw error(errc::io, opt.name + ": step " + std::to_string(p.step) + " of epoch " + std::to_string(epoch) +
-                                    ": " + msg::shard_name(s) + " did not answer after " +
-                                    std::to_string(opt.attempts) + " attempts; last failure: " + failure);
-        }
-        ++counters.retries;
-        spdlog::warn("{}: step {}: {} failed ({}), asking again", opt.name, p.step, msg::shard_name(s), failure);
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        o = ask_rows(s, p.shard_ids[s], o.attempt + 1);
+      const auto rows = receive_retrying(std::move(*p.lookups[s]), rows_retry, p.step, msg::shard_name(s),
+                                         [&](int attempt) { return ask_rows(s, p.shard_ids[s], attempt); });
+      if (!rows.missing_ids.empty() || rows.item_ids != p.shard_ids[s] || rows.rows.shape.size() != 2) {
+        throw error(errc::mismatch, step_context(p.step) + ": " + msg::shard_name(s) + " misses " +
+                                        std::to_string(rows.missing_ids.size()) + " of " +
+                                        std::to_string(p.shard_ids[s].size()) + " rows of version " +
+                                        opt.cache_version + " (run the cache stage)");
+      }
+      const auto d = static_cast<std::size_t>(rows.rows.shape[1]);
+      if (dim == 0) {
+        dim = d;
+        out.rows.assign(p.row_ids.size() * dim, 0.0f);
+      } else if (d != dim) {
+        throw error(errc::mismatch, opt.name + ": cache shards disagree on the row width");
+      }
+      const auto* src = reinterpret_cast<const float*>(rows.rows.data.data());
+      for (std::size_t k = 0; k < rows.item_ids.size(); ++k) {
+        auto at = std::lower_bound(p.row_ids.begin(), p.row_ids.end(), rows.item_ids[k]) - p.row_ids.begin();
+        std::memcpy(out.rows.data() + static_cast<std::size_t>(at) * dim, src + k * dim, dim * sizeof(float));
       }
     }
     out.row_ids = std::move(p.row_ids);
@@ -171,47 +192,6 @@ struct step_feed::impl {
     }
   }
 
-  // Waits for the reply to `o`: its body if it is a Body; otherwise nothing, with `failure` saying why and
-  // `rejected` set when the receiver itself refused the request (an error reply with code `rejected`).
-  template <class Body>
-  std::optional<Body> take(outstanding& o, std::string& failure, bool& rejected) {
-    std::optional<Body> out;
-    o.handle.receive(
-        [&](const msg::buffer& b) {
-          auto env = msg::decode(b);
-          if (!env) {
-            failure = env.error().what;
-          } else if (auto* body = std::get_if<Body>(&env->content)) {
-            out = std::move(*body);
-          } else if (auto* e = std::get_if<msg::error>(&env->content)) {
-            failure = std::string(msg::to_string(e->code)) + ": " + e->message;
-            rejected = e->code == msg::error_code::rejected;
-          } else {
-            failure = std::string("unexpected reply ") + msg::to_string(msg::kind_of(env->content));
-          }
-        },
-        [&](const caf::error& e) { failure = caf::to_string(e); });
-    return out;
-  }
-
-  // Waits for one reply; on an error reply asks the next actor, up to opt.attempts times.
-  template <class Body>
-  Body await(outstanding o, std::uint64_t step, bool is_batch) {
-    while (true) {
-      std::string failure;
-      bool rejected = false;  // a loader or sampler that refuses may be alone in that: the next one is asked
-      if (auto out = take<Body>(o, failure, rejected)) return std::move(*out);
-      if (o.attempt + 1 >= opt.attempts) {
-        throw error(errc::io, opt.name + ": step " + std::to_string(step) + " of epoch " + std::to_string(epoch) +
-                                  ": no " + (is_batch ? "loader" : "sampler") + " answered after " +
-                                  std::to_string(opt.attempts) + " attempts; last failure: " + failure);
-      }
-      ++counters.retries;
-      spdlog::warn("{}: step {}: {} failed ({}), asking the next one", opt.name, step,
-                   is_batch ? "loader" : "sampler", failure);
-      o = is_batch ? ask_batch(step, o.attempt + 1) : ask_negatives(step, o.attempt + 1);
-    }
-  }
 };
 
 step_feed::step_feed(caf::actor_system& sys, router_actor router, step_feed_options o)
@@ -227,10 +207,10 @@ step_feed::~step_feed() = default;
 void step_feed::start_epoch(std::uint32_t epoch, std::uint64_t first_step, std::uint64_t end_step) {
   // Replies still outstanding from an earlier epoch are received and dropped.
   for (auto& p : impl_->pending) {
-    if (!p.got_batch) p.batch.handle.receive([](const msg::buffer&) {}, [](const caf::error&) {});
-    if (!p.got_negatives) p.negatives.handle.receive([](const msg::buffer&) {}, [](const caf::error&) {});
+    if (!p.got_batch) p.batch.reply.drop();
+    if (!p.got_negatives) p.negatives.reply.drop();
     for (auto& l : p.lookups) {
-      if (l) l->handle.receive([](const msg::buffer&) {}, [](const caf::error&) {});
+      if (l) l->reply.drop();
     }
   }
   impl_->pending.clear();

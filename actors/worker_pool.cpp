@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
+#include "actors/ask.hpp"
 #include "messages/codec.hpp"
 #include "storage/error.hpp"
 
@@ -94,11 +95,9 @@ struct worker_pool::impl {
 
   // One status request to a worker's router; true when it answered in time.
   bool ping(caf::scoped_actor& self, const std::string& name, std::chrono::milliseconds timeout) {
-    bool ok = false;
-    self->request(router, caf::infinite, atom::request_v,
-                  make_request(opt.sender, worker_router_name(name), msg::status_request{}, opt.job, timeout))
-        .receive([&](const msg::buffer& b) { ok = reply_failure(b).empty(); }, [](const caf::error&) {});
-    return ok;
+    return send_request(self, router, opt.sender, opt.job, worker_router_name(name), msg::status_request{}, timeout)
+        .receive()
+        .ok();
   }
 
   // Starts the process and waits until its router answers; throws when it exits or stays silent.
