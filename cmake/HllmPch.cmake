@@ -31,7 +31,11 @@ function(hllm_reuse_torch_pch target)
   endif()
 endfunction()
 
-hllm_reuse_torch_pch(hllm_job ${PROJECT_SOURCE_DIR}/actors/job.cpp ${PROJECT_SOURCE_DIR}/actors/user_trainer.cpp)
+# The job driver's files and the user trainer include no torch header (trainer.hpp is a pimpl): loading the PCH costs
+# each of them 8-12 CPU s for nothing (measured: docs/benchmarks.md, "Build time"). item_encoder.cpp uses torch.
+set(_hllm_job_torch_free job.cpp job_placement.cpp job_checkpoints.cpp job_cache.cpp job_results.cpp user_trainer.cpp)
+list(TRANSFORM _hllm_job_torch_free PREPEND ${PROJECT_SOURCE_DIR}/actors/)
+hllm_reuse_torch_pch(hllm_job ${_hllm_job_torch_free})
 hllm_reuse_torch_pch(hllm_stage3)
 hllm_reuse_torch_pch(hllm-encode)
 hllm_reuse_torch_pch(model_tests)
