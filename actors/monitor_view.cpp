@@ -232,30 +232,30 @@ std::string prometheus_text(const json& doc) {
     labels r0{{"rank", "0"}};
     std::string stage = str(j, "stage");
     labels rs{{"rank", "0"}, {"stage", stage}};
-    if (is_number(j, "step")) x.add("hllm_job_step", "gauge", "Steps done in the current stage (rank 0).", rs, num(j, "step"));
-    if (is_number(j, "steps_total")) {
-      x.add("hllm_job_stage_steps", "gauge", "Steps the current stage runs in all (rank 0).", rs, num(j, "steps_total"));
-    }
-    if (is_number(j, "epoch")) x.add("hllm_job_epoch", "gauge", "Epoch of the current stage, from 0.", rs, num(j, "epoch"));
-    if (is_number(j, "steps_per_s")) {
-      x.add("hllm_job_steps_per_second", "gauge", "Optimizer steps per second of the current stage.", rs,
-            num(j, "steps_per_s"));
-    }
-    if (is_number(j, "samples_per_s")) {
-      x.add("hllm_job_samples_per_second", "gauge", "Training samples per second of the current stage (all ranks).",
-            rs, num(j, "samples_per_s"));
-    }
-    if (is_number(j, "eta_s")) {
-      x.add("hllm_job_eta_seconds", "gauge", "Estimated seconds until the current stage ends.", rs, num(j, "eta_s"));
-    }
-    if (is_number(j, "loss")) x.add("hllm_job_loss", "gauge", "Loss of the last logged step.", rs, num(j, "loss"));
-    if (is_number(j, "top10")) {
-      x.add("hllm_job_top10_accuracy", "gauge", "In-batch top-10 accuracy of the last logged step.", rs,
-            num(j, "top10"));
-    }
-    if (is_number(j, "respawns")) {
-      x.add("hllm_job_worker_respawns_total", "counter", "Worker processes started again after dying or hanging.",
-            r0, num(j, "respawns"));
+    // The job's gauges, one row each: status.json field, metric, type, help; all but the respawn counter carry the
+    // stage label.
+    struct job_metric {
+      const char* field;
+      const char* name;
+      const char* type;
+      const char* help;
+      bool per_stage;
+    };
+    static const job_metric job_metrics[] = {
+        {"step", "hllm_job_step", "gauge", "Steps done in the current stage (rank 0).", true},
+        {"steps_total", "hllm_job_stage_steps", "gauge", "Steps the current stage runs in all (rank 0).", true},
+        {"epoch", "hllm_job_epoch", "gauge", "Epoch of the current stage, from 0.", true},
+        {"steps_per_s", "hllm_job_steps_per_second", "gauge", "Optimizer steps per second of the current stage.", true},
+        {"samples_per_s", "hllm_job_samples_per_second", "gauge",
+         "Training samples per second of the current stage (all ranks).", true},
+        {"eta_s", "hllm_job_eta_seconds", "gauge", "Estimated seconds until the current stage ends.", true},
+        {"loss", "hllm_job_loss", "gauge", "Loss of the last logged step.", true},
+        {"top10", "hllm_job_top10_accuracy", "gauge", "In-batch top-10 accuracy of the last logged step.", true},
+        {"respawns", "hllm_job_worker_respawns_total", "counter",
+         "Worker processes started again after dying or hanging.", false},
+    };
+    for (const auto& m : job_metrics) {
+      if (is_number(j, m.field)) x.add(m.name, m.type, m.help, m.per_stage ? rs : r0, num(j, m.field));
     }
     if (j.contains("best") && j["best"].is_object()) {
       for (const auto& [s, b] : j["best"].items()) {
