@@ -27,7 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/monitor_console_token.hpp"
-#include "job_check.hpp"
+#include "console_job.hpp"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -35,34 +35,16 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
+using namespace hllm::test;
 const std::string bin = HLLM_BIN_DIR;
 
-std::string tiny() {
-  const char* p = std::getenv("HLLM_TINY_DATA");
-  return p == nullptr ? "" : p;
-}
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("hllm-console-hard-" + std::to_string(::getpid()) + "-" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+fs::path fresh_dir(const std::string& name) { return hllm::test::fresh_dir("hllm-console-hard", name); }
 
 void write_file(const fs::path& p, const std::string& text, mode_t mode) {
   fs::remove(p);
   std::ofstream(p, std::ios::binary) << text;
   ::chmod(p.c_str(), mode);
 }
-
-bool alive(pid_t pid) { return ::waitpid(pid, nullptr, WNOHANG) == 0; }
 
 // ---- raw loopback sockets ----
 
@@ -129,52 +111,11 @@ std::string header_of(const std::string& response, const std::string& name) {
 
 // ---- a real job with its console (token from the environment: never on the command line) ----
 
-struct running_job {
-  fs::path dir;
-  pid_t pid = -1;
-  int port = 0;
-  std::string token = "hard-Token_42.x";
+struct running_job : console_job {
+  static inline const std::string token = "hard-Token_42.x";
 
-  explicit running_job(const std::string& name) : dir(fresh_dir(name)) {
-    std::vector<std::string> argv{bin + "/hllm-train", "--data", tiny(), "--out", (dir / "job").string(),
-                                  "--monitor-port", "0"};
-    std::vector<std::string> sets = hllm::test::tiny_job_sets();
-    sets.push_back("stage1.epochs=100000");
-    sets.push_back("train.checkpoint_every_steps=40");
-    for (const auto& s : sets) {
-      argv.push_back("--set");
-      argv.push_back(s);
-    }
-    const fs::path log = dir / "job.log";
-    pid = ::fork();
-    if (pid == 0) {
-      FILE* f = std::fopen(log.c_str(), "w");
-      if (f != nullptr) {
-        ::dup2(fileno(f), 1);
-        ::dup2(fileno(f), 2);
-      }
-      ::setenv("HLLM_MONITOR_TOKEN", token.c_str(), 1);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      std::perror("execv");
-      ::_exit(127);
-    }
-    for (int i = 0; i < 1200 && port == 0 && alive(pid); ++i) {
-      auto j = json::parse(read_file(dir / "job" / "console.json"), nullptr, false);
-      if (!j.is_discarded() && j.contains("port")) port = j["port"].get<int>();
-      else std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  ~running_job() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    if (!::testing::Test::HasFailure()) fs::remove_all(dir);
-  }
-  std::string log() const { return read_file(dir / "job.log"); }
+  explicit running_job(const std::string& name)
+      : console_job("hllm-console-hard", name, {}, {{"HLLM_MONITOR_TOKEN", token}}) {}
   std::string bearer() const { return "Authorization: Bearer " + token + "\r\n"; }
   json status() const {
     std::string r = request(port, "/api/status", bearer());

@@ -25,96 +25,24 @@
 
 #include <nlohmann/json.hpp>
 
-#include "job_check.hpp"
+#include "console_job.hpp"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
 
+using namespace hllm::test;
 const std::string bin = HLLM_BIN_DIR;
-
-std::string tiny() {
-  const char* p = std::getenv("HLLM_TINY_DATA");
-  return p == nullptr ? "" : p;
-}
 
 bool have(const std::string& program) { return std::system(("command -v " + program + " >/dev/null 2>&1").c_str()) == 0; }
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("hllm-console-test-" + std::to_string(::getpid()) + "-" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+// A tiny job long enough to watch with its console on a free port and a token (set in the job's configuration).
+struct running_job : console_job {
+  static inline const std::string token = "test-token-123";
 
-// Starts ARGV with stdout and stderr into LOG; returns the pid.
-pid_t spawn(const std::vector<std::string>& argv, const fs::path& log) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    FILE* f = std::fopen(log.c_str(), "w");
-    if (f != nullptr) {
-      ::dup2(fileno(f), 1);
-      ::dup2(fileno(f), 2);
-    }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    std::perror("execv");
-    ::_exit(127);
-  }
-  return pid;
-}
-
-bool alive(pid_t pid) { return ::waitpid(pid, nullptr, WNOHANG) == 0; }
-
-void stop(pid_t pid) {
-  if (pid <= 0) return;
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// A tiny job long enough to watch (stage 1 for many epochs: it is killed at the end of the test) with its console
-// on a free port and a token.
-struct running_job {
-  fs::path dir;
-  pid_t pid = -1;
-  int port = 0;
-  std::string token = "test-token-123";
-
-  explicit running_job(const std::string& name) : dir(fresh_dir(name)) {
-    std::vector<std::string> argv{bin + "/hllm-train", "--data", tiny(), "--out", (dir / "job").string(),
-                                  "--monitor-port", "0"};
-    std::vector<std::string> sets = hllm::test::tiny_job_sets();
-    for (const char* s : {"stage1.epochs=100000", "train.checkpoint_every_steps=40"}) {
-      sets.push_back(s);
-    }
-    sets.push_back("monitor.token=\"" + token + "\"");
-    for (const auto& s : sets) {
-      argv.push_back("--set");
-      argv.push_back(s);
-    }
-    pid = spawn(argv, dir / "job.log");
-    // The job writes JOB/console.json once its console listens.
-    for (int i = 0; i < 1200 && port == 0 && alive(pid); ++i) {
-      auto j = json::parse(read_file(dir / "job" / "console.json"), nullptr, false);
-      if (!j.is_discarded() && j.contains("port")) port = j["port"].get<int>();
-      else std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  ~running_job() {
-    stop(pid);
-    if (!::testing::Test::HasFailure()) fs::remove_all(dir);
-  }
-  std::string log() const { return read_file(dir / "job.log"); }
+  explicit running_job(const std::string& name)
+      : console_job("hllm-console-test", name, {"monitor.token=\"" + token + "\""}) {}
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port) + "/"; }
 
   httplib::Result get(const std::string& path, bool with_token = true) const {

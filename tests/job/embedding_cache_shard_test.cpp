@@ -9,6 +9,7 @@
 #include "actors/router.hpp"
 #include "messages/codec.hpp"
 #include "../actors/sample_rows.hpp"
+#include "job_test_util.hpp"
 
 using namespace hllm;
 
@@ -86,14 +87,10 @@ TEST(embedding_cache_shard, persisted_rows_come_back_after_a_restart_and_damage_
 }
 
 TEST(embedding_cache_shard, answers_through_the_router_in_process) {
-  caf::actor_system_config cfg;
-  configure_actor_system(cfg);
-  caf::actor_system sys{cfg};
-  router_config rc;
-  rc.bind = {};
-  auto router = spawn_router(sys, rc);
-  spawn_embedding_cache_shard(sys, router, opts(""));
-  caf::scoped_actor self{sys};
+  test::local_actor_env env;
+  const auto& router = env.router;
+  spawn_embedding_cache_shard(*env.sys, router, opts(""));
+  caf::scoped_actor self{*env.sys};
   auto put = make_request("test", "cache-shard-1", msg::cache_put{1, "0000000000000001", {3}, rows_for({3}, 2)}, {});
   auto lookup = make_request("test", "cache-shard-1", msg::cache_lookup{1, "0000000000000001", {3}}, {});
   self->request(router, std::chrono::seconds(5), atom::request_v, put).receive([](const msg::buffer&) {},
@@ -104,13 +101,12 @@ TEST(embedding_cache_shard, answers_through_the_router_in_process) {
   self->request(router, std::chrono::seconds(5), atom::request_v, lookup)
       .receive(
           [&](const msg::buffer& b) {
-            auto env = msg::decode(b);
-            ASSERT_TRUE(env.ok());
-            ASSERT_TRUE(std::holds_alternative<msg::cache_rows>(env->content)) << msg::to_string(msg::kind_of(env->content));
-            rows = std::get<msg::cache_rows>(env->content);
+            auto got = msg::decode(b);
+            ASSERT_TRUE(got.ok());
+            ASSERT_TRUE(std::holds_alternative<msg::cache_rows>(got->content)) << msg::to_string(msg::kind_of(got->content));
+            rows = std::get<msg::cache_rows>(got->content);
           },
           [](const caf::error& e) { FAIL() << caf::to_string(e); });
   EXPECT_EQ(rows.item_ids, (std::vector<int32_t>{3}));
   EXPECT_EQ(at(rows.rows, 0, 1), 31.0f);
-  self->send_exit(router, caf::exit_reason::user_shutdown);
 }

@@ -32,6 +32,20 @@ namespace {
 std::string tiny() { return test::tiny_dataset(); }
 
 struct actor_env : test::local_actor_env {
+  // The actors the monitor watches in these tests: embedding cache shard "cache-shard-0" (shard 0 of `shard_count`,
+  // 10 items), and with it data loader "loader-0" over the tiny dataset.
+  void spawn_cache_shard(uint32_t shard_count = 1) {
+    embedding_cache_shard_options so;
+    so.name = "cache-shard-0";
+    so.shard = 0;
+    so.shard_count = shard_count;
+    so.num_items = 10;
+    spawn_embedding_cache_shard(*sys, router, so);
+  }
+  void spawn_loader_and_cache_shard(uint32_t shard_count) {
+    spawn_data_loader(*sys, router, {"loader-0", tiny(), 2020});
+    spawn_cache_shard(shard_count);
+  }
 
   msg::body ask(const std::string& to, msg::body body) {
     caf::scoped_actor self{*sys};
@@ -127,13 +141,7 @@ TEST(monitor, status_file_holds_the_counters_of_real_actors_after_traffic) {
   ASSERT_FALSE(tiny().empty()) << "HLLM_TINY_DATA is not set (ctest fixture prepared_tiny)";
   temp_dir tmp;
   actor_env env;
-  spawn_data_loader(*env.sys, env.router, {"loader-0", tiny(), 2020});
-  embedding_cache_shard_options so;
-  so.name = "cache-shard-0";
-  so.shard = 0;
-  so.shard_count = 2;
-  so.num_items = 10;
-  spawn_embedding_cache_shard(*env.sys, env.router, so);
+  env.spawn_loader_and_cache_shard(2);
 
   monitor_options mo;
   mo.targets = {"loader-0", "cache-shard-0", "nobody-here", "router"};
@@ -214,10 +222,7 @@ TEST(monitor, status_file_holds_the_counters_of_real_actors_after_traffic) {
 TEST(monitor, a_slow_actor_is_unreachable_and_the_ring_stays_bounded) {
   temp_dir tmp;
   actor_env env;
-  embedding_cache_shard_options so;
-  so.name = "cache-shard-0";
-  so.num_items = 10;
-  spawn_embedding_cache_shard(*env.sys, env.router, so);
+  env.spawn_cache_shard();
   // Detached: its sleep must not hold one of CAF's two scheduler threads.
   auto slow_handle = spawn_addressable<slow_actor, caf::detached>(
       *env.sys, env.router, "slow", std::make_unique<slow_actor>(slow_actor{std::chrono::milliseconds(300)}));
@@ -318,10 +323,7 @@ TEST(monitor, the_table_has_fixed_columns_and_cuts_long_cells) {
 TEST(monitor, the_thread_polls_on_its_own_and_stop_joins_it) {
   temp_dir tmp;
   actor_env env;
-  embedding_cache_shard_options so;
-  so.name = "cache-shard-0";
-  so.num_items = 10;
-  spawn_embedding_cache_shard(*env.sys, env.router, so);
+  env.spawn_cache_shard();
   monitor_options mo;
   mo.targets = {"cache-shard-0"};
   mo.interval = std::chrono::milliseconds(5);
@@ -452,13 +454,7 @@ struct console_fixture {
   std::unique_ptr<monitor_service> mon;
 
   explicit console_fixture(console_options co = {}, int steps = 30) {
-    spawn_data_loader(*env.sys, env.router, {"loader-0", tiny(), 2020});
-    embedding_cache_shard_options so;
-    so.name = "cache-shard-0";
-    so.shard = 0;
-    so.shard_count = 1;
-    so.num_items = 10;
-    spawn_embedding_cache_shard(*env.sys, env.router, so);
+    env.spawn_loader_and_cache_shard(1);
     write_job_dir(tmp.path / "job", steps);
     monitor_options mo;
     mo.targets = {"loader-0", "cache-shard-0", "router"};
