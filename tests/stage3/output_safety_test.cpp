@@ -19,16 +19,10 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace hllm;
 using test::contains;
-using test::run_result;
 
 namespace {
 
-run_result run(const std::string& args) { return test::run_hllm(args); }
-
-std::string env_or_empty(const char* name) {
-  const char* p = std::getenv(name);
-  return p == nullptr ? "" : p;
-}
+test::run_result run(const std::string& args) { return test::run_hllm(args); }
 
 // Every regular file below `dir` (relative path -> bytes): what must survive a refused command.
 std::map<std::string, std::string> snapshot(const std::string& dir) {
@@ -165,7 +159,7 @@ TEST_F(output_safety, new_items_never_replace_the_training_dataset) {
 class stage3_output_safety : public ::testing::Test {
  protected:
   void SetUp() override {
-    job_ = env_or_empty("HLLM_STAGE3_JOBS");
+    job_ = test::env_or_empty("HLLM_STAGE3_JOBS");
     if (job_.empty()) GTEST_SKIP() << "HLLM_STAGE3_JOBS is not set (run through ctest: fixture stage3_jobs)";
     job_ += "/job";
     exports_ = tmp_ / "exports";

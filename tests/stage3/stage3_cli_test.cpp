@@ -23,16 +23,12 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace hllm;
 using test::contains;
-using test::run_result;
 
 namespace {
 
-run_result run(const std::string& args, bool with_stderr = true) { return test::run_hllm(args, with_stderr); }
+test::run_result run(const std::string& args, bool with_stderr = true) { return test::run_hllm(args, with_stderr); }
 
-std::string jobs() {
-  const char* p = std::getenv("HLLM_STAGE3_JOBS");
-  return p == nullptr ? "" : p;
-}
+std::string jobs() { return test::env_or_empty("HLLM_STAGE3_JOBS"); }
 
 // Each user's interactions from the tiny dataset's CSV: raw user -> (raw items, newest timestamp).
 struct csv_user {

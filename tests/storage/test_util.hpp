@@ -1,7 +1,8 @@
 #pragma once
-// Helpers for storage tests: temporary directories and small files.
+// Helpers for storage tests (and others): temporary directories, small files, the environment.
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -24,6 +25,12 @@ class temp_dir {
  private:
   std::string path_;
 };
+
+// The environment variable `name`, or "" when it is not set.
+inline std::string env_or_empty(const char* name) {
+  const char* p = std::getenv(name);
+  return p == nullptr ? "" : p;
+}
 
 inline void write_text(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
