@@ -102,15 +102,20 @@ class encode_command : public ::testing::Test {
   static double bf16_tolerance(const torch::Tensor& expected) {
     return expected.abs().max().item<double>() * std::ldexp(1.0, -7);  // 2 ulps: bf16 keeps 8 significant bits
   }
+  // A randomly initialised Llama of the dataset's vocabulary saved as a Hugging Face checkpoint in DIR/hf; its config.
+  llama_config save_random_hf_model(const storage::dataset& d, uint64_t seed) {
+    auto cfg = tiny_default_config(d.info().vocab_size);
+    llama_model llm(cfg);
+    llm->init_random(seed);
+    save_hf_llama(llm, dir + "/hf");
+    return cfg;
+  }
   std::string data_dir, dir;
 };
 
 TEST_F(encode_command, hf_checkpoint_with_mean_pooling_matches_in_process_encoding) {
   auto d = storage::dataset::open(data_dir);
-  auto cfg = tiny_default_config(d.info().vocab_size);
-  llama_model llm(cfg);
-  llm->init_random(5);
-  save_hf_llama(llm, dir + "/hf");
+  const auto cfg = save_random_hf_model(d, 5);
   ASSERT_EQ(run("--hf-model " + dir + "/hf --pooling mean --batch 37 --out " + dir + "/x.npy"), 0) << log();
 
   item_llm item(cfg, d.info().max_text_tokens, item_pooling::mean);
@@ -170,10 +175,7 @@ TEST_F(encode_command, trained_checkpoint_matches_the_trainers_item_matrix) {
 // again writes the same bytes.
 TEST_F(encode_command, hf_checkpoint_on_encoder_actors_gives_the_direct_encode_rows) {
   auto d = storage::dataset::open(data_dir);
-  auto cfg = tiny_default_config(d.info().vocab_size);
-  llama_model llm(cfg);
-  llm->init_random(11);
-  save_hf_llama(llm, dir + "/hf");
+  save_random_hf_model(d, 11);
   const std::string hf = dir + "/hf";
   ASSERT_GT(d.num_items() % 37, 0) << "pick a unit size that leaves a short last unit";
   struct variant {

@@ -93,11 +93,11 @@ struct scripted_validation {
   }
 };
 
-// The ID baseline's schedule over the synthetic data: 10 epochs, early stopping set by each test.
-stage_spec baseline_spec() {
+// A stage's schedule over the synthetic data (the ID baseline's: 10 epochs), early stopping set by each test.
+stage_spec baseline_spec(const std::string& name = "baseline", std::int64_t epochs = 10) {
   stage_spec spec;
-  spec.name = "baseline";
-  spec.epochs = 10;
+  spec.name = name;
+  spec.epochs = epochs;
   spec.batch_size = batch;
   spec.seq_len = seq_len;
   return spec;
@@ -150,11 +150,7 @@ TEST(user_trainer_early_stop, keeps_the_best_validation_and_stops_after_patience
 
 TEST(user_trainer_early_stop, a_resume_carries_the_validations_since_the_best) {
   fixture f;
-  stage_spec spec;
-  spec.name = "stage1";
-  spec.epochs = 6;
-  spec.batch_size = batch;
-  spec.seq_len = seq_len;
+  stage_spec spec = baseline_spec("stage1", 6);
   spec.patience = 2;
   // Per-epoch validations: 2.0 (best), 1.0 (1 without improvement), then the process ends after epoch 2's checkpoint.
   std::vector<train_progress> checkpoints;
@@ -210,11 +206,7 @@ TEST(user_trainer_early_stop, the_step_cap_stops_mid_epoch_after_a_last_validati
 TEST(user_trainer_early_stop, off_by_default_every_epoch_runs_and_validates) {
   fixture f;
   auto net = f.make_trainer(100);
-  stage_spec spec;
-  spec.name = "baseline";
-  spec.epochs = 3;
-  spec.batch_size = batch;
-  spec.seq_len = seq_len;
+  const stage_spec spec = baseline_spec("baseline", 3);
   scripted_validation v({3.0, 2.0, 1.0});  // never improves after the first: without patience it runs on
   synthetic_source source(f.data);
   metrics_log log(f.dir + "/metrics.jsonl");
