@@ -58,6 +58,11 @@ job_runner::job_runner(const job_options& o)
                                            ", the job has ranks 0.." + std::to_string(opt_.world_size - 1));
     }
   }
+  if (!cfg_.model.item_llm_from.empty()) {
+    // Before anything trains: a checkpoint whose shape or vocabulary the job cannot use is one line now, not an
+    // error in the middle of the job.
+    (void)job_model_config(cfg_, data_, model::item_source::text, opt_.data_dir);
+  }
   valid_ = model::make_eval_set(table_, model::split::valid, cfg_.eval.max_history);
   test_ = model::make_eval_set(table_, model::split::test, cfg_.eval.max_history);
   for (int32_t t : test_.targets) test_cold_.push_back(data_.is_cold(t));
@@ -108,6 +113,7 @@ int job_runner::run() {
   if (wants("text") && chief_) phase("text", [&] { text_only(); });
   if (wants("baseline")) phase("baseline", [&] { baseline(); });
   if (wants("stage1")) phase("stage1", [&] { stage1(); });
+  if (wants("scratch")) phase("scratch", [&] { scratch(); });
   if (wants("frozen")) phase("frozen", [&] { frozen(); });
   if (wants("cache")) phase("cache fill", [&] { cache_fill(); });
   if (wants("stage2")) phase("stage2", [&] { stage2(); });
@@ -217,12 +223,15 @@ std::string job_runner::train_stage(const std::string& name, std::uint8_t key, c
       break;
   }
   model::trainer net(fresh, spec.train, texts_, {}, opt_.device);
+  if (fresh.source == model::item_source::text && name != "scratch" && !cfg_.model.item_llm_from.empty()) {
+    net.load_item_llm(cfg_.model.item_llm_from);  // pretrained vs random: the one difference from `scratch`
+  }
   return train(net, spec).best_dir;
 }
 
 // The model config of a trained stage: the job's [model] with that stage's training-only regularisation.
 model::hllm_config job_runner::model_config_of(const std::string& name, model::item_source source) const {
-  auto c = job_model_config(cfg_, data_, source);
+  auto c = job_model_config(cfg_, data_, source, opt_.data_dir);
   c.input_dropout = c.block_dropout = cfg_.schedule(name).dropout;
   if (name == "baseline") c.position_embeddings = cfg_.baseline.position_embeddings;
   if (name == "frozen") c.freeze_item_llm = true;
@@ -248,6 +257,15 @@ void job_runner::frozen() {
   if (!chief_) return;
   auto best = model::trainer::load(best_dir, texts_, {}, opt_.device);
   record("hllm-frozen", best.ranks(test_));
+}
+
+// The other half of the paper's conclusion 1 (pretrained vs random Item LLM): stage 1's schedule, data order and
+// Item-LLM shape, but the Item LLM starts from the seeded random weights although model.item_llm_from is set.
+void job_runner::scratch() {
+  const std::string best_dir = train_stage("scratch", 1, model_config_of("scratch", model::item_source::text));
+  if (!chief_) return;
+  auto best = model::trainer::load(best_dir, texts_, {}, opt_.device);
+  record("hllm-stage1-random", best.ranks(test_));
 }
 
 // Text matching alone, no training (is HLLM just text matching?): BM25 between item texts and the texts of the
@@ -295,8 +313,41 @@ void job_runner::stage2() {
 
 using namespace job_internal;
 
+namespace {
+
+// The Item LLM's shape from the checkpoint of model.item_llm_from, checked against what the job shares with it.
+model::llama_config pretrained_item_llm(const spec::job_spec& cfg, const storage::dataset& data,
+                                        const std::string& data_dir) {
+  const std::string& dir = cfg.model.item_llm_from;
+  const std::string key = "config: model.item_llm_from = \"" + dir + "\": ";
+  model::llama_config c;
+  try {
+    c = model::load_hf_config(dir + "/config.json");
+  } catch (const error& e) {
+    throw error(e.code(), key + e.what());
+  }
+  if (c.hidden_size != cfg.model.hidden_size) {
+    throw error(errc::invalid_input,
+                key + "the checkpoint's hidden_size is " + std::to_string(c.hidden_size) +
+                    " but model.hidden_size is " + std::to_string(cfg.model.hidden_size) +
+                    " (the Item LLM's embeddings feed the User LLM directly: " +
+                    "set model.hidden_size = " + std::to_string(c.hidden_size) + ")");
+  }
+  const int64_t vocab = data.info().vocab_size;
+  if (c.vocab_size != vocab) {
+    throw error(errc::invalid_input,
+                key + "the checkpoint's vocabulary has " + std::to_string(c.vocab_size) + " tokens but dataset " +
+                    (data_dir.empty() ? std::string("(this job's)") : "\"" + data_dir + "\"") + " was tokenized with " +
+                    std::to_string(vocab) + " (prepare it with the checkpoint's tokenizer: hllm prepare --tokenizer " +
+                    dir + "/tokenizer.model)");
+  }
+  return c;
+}
+
+}  // namespace
+
 model::hllm_config job_model_config(const spec::job_spec& cfg, const storage::dataset& data,
-                                    model::item_source source) {
+                                    model::item_source source, const std::string& data_dir) {
   const spec::model_settings& m = cfg.model;
   auto c = model::default_hllm_config(data.info().vocab_size, data.num_items(), data.info().max_text_tokens);
   c.source = source;
@@ -309,6 +360,9 @@ model::hllm_config job_model_config(const spec::job_spec& cfg, const storage::da
     l->rope_theta = m.rope_theta;
   }
   c.item_llm.num_hidden_layers = m.item_layers;
+  if (source == model::item_source::text && !m.item_llm_from.empty()) {
+    c.item_llm = pretrained_item_llm(cfg, data, data_dir);
+  }
   c.user_llm.num_hidden_layers = m.user_layers;
   c.pooling = m.pooling == "mean" ? model::item_pooling::mean : model::item_pooling::item_token;
   c.false_negative_cosine = m.false_negative_cosine;

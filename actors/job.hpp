@@ -18,9 +18,11 @@ class dataset;
 namespace hllm {
 
 // The job config's [model] table over the named default (model::default_hllm_config) for a dataset and an item
-// source (text: stage 1; id: the baseline; cache: stage 2). Throws hllm::error naming a missing or bad key.
+// source (text: stage 1; id: the baseline; cache: stage 2). Throws hllm::error naming a missing or bad key. With
+// model.item_llm_from and source text, the Item LLM's shape is the checkpoint's config.json; a hidden size other
+// than model.hidden_size or a vocabulary other than the dataset's (`data_dir` names it in the error) is an error.
 model::hllm_config job_model_config(const spec::job_spec& config, const storage::dataset& data,
-                                    model::item_source source);
+                                    model::item_source source, const std::string& data_dir = {});
 
 struct job_options {
   spec::job_spec spec;         // the whole job config

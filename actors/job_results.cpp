@@ -46,17 +46,31 @@ void job_runner::test() {
   }
 }
 
+// How the Item LLM of a text row started, with model.item_llm_from set ("" otherwise, and for the other rows): the
+// table must say which stage-1 row is the pretrained one.
+std::string item_llm_start(const spec::job_spec& cfg, const std::string& row) {
+  if (cfg.model.item_llm_from.empty()) return "";
+  if (row == "hllm-stage1-random") return "random Item LLM";
+  if (row != "hllm-stage1" && row != "hllm-frozen") return "";
+  fs::path dir = fs::path(cfg.model.item_llm_from).lexically_normal();
+  if (dir.filename().empty()) dir = dir.parent_path();  // "DIR/"
+  return "pretrained Item LLM: " + dir.filename().string();
+}
+
 void job_runner::write_results() {
   std::ostringstream md;
   md << "| model | split | R@10 | R@50 | R@200 | N@10 | N@50 | N@200 |\n"
      << "|---|---|---|---|---|---|---|---|\n";
   json rows = json::array();
-  for (const char* name : {"popularity", "text-only", "id-baseline", "hllm-stage1", "hllm-frozen", "hllm-stage2"}) {
+  for (const char* name : {"popularity", "text-only", "id-baseline", "hllm-stage1", "hllm-stage1-random", "hllm-frozen",
+                           "hllm-stage2"}) {
     auto it = rows_.find(name);
     if (it == rows_.end()) continue;
+    const std::string start = item_llm_start(cfg_, name);
     for (const auto& [split, m] : {std::pair{"all", it->second.all}, std::pair{"cold", it->second.cold}}) {
-      md << "| " << name << " | " << split;
+      md << "| " << name << (start.empty() ? "" : " (" + start + ")") << " | " << split;
       json j{{"model", name}, {"split", split}, {"users", m ? m->users : 0}};
+      if (!start.empty()) j["item_llm"] = start;
       for (int k : {1, 2, 3}) md << " | " << metrics_cell(m, k, false);
       for (int k : {1, 2, 3}) md << " | " << metrics_cell(m, k, true);
       md << " |\n";
@@ -74,8 +88,10 @@ void job_runner::write_results() {
   // stopped by patience or hit its step cap.
   std::ostringstream tr;
   json training = json::object();
-  for (const auto& [stage, model_name] : {std::pair{"baseline", "id-baseline"}, std::pair{"stage1", "hllm-stage1"},
-                                          std::pair{"frozen", "hllm-frozen"}, std::pair{"stage2", "hllm-stage2"}}) {
+  for (const auto& [stage, model_name] :
+       {std::pair{"baseline", "id-baseline"}, std::pair{"stage1", "hllm-stage1"},
+        std::pair{"scratch", "hllm-stage1-random"}, std::pair{"frozen", "hllm-frozen"},
+        std::pair{"stage2", "hllm-stage2"}}) {
     const std::string path = opt_.out_dir + "/" + stage + "/training.json";
     if (!rows_.count(model_name) || !fs::exists(path)) continue;
     json t;

@@ -213,6 +213,7 @@ class job_runner {
   model::hllm_config model_config_of(const std::string& name, model::item_source source) const;
   void baseline();
   void frozen();
+  void scratch();
   void text_only();
 
   void stage1();

@@ -40,14 +40,16 @@ inline const char* device_rule(const std::string& d) {
 struct job_settings {
   std::uint64_t seed = 2020;  // every random choice is a pure function of (seed, stage, epoch, step, rank, purpose)
   // What runs (always in this order, whatever the list's order): popularity, text (text-only baseline), baseline
-  // (ID model), stage1, frozen (stage 1 with the Item LLM frozen), cache (fill the embedding cache), stage2, test.
+  // (ID model), stage1, scratch (stage 1 with a random Item LLM; needs model.item_llm_from), frozen (stage 1 with
+  // the Item LLM frozen), cache (fill the embedding cache), stage2, test.
   std::vector<std::string> stages{"popularity", "baseline", "stage1", "cache", "stage2", "test"};
   int threads = 0;  // torch intra-op threads per process; 0: this host's cores shared by its ranks
 
   template <class V>
   void visit(V& v) {
     v("seed", seed, range{0, exact_max});
-    v("stages", stages, words{"popularity", "text", "baseline", "stage1", "frozen", "cache", "stage2", "test"});
+    v("stages", stages,
+      words{"popularity", "text", "baseline", "stage1", "scratch", "frozen", "cache", "stage2", "test"});
     v("threads", threads, range{0, 4096});
   }
   bool runs(std::string_view stage) const {
@@ -73,6 +75,10 @@ struct model_settings {
   bool early_fusion = false;  // candidate appended to the sequence + MLP head with BCE
   double cls_lambda = 1.0;    // L = cls_lambda * L_gen + L_cls when a discriminative head is on
   std::int64_t time_buckets = 0;  // > 0: learned embedding of log2-second gaps between interactions; 0: off
+  // A Hugging Face Llama checkpoint directory (config.json + model.safetensors or a sharded index): stage 1 and
+  // frozen start their Item LLM from its weights, shaped by its config.json (item_layers, intermediate_size, heads,
+  // kv_heads, rms_norm_eps and rope_theta then shape the User LLM only). "": a random (seeded) Item LLM.
+  std::string item_llm_from;
 
   template <class V>
   void visit(V& v) {
@@ -90,6 +96,7 @@ struct model_settings {
     v("early_fusion", early_fusion);
     v("cls_lambda", cls_lambda, range{0, 1e6});
     v("time_buckets", time_buckets, range{0, 1024});
+    v("item_llm_from", item_llm_from);
   }
 };
 
@@ -271,7 +278,8 @@ struct job_spec {
     v.section("placement", placement);
     v.section("monitor", monitor);
   }
-  // The schedule of a trained model by its name ("baseline", "stage1", "stage2"; "frozen" trains on stage1's).
+  // The schedule of a trained model by its name ("baseline", "stage1", "stage2"; "frozen" and "scratch" train on
+  // stage1's).
   const stage_settings& schedule(std::string_view name) const {
     if (name == "baseline") return baseline;
     if (name == "stage2") return stage2;

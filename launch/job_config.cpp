@@ -364,6 +364,12 @@ spec::job_spec job_config::spec() const {
   };
   divides("model.heads", s.model.heads, "model.hidden_size", s.model.hidden_size);
   divides("model.kv_heads", s.model.kv_heads, "model.heads", s.model.heads);
+  if (s.job.runs("scratch") && s.model.item_llm_from.empty()) {
+    throw error(errc::invalid_input,
+                "config: job.stages lists \"scratch\" (stage 1 with a random Item LLM, compared with a pretrained "
+                "one) but model.item_llm_from is empty (allowed: set it to a Hugging Face Llama checkpoint directory, "
+                "or drop \"scratch\"; from " + origin_of("job.stages") + ")");
+  }
   return s;
 }
 
@@ -409,11 +415,13 @@ uint64_t job_config::hash() const {
   }
   // Keys added after jobs were already running, at the value that computes what those jobs computed: left out of the
   // hash, so such a job still resumes after an upgrade (its job.toml lacks them). Any other value is hashed.
-  auto drop_if_neutral = [&](const char* table, const char* key) {
+  auto drop_if_neutral = [&](const char* table, const char* key, const nlohmann::json& neutral = 0) {
     auto it = t.find(table);
-    if (it != t.end() && it->is_object() && it->contains(key) && (*it)[key] == 0) it->erase(key);
+    if (it != t.end() && it->is_object() && it->contains(key) && (*it)[key] == neutral) it->erase(key);
   };
   drop_if_neutral("model", "time_buckets");
+  // The checkpoint by its path as written (its bytes are not read: a job start stays cheap for a large model).
+  drop_if_neutral("model", "item_llm_from", "");
   drop_if_neutral("baseline", "position_embeddings");
   for (const char* stage : {"baseline", "stage1", "stage2"}) {  // early stopping and dropout: 0 is off
     for (const char* key : {"patience", "eval_every_steps", "max_steps", "dropout"}) drop_if_neutral(stage, key);

@@ -104,7 +104,7 @@ bool cuda_built() { return at::hasCUDA(); }
 
 int cuda_device_count() { return cuda_built() ? static_cast<int>(torch::cuda::device_count()) : 0; }
 
-std::string resolve_device(const std::string& requested, int local_rank) {
+std::string resolve_device(const std::string& requested, int local_rank, const std::string& key) {
   if (requested == "cpu") {
     return "cpu";
   }
@@ -117,24 +117,24 @@ std::string resolve_device(const std::string& requested, int local_rank) {
   if (requested.rfind("cuda:", 0) == 0) {
     const std::string digits = requested.substr(5);
     if (digits.empty() || digits.size() > 4 || digits.find_first_not_of("0123456789") != std::string::npos) {
-      throw error(errc::invalid_input, "train.device = " + requested + ": not one of auto, cpu, cuda, cuda:N");
+      throw error(errc::invalid_input, key + " = " + requested + ": not one of auto, cpu, cuda, cuda:N");
     }
     index = std::stoi(digits);
   } else if (requested != "cuda") {
-    throw error(errc::invalid_input, "train.device = " + requested + ": not one of auto, cpu, cuda, cuda:N");
+    throw error(errc::invalid_input, key + " = " + requested + ": not one of auto, cpu, cuda, cuda:N");
   }
   if (!cuda_built()) {
-    throw error(errc::invalid_input, "train.device = " + requested + " but this build has no CUDA support (Debian's "
+    throw error(errc::invalid_input, key + " = " + requested + " but this build has no CUDA support (Debian's "
                                      "libtorch is CPU-only; the GPU build is -DHLLM_CUDA=ON -DTorch_DIR=<a CUDA "
                                      "libtorch>, docs/operations.md \"Train on GPUs\")");
   }
   const int n = cuda_device_count();
   if (n == 0) {
-    throw error(errc::invalid_input, "train.device = " + requested + " but no GPU is visible (CUDA_VISIBLE_DEVICES=" +
+    throw error(errc::invalid_input, key + " = " + requested + " but no GPU is visible (CUDA_VISIBLE_DEVICES=" +
                                          cuda_visible_devices() + ")");
   }
   if (index < 0 || index >= n) {
-    throw error(errc::invalid_input, "train.device = " + requested + " (local rank " + std::to_string(local_rank) +
+    throw error(errc::invalid_input, key + " = " + requested + " (local rank " + std::to_string(local_rank) +
                                          ") but only " + std::to_string(n) +
                                          " GPU(s) are visible (CUDA_VISIBLE_DEVICES=" + cuda_visible_devices() + ")");
   }
@@ -436,6 +436,25 @@ std::vector<float> trainer::item_embeddings(const std::vector<int32_t>& ids) {
   }
   m = m.to(torch::kCPU, torch::kFloat32).contiguous();
   return {m.data_ptr<float>(), m.data_ptr<float>() + m.numel()};
+}
+
+void trainer::load_item_llm(const std::string& hf_dir) {
+  auto& s = *impl_;
+  if (s.model_cfg.source != item_source::text) {
+    throw error(errc::invalid_input, hf_dir + ": only a model whose items come from text has an Item LLM to load");
+  }
+  const auto want = llama_config_to_json(s.model_cfg.item_llm);
+  const auto have = llama_config_to_json(load_hf_config(hf_dir + "/config.json"));
+  if (want != have) {
+    throw error(errc::mismatch, hf_dir + "/config.json describes " + have.dump() + ", this model's Item LLM is " +
+                                    want.dump());
+  }
+  // Read on the host (checked against config.json tensor by tensor), then copied into this model's parameters on
+  // its device: their dtype, compute dtype and place stay as the trainer set them.
+  auto hf = load_hf_llama(hf_dir);
+  auto dst = s.net->item->model->named_parameters();
+  torch::NoGradGuard no_grad;
+  for (const auto& p : hf->named_parameters()) dst[p.key()].copy_(p.value());
 }
 
 void trainer::load_weights_from(const std::string& dir) {

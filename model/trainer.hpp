@@ -37,8 +37,10 @@ inline constexpr int checkpoint_version = 1;
 
 // Where a trainer computes (train.device, --device): "cpu", "cuda" (= "cuda:<local_rank>"), "cuda:N", or "auto"
 // (a GPU when this build has CUDA and one is visible, else the CPU). Returns "cpu" or "cuda:N". Throws
-// hllm::error(invalid_input) with one line for an unknown name, or CUDA where the build or the machine has none.
-std::string resolve_device(const std::string& requested, int local_rank = 0);
+// hllm::error(invalid_input) with one line for an unknown name, or CUDA where the build or the machine has none;
+// the line starts with `key` ("train.device = X: ..."; hllm encode passes "--device").
+std::string resolve_device(const std::string& requested, int local_rank = 0,
+                           const std::string& key = "train.device");
 // What this libtorch and machine offer: built with CUDA, and how many GPUs are visible (0 in the CPU build).
 bool cuda_built();
 int cuda_device_count();
@@ -98,6 +100,12 @@ class trainer {
   // (source = cache): every parameter of this model must be there; tensors it does not have (the Item LLM) are
   // ignored. The optimizer state and step stay as they are.
   void load_weights_from(const std::string& dir);
+  // Source = text: replaces the Item LLM's Llama weights with a Hugging Face checkpoint's (hf_dir: config.json +
+  // model.safetensors or a sharded index; model/llama.hpp load_hf_llama). Its config.json must describe exactly
+  // this trainer's Item LLM (model_config().item_llm); every other parameter, the [ITEM] vector included, keeps its
+  // initialisation. Call it before the first step (the optimizer state is not touched). Throws hllm::error naming
+  // the directory and what disagrees.
+  void load_item_llm(const std::string& hf_dir);
   int64_t hidden_size() const;
   // 0-based rank of each query's target (metrics.hpp) with this model's item and user embeddings (source = cache:
   // an error unless the trainer holds an item matrix).
