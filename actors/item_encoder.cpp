@@ -33,6 +33,7 @@ model::item_llm load_hf_item_llm(const item_encoder_options& o, int64_t max_text
   if (o.hf_bf16) {
     item->model->set_compute_dtype(torch::kBFloat16);
   }
+  item->to(torch::Device(o.device));  // a no-op on the CPU; batches follow the [ITEM] vector's device (model/hllm.cpp)
   return item;
 }
 
@@ -92,7 +93,7 @@ struct item_encoder::impl {
   std::vector<float> embeddings(const std::vector<int32_t>& ids) {
     if (net) return net->item_embeddings(ids);
     torch::NoGradGuard no_grad;  // grad mode is per thread, and this runs on the actor's own
-    auto m = hf->encode(texts, ids).to(torch::kFloat32).contiguous();
+    auto m = hf->encode(texts, ids).to(torch::kFloat32).to(torch::kCPU).contiguous();
     return {m.data_ptr<float>(), m.data_ptr<float>() + m.numel()};
   }
   item_encoder_options opt;

@@ -40,8 +40,8 @@ struct item_encoder_options {
   job_ref job;
   std::uint32_t threads = 2;
   bool verify_dataset = true;  // as data_loader_options::verify_dataset
-  // Where a checkpoint's Item LLM computes ("cpu" or "cuda:N", resolved: model::resolve_device). A Hugging Face
-  // model always encodes on the CPU (not yet placed on a device).
+  // Where the Item LLM computes, a checkpoint's or a Hugging Face model's ("cpu" or "cuda:N", resolved:
+  // model::resolve_device). Rows come back to host memory either way.
   std::string device = "cpu";
 };
 

@@ -45,7 +45,7 @@ struct encode_options {
   uint64_t seed = 2020;
   int encoders = 1;        // item encoder actors sharing the work units
   int shards = 1;          // embedding-cache shard actors the rows go through
-  std::string device = "auto";  // where a checkpoint's Item LLM computes (model::resolve_device)
+  std::string device = "auto";  // where the Item LLM computes, a checkpoint's or --hf-model's (model::resolve_device)
   std::string new_items, job, append_to;  // stage 3: items that never went through prepare
 };
 
@@ -74,7 +74,7 @@ encoded encode_on_actors(const storage::dataset& d, const encode_options& o) {
   item_encoder_options llm;  // the model every encoder holds
   // A device this build or machine lacks is one error line before any weight is read. The rows' version tag names
   // the model, not the device.
-  llm.device = model::resolve_device(o.device, 0);
+  llm.device = model::resolve_device(o.device, 0, "--device");
   if (!o.checkpoint.empty()) {
     const auto cfg = model::read_checkpoint_config(o.checkpoint);
     if (cfg.num_items != d.num_items() && o.new_items.empty()) {
@@ -237,9 +237,9 @@ int main(int argc, char** argv) {
   app.add_option("--shards", o.shards, "embedding-cache shard actors the rows go through")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_flag("!--no-verify", o.verify, "skip the dataset checksum verification");
-  app.add_option("--device", o.device, "where a checkpoint's Item LLM computes: auto (a GPU when this build has CUDA "
-                                       "and one is visible, else the CPU), cpu, cuda or cuda:N; a --hf-model always "
-                                       "encodes on the CPU")
+  app.add_option("--device", o.device, "where the Item LLM (a checkpoint's or a --hf-model) computes: auto (a GPU "
+                                       "when this build has CUDA and one is visible, else the CPU), cpu, cuda or "
+                                       "cuda:N; rows come back to host memory")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (!o.new_items.empty()) {
