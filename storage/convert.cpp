@@ -242,6 +242,23 @@ void converter::drop_other_columns(const std::string& file, const std::vector<st
   }
 }
 
+void converter::require_columns(const std::string& file, const std::vector<std::string>& header,
+                                const std::vector<std::size_t>& cols, const std::vector<const char*>& names) {
+  for (std::size_t k = 0; k < cols.size(); ++k) {
+    if (cols[k] == SIZE_MAX) missing_column(file, names[k], header);
+  }
+}
+
+void converter::interaction_rows(csv_reader& reader, const std::vector<std::string>& header,
+                                 const std::vector<std::size_t>& cols, const char* label) {
+  drop_other_columns(r_.interactions_input, header, cols);
+  std::size_t need = std::max({cols[0], cols[1], cols[2]}) + 1;
+  const std::string& name = reader.name();
+  csv_rows(reader, need, r_.interaction_rows_read, label, [&](const auto& f) {
+    interaction(name, reader.line(), f[cols[0]], f[cols[1]], f[cols[2]]);
+  });
+}
+
 }  // namespace convert_detail
 
 convert_report convert_dataset(const convert_options& options) { return convert_detail::converter(options).run(); }

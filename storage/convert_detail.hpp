@@ -190,6 +190,13 @@ class converter {
 
   void drop_other_columns(const std::string& file, const std::vector<std::string>& header,
                           const std::vector<std::size_t>& kept);
+  // Throws missing_column for the first of `cols` that was not found (SIZE_MAX), by its name in `names`.
+  static void require_columns(const std::string& file, const std::vector<std::string>& header,
+                              const std::vector<std::size_t>& cols, const std::vector<const char*>& names);
+  // The rows of the interactions CSV `reader` as interactions, from its columns cols = {item, user, timestamp};
+  // the file's other columns are reported as dropped.
+  void interaction_rows(csv_reader& reader, const std::vector<std::string>& header,
+                        const std::vector<std::size_t>& cols, const char* label);
 
   // Reads the rows of a CSV whose columns were found; `need` = 1 + the largest column index used.
   template <class F>

@@ -9,16 +9,8 @@ void converter::movielens_ratings_csv() {
   csv_reader reader(r_.interactions_input);
   auto header = header_of(reader, "ratings");
   std::vector<std::size_t> cols{column(header, "movieid"), column(header, "userid"), column(header, "timestamp")};
-  const char* names[] = {"movieId", "userId", "timestamp"};
-  for (int k = 0; k < 3; ++k) {
-    if (cols[k] == SIZE_MAX) missing_column(r_.interactions_input, names[k], header);
-  }
-  drop_other_columns(r_.interactions_input, header, cols);
-  std::size_t need = std::max({cols[0], cols[1], cols[2]}) + 1;
-  const std::string& name = reader.name();
-  csv_rows(reader, need, r_.interaction_rows_read, "ratings", [&](const auto& f) {
-    interaction(name, reader.line(), f[cols[0]], f[cols[1]], f[cols[2]]);
-  });
+  require_columns(r_.interactions_input, header, cols, {"movieId", "userId", "timestamp"});
+  interaction_rows(reader, header, cols, "ratings");
 }
 
 void converter::movielens_ratings_dat() {

@@ -18,17 +18,9 @@ void converter::pixelrec_interactions() {
                        ": no column named item_id, user_id or timestamp; read by position (item, user, timestamp) "
                        "after the first row");
   } else {
-    const char* names[] = {"item_id", "user_id", "timestamp"};
-    for (int k = 0; k < 3; ++k) {
-      if (cols[k] == SIZE_MAX) missing_column(r_.interactions_input, names[k], header);
-    }
+    require_columns(r_.interactions_input, header, cols, {"item_id", "user_id", "timestamp"});
   }
-  drop_other_columns(r_.interactions_input, header, cols);
-  std::size_t need = std::max({cols[0], cols[1], cols[2]}) + 1;
-  const std::string& name = reader.name();
-  csv_rows(reader, need, r_.interaction_rows_read, "interactions", [&](const auto& f) {
-    interaction(name, reader.line(), f[cols[0]], f[cols[1]], f[cols[2]]);
-  });
+  interaction_rows(reader, header, cols, "interactions");
 }
 
 void converter::pixelrec_items() {

@@ -48,6 +48,15 @@ convert_report convert(convert_format f, std::vector<std::string> in, const std:
   return convert_dataset(o);
 }
 
+// One conversion into a fresh TMP/out, and the two CSVs it wrote read back.
+struct converted {
+  temp_dir tmp;
+  convert_report rep;
+  converted(convert_format f, std::vector<std::string> in) : rep(convert(f, std::move(in), tmp / "out")) {}
+  std::vector<std::vector<std::string>> interactions() const { return read_csv(tmp / "out/interactions.csv"); }
+  std::vector<std::vector<std::string>> items() const { return read_csv(tmp / "out/items.csv"); }
+};
+
 std::string error_of(convert_format f, std::vector<std::string> in, const std::string& out, bool strict = false) {
   try {
     convert(f, std::move(in), out, strict);
@@ -295,13 +304,13 @@ TEST(convert, amazon_books_header_row_someone_added_is_noted_not_counted) {
 // --- MovieLens ----------------------------------------------------------------------------------------------------
 
 TEST(convert, movielens_csv_quoted_titles_genres_as_tag_and_missing_titles) {
-  temp_dir tmp;
-  auto rep = convert(convert_format::movielens, {data_dir + "/ml-latest-small"}, tmp / "out");
+  const converted c(convert_format::movielens, {data_dir + "/ml-latest-small"});
+  const auto& rep = c.rep;
   EXPECT_EQ(rep.interactions_written, 10);
-  auto inter = read_csv(tmp / "out/interactions.csv");
+  auto inter = c.interactions();
   EXPECT_EQ(inter[1], (std::vector<std::string>{"1", "1", "964982703"}));
   EXPECT_EQ(inter[5], (std::vector<std::string>{"1", "2", "1445714835"}));
-  auto items = read_csv(tmp / "out/items.csv");
+  auto items = c.items();
   EXPECT_EQ(items[0], (std::vector<std::string>{"item_id", "title", "tag"}));
   auto m = by_id(items);
   EXPECT_EQ(m["1"], (std::vector<std::string>{"Toy Story (1995)", "Adventure, Animation, Children, Comedy, Fantasy"}));
@@ -318,16 +327,15 @@ TEST(convert, movielens_csv_quoted_titles_genres_as_tag_and_missing_titles) {
 }
 
 TEST(convert, movielens_1m_dat_layout_with_latin1_titles) {
-  temp_dir tmp;
-  auto rep = convert(convert_format::movielens, {data_dir + "/ml-1m"}, tmp / "out");
-  EXPECT_EQ(rep.interactions_written, 6);
-  auto inter = read_csv(tmp / "out/interactions.csv");
+  const converted c(convert_format::movielens, {data_dir + "/ml-1m"});
+  EXPECT_EQ(c.rep.interactions_written, 6);
+  auto inter = c.interactions();
   EXPECT_EQ(inter[1], (std::vector<std::string>{"1193", "1", "978300760"}));
-  auto m = by_id(read_csv(tmp / "out/items.csv"));
+  auto m = by_id(c.items());
   EXPECT_EQ(m["3"], (std::vector<std::string>{"Mis\xC3\xA9rables, Les (1995)", "Drama, Musical"}));
   EXPECT_EQ(m["661"], (std::vector<std::string>{"James and the Giant Peach (1996)", "Animation, Children's, Musical"}));
-  EXPECT_EQ(rep.text_repaired, 1);
-  EXPECT_EQ(rep.items_without_row, 0);
+  EXPECT_EQ(c.rep.text_repaired, 1);
+  EXPECT_EQ(c.rep.items_without_row, 0);
 }
 
 // --- Bad input common to all formats ------------------------------------------------------------------------------
