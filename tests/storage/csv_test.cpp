@@ -2,6 +2,7 @@
 
 #include "storage/csv.hpp"
 #include "storage/error.hpp"
+#include "test_util.hpp"
 
 using hllm::storage::csv_reader;
 using result = csv_reader::result;
@@ -21,6 +22,15 @@ std::vector<std::vector<std::string>> read_all(const std::string& text, std::vec
     if (lines != nullptr) lines->push_back(r.line());
   }
   return out;
+}
+
+// The one error reading `text` reports (a test failure unless exactly one), and the records read into `rows`.
+std::string one_error(const std::string& text, std::vector<std::vector<std::string>>* rows = nullptr) {
+  std::vector<std::string> errors;
+  auto read = read_all(text, &errors);
+  if (rows != nullptr) *rows = std::move(read);
+  EXPECT_EQ(errors.size(), 1u) << text;
+  return errors.empty() ? "" : errors[0];
 }
 
 }  // namespace
@@ -60,39 +70,29 @@ TEST(csv, skips_blank_lines_and_keeps_line_numbers) {
 }
 
 TEST(csv, reports_garbage_after_closing_quote_and_continues) {
-  std::vector<std::string> errors;
-  auto rows = read_all("h\n\"a\"b,c\nok,1\n", &errors);
-  ASSERT_EQ(errors.size(), 1u);
-  EXPECT_EQ(errors[0], "2:unexpected character after closing quote");
+  std::vector<std::vector<std::string>> rows;
+  EXPECT_EQ(one_error("h\n\"a\"b,c\nok,1\n", &rows), "2:unexpected character after closing quote");
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1][0], "ok");
 }
 
 TEST(csv, reports_quote_inside_unquoted_field) {
-  std::vector<std::string> errors;
-  read_all("h\nab\"c,1\n", &errors);
-  ASSERT_EQ(errors.size(), 1u);
-  EXPECT_NE(errors[0].find("quote inside"), std::string::npos);
+  EXPECT_NE(one_error("h\nab\"c,1\n").find("quote inside"), std::string::npos);
 }
 
 TEST(csv, reports_unterminated_quote_at_end_of_file) {
-  std::vector<std::string> errors;
-  auto rows = read_all("h\n1,\"never closed\n2,3\n", &errors);
-  ASSERT_EQ(errors.size(), 1u);
-  EXPECT_EQ(errors[0], "2:unterminated quoted field");
+  std::vector<std::vector<std::string>> rows;
+  EXPECT_EQ(one_error("h\n1,\"never closed\n2,3\n", &rows), "2:unterminated quoted field");
   EXPECT_EQ(rows.size(), 1u);
 }
 
 TEST(csv, empty_input_has_no_records) { EXPECT_TRUE(read_all("").empty()); }
 
 TEST(csv, missing_file_is_an_io_error_naming_the_path) {
-  try {
-    csv_reader r("/nonexistent/dir/x.csv");
-    FAIL() << "no error";
-  } catch (const hllm::error& e) {
-    EXPECT_EQ(e.code(), hllm::errc::io);
-    EXPECT_NE(std::string(e.what()).find("/nonexistent/dir/x.csv"), std::string::npos);
-  }
+  const auto e = hllm::test::error_from([&] { csv_reader r("/nonexistent/dir/x.csv"); });
+  ASSERT_TRUE(e.thrown) << "no error";
+  EXPECT_EQ(e.code, hllm::errc::io);
+  EXPECT_NE(e.what.find("/nonexistent/dir/x.csv"), std::string::npos);
 }
 
 TEST(csv, utf8_validation) {

@@ -76,13 +76,10 @@ TEST(dataset, flipped_byte_is_a_checksum_error_naming_the_file) {
   make_small(a, info);
   write_dataset(tmp / "ds", info, a, "", "");
   flip_byte(tmp / "ds/seq_times.i64", 3);
-  try {
-    dataset::open(tmp / "ds");
-    FAIL() << "corruption not detected";
-  } catch (const hllm::error& e) {
-    EXPECT_EQ(e.code(), hllm::errc::checksum);
-    EXPECT_NE(std::string(e.what()).find("seq_times.i64"), std::string::npos) << e.what();
-  }
+  const auto e = hllm::test::error_from([&] { dataset::open(tmp / "ds"); });
+  ASSERT_TRUE(e.thrown) << "corruption not detected";
+  EXPECT_EQ(e.code, hllm::errc::checksum);
+  EXPECT_NE(e.what.find("seq_times.i64"), std::string::npos) << e.what;
   // Without verification the structure checks still hold (this flip keeps offsets valid).
   EXPECT_NO_THROW(dataset::open(tmp / "ds", false));
 }
@@ -94,13 +91,10 @@ TEST(dataset, truncated_file_is_reported_even_without_verification) {
   make_small(a, info);
   write_dataset(tmp / "ds", info, a, "", "");
   std::filesystem::resize_file(tmp / "ds/seq_items.i32", 8);
-  try {
-    dataset::open(tmp / "ds", false);
-    FAIL() << "truncation not detected";
-  } catch (const hllm::error& e) {
-    EXPECT_EQ(e.code(), hllm::errc::format);
-    EXPECT_NE(std::string(e.what()).find("seq_items.i32"), std::string::npos) << e.what();
-  }
+  const auto e = hllm::test::error_from([&] { dataset::open(tmp / "ds", false); });
+  ASSERT_TRUE(e.thrown) << "truncation not detected";
+  EXPECT_EQ(e.code, hllm::errc::format);
+  EXPECT_NE(e.what.find("seq_items.i32"), std::string::npos) << e.what;
 }
 
 TEST(dataset, corrupt_offsets_cannot_cause_out_of_bounds_reads) {
@@ -119,13 +113,10 @@ TEST(dataset, corrupt_offsets_cannot_cause_out_of_bounds_reads) {
 TEST(dataset, missing_manifest_and_foreign_version_are_clear_errors) {
   temp_dir tmp;
   std::filesystem::create_directories(tmp / "empty");
-  try {
-    dataset::open(tmp / "empty");
-    FAIL();
-  } catch (const hllm::error& e) {
-    EXPECT_EQ(e.code(), hllm::errc::not_found);
-    EXPECT_NE(std::string(e.what()).find("manifest.json"), std::string::npos);
-  }
+  const auto missing = hllm::test::error_from([&] { dataset::open(tmp / "empty"); });
+  ASSERT_TRUE(missing.thrown);
+  EXPECT_EQ(missing.code, hllm::errc::not_found);
+  EXPECT_NE(missing.what.find("manifest.json"), std::string::npos);
   dataset_arrays a;
   dataset_info info;
   make_small(a, info);
@@ -135,12 +126,9 @@ TEST(dataset, missing_manifest_and_foreign_version_are_clear_errors) {
   ASSERT_NE(pos, std::string::npos);
   m.replace(pos, 12, "\"version\": 99");
   hllm::test::write_text(tmp / "ds/manifest.json", m);
-  try {
-    dataset::open(tmp / "ds");
-    FAIL();
-  } catch (const hllm::error& e) {
-    EXPECT_EQ(e.code(), hllm::errc::version);
-  }
+  const auto foreign = hllm::test::error_from([&] { dataset::open(tmp / "ds"); });
+  ASSERT_TRUE(foreign.thrown);
+  EXPECT_EQ(foreign.code, hllm::errc::version);
   hllm::test::write_text(tmp / "ds/manifest.json", "{not json");
   EXPECT_THROW(dataset::open(tmp / "ds"), hllm::error);
 }

@@ -62,13 +62,10 @@ TEST(embedding_shard, round_trip_serves_owned_filled_rows_only) {
 TEST(embedding_shard, other_item_llm_version_is_refused) {
   temp_dir tmp;
   auto path = write_sample(tmp, 0x1111);
-  try {
-    embedding_shard_file::open(path, 0x2222);
-    FAIL() << "version mismatch accepted";
-  } catch (const hllm::error& e) {
-    EXPECT_EQ(e.code(), hllm::errc::mismatch);
-    EXPECT_NE(std::string(e.what()).find("0000000000001111"), std::string::npos) << e.what();
-  }
+  const auto e = hllm::test::error_from([&] { embedding_shard_file::open(path, 0x2222); });
+  ASSERT_TRUE(e.thrown) << "version mismatch accepted";
+  EXPECT_EQ(e.code, hllm::errc::mismatch);
+  EXPECT_NE(e.what.find("0000000000001111"), std::string::npos) << e.what;
 }
 
 TEST(embedding_shard, truncated_flipped_and_foreign_files_are_detected) {
@@ -80,12 +77,9 @@ TEST(embedding_shard, truncated_flipped_and_foreign_files_are_detected) {
   std::string flipped = good;
   flipped[flipped.size() - 1] ^= 0x10;
   hllm::test::write_text(path, flipped);
-  try {
-    embedding_shard_file::open(path);
-    FAIL();
-  } catch (const hllm::error& e) {
-    EXPECT_EQ(e.code(), hllm::errc::checksum);
-  }
+  const auto e = hllm::test::error_from([&] { embedding_shard_file::open(path); });
+  ASSERT_TRUE(e.thrown);
+  EXPECT_EQ(e.code, hllm::errc::checksum);
   std::string absurd = good;
   absurd[39] = '\x7f';  // top byte of the rows field (bytes 32-39): absurd size
   hllm::test::write_text(path, absurd);

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <string>
 
+#include "../../storage/error.hpp"  // by path: some test binaries have no project include directory
+
 namespace hllm::test {
 
 class temp_dir {
@@ -30,6 +32,22 @@ class temp_dir {
 inline std::string env_or_empty(const char* name) {
   const char* p = std::getenv(name);
   return p == nullptr ? "" : p;
+}
+
+// What `f` threw as an hllm::error: whether it threw one, its code and its message.
+struct caught_error {
+  bool thrown = false;
+  errc code = errc::io;
+  std::string what;
+};
+template <class F>
+caught_error error_from(F&& f) {
+  try {
+    f();
+  } catch (const hllm::error& e) {
+    return {true, e.code(), e.what()};
+  }
+  return {};
 }
 
 inline void write_text(const std::string& path, const std::string& text) {
