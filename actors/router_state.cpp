@@ -75,10 +75,7 @@ bool router_state::send_remote(const remote_route& r, const msg::buffer& b) {
 }
 
 msg::status_reply router_state::status() const {
-  msg::status_reply s;
-  s.name = cfg.name;
-  s.kind = std::string(msg::protocol::router::name);
-  s.state = msg::actor_state::running;
+  auto s = msg::protocol::running_status<msg::protocol::router>(cfg.name);
   for (std::size_t i = 0; i < stats.size(); ++i) {
     s.counters.push_back({stat_names[i], static_cast<std::int64_t>(stats[i])});
   }

@@ -27,8 +27,10 @@
 #include <array>
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <variant>
 
 #include "messages/bodies.hpp"
@@ -94,24 +96,34 @@ struct embedding_cache_shard {
   static constexpr std::string_view name = "embedding_cache_shard";
   using accepts = requests<cache_put, cache_lookup, coverage_request, checkpoint_request, status_request>;
 };
-// The trainer and the coordinator answer status from a status board (actors/status_board.hpp).
-struct user_trainer {
+// The kinds below answer status only. The trainer and the coordinator answer it from a status board
+// (actors/status_board.hpp).
+struct status_only {
+  using accepts = requests<status_request>;
+};
+struct user_trainer : status_only {
   static constexpr std::string_view name = "user_trainer";
-  using accepts = requests<status_request>;
 };
-struct coordinator {
+struct coordinator : status_only {
   static constexpr std::string_view name = "coordinator";
-  using accepts = requests<status_request>;
 };
-struct monitor {
+struct monitor : status_only {
   static constexpr std::string_view name = "monitor";
-  using accepts = requests<status_request>;
 };
 // A router answers status_request addressed to its own name (router_config::name) and consumes `credit`.
-struct router {
+struct router : status_only {
   static constexpr std::string_view name = "router";
-  using accepts = requests<status_request>;
 };
+
+// The status_reply of a running actor of kind `Kind` named `name`, before its counters.
+template <class Kind>
+status_reply running_status(std::string name) {
+  status_reply s;
+  s.name = std::move(name);
+  s.kind = std::string(Kind::name);
+  s.state = actor_state::running;
+  return s;
+}
 
 template <class... Kinds>
 struct kind_list {};
