@@ -239,12 +239,17 @@ model::hllm_config job_runner::model_config_of(const std::string& name, model::i
   return c;
 }
 
-void job_runner::baseline() {
-  const std::string best_dir = train_stage("baseline", 0, model_config_of("baseline", model::item_source::id));
+// Trains the model `name` (train_stage) and, on the chief, records the test ranks of its best checkpoint as `row`
+// (a model evaluated alone: its items encoded by its own Item LLM or id table, no cache).
+void job_runner::train_and_record(const std::string& name, std::uint8_t key, model::item_source source,
+                                  const std::string& row) {
+  const std::string best_dir = train_stage(name, key, model_config_of(name, source));
   if (!chief_) return;
   auto best = model::trainer::load(best_dir, texts_, {}, opt_.device);
-  record("id-baseline", best.ranks(test_));
+  record(row, best.ranks(test_));
 }
+
+void job_runner::baseline() { train_and_record("baseline", 0, model::item_source::id, "id-baseline"); }
 
 void job_runner::stage1() {
   stage1_dir_ = train_stage("stage1", 1, model_config_of("stage1", model::item_source::text));
@@ -252,21 +257,11 @@ void job_runner::stage1() {
 
 // The paper's ablation (conclusion 2): stage 1 with the Item LLM kept at its initial weights, on stage 1's
 // schedule and data order; evaluated like the ID baseline (items encoded by its own, frozen, Item LLM).
-void job_runner::frozen() {
-  const std::string best_dir = train_stage("frozen", 1, model_config_of("frozen", model::item_source::text));
-  if (!chief_) return;
-  auto best = model::trainer::load(best_dir, texts_, {}, opt_.device);
-  record("hllm-frozen", best.ranks(test_));
-}
+void job_runner::frozen() { train_and_record("frozen", 1, model::item_source::text, "hllm-frozen"); }
 
 // The other half of the paper's conclusion 1 (pretrained vs random Item LLM): stage 1's schedule, data order and
 // Item-LLM shape, but the Item LLM starts from the seeded random weights although model.item_llm_from is set.
-void job_runner::scratch() {
-  const std::string best_dir = train_stage("scratch", 1, model_config_of("scratch", model::item_source::text));
-  if (!chief_) return;
-  auto best = model::trainer::load(best_dir, texts_, {}, opt_.device);
-  record("hllm-stage1-random", best.ranks(test_));
-}
+void job_runner::scratch() { train_and_record("scratch", 1, model::item_source::text, "hllm-stage1-random"); }
 
 // Text matching alone, no training (is HLLM just text matching?): BM25 between item texts and the texts of the
 // user's most recent history items.

@@ -210,6 +210,7 @@ class job_runner {
 
   stage_spec schedule_of(const std::string& name, std::uint8_t key) const;
   std::string train_stage(const std::string& name, std::uint8_t key, const model::hllm_config& fresh);
+  void train_and_record(const std::string& name, std::uint8_t key, model::item_source source, const std::string& row);
   model::hllm_config model_config_of(const std::string& name, model::item_source source) const;
   void baseline();
   void frozen();
