@@ -64,6 +64,16 @@ std::string pause_env(int step, int rank, const std::string& marker) {
          " HLLM_TEST_PAUSE_FILE=" + marker + " ";
 }
 
+// Starts the shell command `cmd` (sh -c) as a child; returns its pid.
+pid_t start_shell(const std::string& cmd) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
 // Waits until `marker` exists (the rank paused) or the child `pid` ended (false). Returns the paused process's pid.
 pid_t wait_for_pause(pid_t pid, const std::string& marker, int* status) {
   for (;;) {
@@ -81,11 +91,7 @@ bool run_and_kill(const std::string& out, const std::string& log, int steps, con
   const std::string marker = out + ".pause";
   std::string cmd = "exec env " + pause_env(steps, 0, marker) + bin() + " train --out " + out + job_args(extra) +
                     " > " + log + " 2>&1";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  pid_t pid = start_shell(cmd);
   int status = 0;
   if (wait_for_pause(pid, marker, &status) == 0) return false;
   ::kill(pid, SIGKILL);
@@ -412,11 +418,7 @@ TEST(job, killed_trainer_rank_restarts_the_job_from_its_checkpoint_to_the_same_r
   const std::string marker = tmp / "rank1.pause";
   std::string cmd = "exec env " + pause_env(kill_at, 1, marker) + bin() + " train --out " + tmp / "job" +
                     job_args(two + " --max-restarts 2") + " > " + tmp / "job.log" + " 2>&1";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  pid_t pid = start_shell(cmd);
   int status = 0;
   const pid_t rank1 = wait_for_pause(pid, marker, &status);
   ASSERT_GT(rank1, 0) << "the job ended before rank 1 paused";
@@ -540,11 +542,7 @@ TEST(job, repeated_random_kills_of_either_rank_end_with_the_same_digest) {
   for (int round = 0; round < 8; ++round) {
     std::string cmd = "exec " + bin() + " train --out " + tmp / "job" + job_args(two) + " >> " + tmp / "job.log" +
                       " 2>&1";
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
+    pid_t pid = start_shell(cmd);
     // Step lines accumulate over incarnations: each kill comes 3 to 12 lines after the previous one.
     threshold += 3 + static_cast<int>(rng() % 10);
     int status = 0;
@@ -617,11 +615,7 @@ TEST(job, killed_and_hung_worker_processes_are_respawned_and_the_job_ends_with_t
   for (const auto& l : metrics(tmp / "ref")) stage1_lines += l.value("model", "") == "stage1" && l.value("event", "") == "step";
   std::string cmd = "exec " + bin() + " train --out " + tmp / "job" + job_args(workers) + " > " + tmp / "job.log" +
                     " 2>&1";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  pid_t pid = start_shell(cmd);
   const std::string job = tmp / "job";
   int status = 0;
   int kills = 0;
