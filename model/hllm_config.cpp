@@ -33,6 +33,22 @@ item_pooling parse_pooling(const std::string& s) {
   throw error(errc::invalid_input, "hllm config: unknown pooling '" + s + "' (item or mean)");
 }
 
+// The fields of a train_config, each under its own name in JSON and read with the config's value as its default:
+// one list for writing and reading. `f(key, field)`.
+template <class Config, class F>
+void train_fields(Config& c, F&& f) {
+  f("lr", c.lr);
+  f("weight_decay", c.weight_decay);
+  f("beta1", c.beta1);
+  f("beta2", c.beta2);
+  f("adam_eps", c.adam_eps);
+  f("warmup_share", c.warmup_share);
+  f("total_steps", c.total_steps);
+  f("clip_norm", c.clip_norm);
+  f("bf16", c.bf16);
+  f("threads", c.threads);
+}
+
 }  // namespace
 
 const char* to_string(item_source s) {
@@ -143,23 +159,14 @@ hllm_config hllm_config_from_json(const nlohmann::json& j) {
 }
 
 nlohmann::json to_json(const train_config& c) {
-  return {{"lr", c.lr}, {"weight_decay", c.weight_decay}, {"beta1", c.beta1}, {"beta2", c.beta2},
-          {"adam_eps", c.adam_eps}, {"warmup_share", c.warmup_share}, {"total_steps", c.total_steps},
-          {"clip_norm", c.clip_norm}, {"bf16", c.bf16}, {"threads", c.threads}};
+  nlohmann::json j = nlohmann::json::object();
+  train_fields(c, [&](const char* key, const auto& field) { j[key] = field; });
+  return j;
 }
 
 train_config train_config_from_json(const nlohmann::json& j) {
   train_config c;
-  c.lr = j.value("lr", c.lr);
-  c.weight_decay = j.value("weight_decay", c.weight_decay);
-  c.beta1 = j.value("beta1", c.beta1);
-  c.beta2 = j.value("beta2", c.beta2);
-  c.adam_eps = j.value("adam_eps", c.adam_eps);
-  c.warmup_share = j.value("warmup_share", c.warmup_share);
-  c.total_steps = j.value("total_steps", c.total_steps);
-  c.clip_norm = j.value("clip_norm", c.clip_norm);
-  c.bf16 = j.value("bf16", c.bf16);
-  c.threads = j.value("threads", c.threads);
+  train_fields(c, [&](const char* key, auto& field) { field = j.value(key, field); });
   return c;
 }
 
