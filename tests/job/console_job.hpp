@@ -45,9 +45,13 @@ inline std::string read_file(const std::filesystem::path& p) {
   return s.str();
 }
 
-// Starts ARGV with stdout and stderr into LOG and the variables ENV (name, value) set; returns the pid.
+// Starts ARGV with stdout and stderr into LOG and the variables ENV (name, value) set; returns the pid. The
+// argument array is built before the fork (the test process has threads).
 inline pid_t spawn(const std::vector<std::string>& argv, const std::filesystem::path& log,
                    const std::vector<std::pair<std::string, std::string>>& env = {}) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid == 0) {
     FILE* f = std::fopen(log.c_str(), "w");
@@ -56,9 +60,6 @@ inline pid_t spawn(const std::vector<std::string>& argv, const std::filesystem::
       ::dup2(fileno(f), 2);
     }
     for (const auto& [name, value] : env) ::setenv(name.c_str(), value.c_str(), 1);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
     ::execv(args[0], args.data());
     std::perror("execv");
     ::_exit(127);
