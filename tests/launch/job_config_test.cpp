@@ -263,7 +263,8 @@ TEST(job_spec, typos_never_pass) {
   // Before: each of these ran (a bogus stage was ignored, pooling fell back to the default, `epoch` was ignored).
   EXPECT_EQ(load_error({"job.stages=[\"popularity\",\"bogus\"]"}),
             "config: job.stages[1] = \"bogus\" is not allowed (allowed: \"popularity\", \"text\", \"baseline\", "
-            "\"stage1\", \"frozen\", \"cache\", \"stage2\" or \"test\"; from --set job.stages=[\"popularity\",\"bogus\"])");
+            "\"stage1\", \"scratch\", \"frozen\", \"cache\", \"stage2\" or \"test\"; from --set "
+            "job.stages=[\"popularity\",\"bogus\"])");
   EXPECT_EQ(load_error({"model.pooling=avg"}),
             "config: model.pooling = \"avg\" is not allowed (allowed: \"item\" or \"mean\"; from --set model.pooling=avg)");
   EXPECT_EQ(load_error({"stage1.epochs=1.5"}),
