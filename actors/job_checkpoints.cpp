@@ -72,7 +72,9 @@ void job_runner::choose_resume() {
 
 std::string job_runner::first_trained_stage() const {
   for (const auto& st : cfg_.job.stages) {
-    if (st == "baseline" || st == "stage1" || st == "scratch" || st == "frozen" || st == "stage2") return st;
+    for (const auto& m : trained_models) {
+      if (st == m.stage) return st;
+    }
   }
   return "stage1";
 }

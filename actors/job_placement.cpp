@@ -379,8 +379,8 @@ void job_runner::start_monitor() {
   const spec::monitor_settings& mc = cfg_.monitor;
   mo.curve_points = static_cast<std::size_t>(mc.curve_points);
   mo.dead_kept = static_cast<std::size_t>(mc.dead_kept);
-  for (const char* s : {"baseline", "stage1", "scratch", "frozen", "stage2"}) {
-    mo.samples_per_step[s] = static_cast<int64_t>(cfg_.schedule(s).batch_size) * opt_.world_size;
+  for (const auto& m : trained_models) {
+    mo.samples_per_step[m.stage] = static_cast<int64_t>(cfg_.schedule(m.stage).batch_size) * opt_.world_size;
   }
   char hostname[256] = {};
   ::gethostname(hostname, sizeof hostname - 1);

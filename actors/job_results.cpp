@@ -88,10 +88,7 @@ void job_runner::write_results() {
   // stopped by patience or hit its step cap.
   std::ostringstream tr;
   json training = json::object();
-  for (const auto& [stage, model_name] :
-       {std::pair{"baseline", "id-baseline"}, std::pair{"stage1", "hllm-stage1"},
-        std::pair{"scratch", "hllm-stage1-random"}, std::pair{"frozen", "hllm-frozen"},
-        std::pair{"stage2", "hllm-stage2"}}) {
+  for (const auto& [stage, model_name] : trained_models) {
     const std::string path = opt_.out_dir + "/" + stage + "/training.json";
     if (!rows_.count(model_name) || !fs::exists(path)) continue;
     json t;

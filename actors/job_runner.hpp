@@ -61,6 +61,19 @@ namespace job_checkpoint = storage::job_checkpoint;
 using json = nlohmann::json;
 using clock_type = std::chrono::steady_clock;
 
+// The trained models, in plan order: the stage that trains one (its checkpoints and training.json under
+// out/STAGE/, its [schedule] via job_spec::schedule) and its row in the results table. One list for every place
+// that walks them: the resume point, the console's samples per step, the training table.
+struct trained_model {
+  const char* stage;
+  const char* row;
+};
+inline constexpr trained_model trained_models[] = {{"baseline", "id-baseline"},
+                                                   {"stage1", "hllm-stage1"},
+                                                   {"scratch", "hllm-stage1-random"},
+                                                   {"frozen", "hllm-frozen"},
+                                                   {"stage2", "hllm-stage2"}};
+
 struct result_row {
   std::string model;
   std::optional<model::ranking_metrics> all, cold;

@@ -433,6 +433,11 @@ void collect_module(const torch::nn::Module& m, const std::string& prefix, std::
 
 llama_model load_hf_llama(const std::string& dir) {
   llama_model m(load_hf_config(dir + "/config.json"));
+  load_hf_weights(*m, dir);
+  return m;
+}
+
+void load_hf_weights(llama_model_impl& m, const std::string& dir) {
   auto archive = safetensors_archive::open_dir(dir);
   // LlamaForCausalLM saves "model.layers..."; LlamaModel.save_pretrained saves "layers..." without a prefix.
   const std::string prefix = archive.find("model.norm.weight") ? "model." : "";
@@ -440,13 +445,12 @@ llama_model load_hf_llama(const std::string& dir) {
     return name.rfind("lm_head.", 0) == 0 || name.find("rotary_emb.inv_freq") != std::string::npos;
   };
   // With an empty prefix every name is "under" it, lm_head included: the ignore list covers that case too.
-  load_module(*m, archive, prefix, ignore);
+  load_module(m, archive, prefix, ignore);
   for (const auto& name : archive.names()) {
     if (name.compare(0, prefix.size(), prefix) != 0 && !ignore(name)) {
       throw error(errc::mismatch, dir + ": unexpected tensor '" + name + "'");
     }
   }
-  return m;
 }
 
 void save_hf_llama(llama_model& m, const std::string& dir) {

@@ -140,6 +140,9 @@ TORCH_MODULE_IMPL(llama_model, llama_model_impl);
 // names with or without the "model." prefix. lm_head and rotary buffers are ignored; any other unknown tensor, a
 // missing tensor or a shape that disagrees with config.json is an error naming the tensor.
 llama_model load_hf_llama(const std::string& dir);
+// The weights of that directory into an existing Llama of the same shape, on its device and dtype (what
+// load_hf_llama does after building the model; config.json is not read: the caller checks it).
+void load_hf_weights(llama_model_impl& m, const std::string& dir);
 
 // Copies a safetensors view into a new CPU tensor of its own dtype (the mapped data need not be aligned).
 torch::Tensor to_tensor(const tensor_view& v);

@@ -449,12 +449,9 @@ void trainer::load_item_llm(const std::string& hf_dir) {
     throw error(errc::mismatch, hf_dir + "/config.json describes " + have.dump() + ", this model's Item LLM is " +
                                     want.dump());
   }
-  // Read on the host (checked against config.json tensor by tensor), then copied into this model's parameters on
-  // its device: their dtype, compute dtype and place stay as the trainer set them.
-  auto hf = load_hf_llama(hf_dir);
-  auto dst = s.net->item->model->named_parameters();
-  torch::NoGradGuard no_grad;
-  for (const auto& p : hf->named_parameters()) dst[p.key()].copy_(p.value());
+  // Straight into this model's parameters (checked tensor by tensor), on its device: their dtype, compute dtype and
+  // place stay as the trainer set them, and no second copy of the Item LLM is built on the host.
+  load_hf_weights(*s.net->item->model, hf_dir);
 }
 
 void trainer::load_weights_from(const std::string& dir) {
